@@ -1,0 +1,21 @@
+//! The shared vocabulary of Aurae: names, the node identity, PKI and TLS, client config.
+//!
+//! Everything here is used by the daemon and by the clients alike; nothing here talks
+//! to the network or knows about gRPC.
+#![deny(missing_docs)]
+
+/// Client configuration (`~/.aurae/config.toml`) and default locations.
+pub mod config;
+/// Atomic, mode-exact file writes for keys, certificates and state.
+pub mod fsutil;
+/// The node's ed25519 key and the PeerId derived from it.
+pub mod identity;
+/// Validated names: entities, peers, domains, principals.
+pub mod name;
+/// The node's CA: creating it and issuing certificates.
+pub mod pki;
+/// rustls configurations for the daemon and its clients.
+pub mod tls;
+
+/// Version of this build, shared by every binary.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,343 @@
+//! The node's certificate authority: creating it, issuing server and client certificates,
+//! and reading a caller's principal back out of a certificate.
+//!
+//! This replaces the openssl scripts other runtimes need. It never overwrites a CA unless
+//! asked to, because that invalidates every certificate issued before.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::fsutil::{self, PUBLIC_MODE, SECRET_MODE};
+use crate::name::{DomainName, NameError, Principal};
+
+/// The DNS name in the server certificate; clients verify the daemon against it.
+pub const SERVER_NAME: &str = "auraed";
+
+/// File names inside a PKI directory.
+pub mod files {
+    /// The CA certificate, trusted by the daemon for client certificates.
+    pub const CA_CERT: &str = "ca.crt";
+    /// The CA private key, needed only to issue certificates.
+    pub const CA_KEY: &str = "ca.key";
+    /// The daemon's certificate.
+    pub const SERVER_CERT: &str = "server.crt";
+    /// The daemon's private key.
+    pub const SERVER_KEY: &str = "server.key";
+    /// What the daemon needs to serve over mTLS.
+    pub const SERVING: [&str; 3] = [CA_CERT, SERVER_CERT, SERVER_KEY];
+}
+
+/// Why a PKI operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("cannot read", "cannot write").
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// Certificate generation or parsing failed.
+    #[error("certificate error in {what}: {source}")]
+    Certificate {
+        /// Which certificate or key.
+        what: String,
+        /// What rcgen said.
+        source: rcgen::Error,
+    },
+    /// `init` found a CA already there.
+    #[error(
+        "a CA already exists at {path}; pass --force to replace it (every certificate it issued stops working)"
+    )]
+    AlreadyExists {
+        /// The existing CA certificate.
+        path: PathBuf,
+    },
+    /// A certificate could not be parsed as X.509.
+    #[error("client certificate is not valid X.509: {0}")]
+    BadX509(String),
+    /// A client certificate has no `aurae:` URI SAN.
+    #[error("client certificate names no principal (no URI SAN starting with 'aurae:')")]
+    NoPrincipal,
+    /// A client certificate's principal is malformed.
+    #[error("client certificate names an invalid principal: {0}")]
+    BadPrincipal(#[from] NameError),
+}
+
+/// Where the files of a PKI directory live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiPaths {
+    dir: PathBuf,
+}
+
+impl PkiPaths {
+    /// The PKI directory `dir` (by default `/etc/aurae/pki`).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A file of this directory, by name (see [`files`]).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Which of the files the daemon needs to serve are missing.
+    pub fn missing_for_serving(&self) -> Vec<&'static str> {
+        files::SERVING
+            .into_iter()
+            .filter(|f| !self.file(f).exists())
+            .collect()
+    }
+}
+
+/// When a certificate is valid.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// Valid from an hour ago (clock skew) for `days` days.
+    pub fn days(days: i64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now - Duration::hours(1),
+            not_after: now + Duration::days(days),
+        }
+    }
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct CertifiedKey {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM (PKCS#8).
+    pub key_pem: String,
+}
+
+impl CertifiedKey {
+    /// Writes the certificate (0644) and key (0600) atomically.
+    pub fn write(&self, cert: &Path, key: &Path) -> Result<(), PkiError> {
+        write(key, self.key_pem.as_bytes(), SECRET_MODE)?;
+        write(cert, self.cert_pem.as_bytes(), PUBLIC_MODE)
+    }
+}
+
+fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
+    fsutil::write_atomic(path, bytes, mode).map_err(|source| PkiError::Io {
+        action: "cannot write",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        action: "cannot read",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn cert_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> PkiError {
+    let what = what.into();
+    move |source| PkiError::Certificate { what, source }
+}
+
+/// A CA able to issue certificates: its certificate and key.
+pub struct CertificateAuthority {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl CertificateAuthority {
+    /// A new self-signed CA for `domain`, valid ten years.
+    pub fn generate(domain: &DomainName) -> Result<Self, PkiError> {
+        let key = KeyPair::generate().map_err(cert_err("new CA key"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&format!("Aurae CA for {domain}"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let validity = Validity::days(3650);
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        let cert = params.self_signed(&key).map_err(cert_err("new CA"))?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Loads the CA of a PKI directory (`ca.crt` and `ca.key`).
+    pub fn load(paths: &PkiPaths) -> Result<Self, PkiError> {
+        let cert_pem = read(&paths.file(files::CA_CERT))?;
+        let key_pem = read(&paths.file(files::CA_KEY))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(cert_err(files::CA_KEY))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(cert_err(files::CA_CERT))?;
+        Ok(Self { cert_pem, issuer })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Issues the daemon's server certificate (DNS SAN [`SERVER_NAME`]).
+    pub fn issue_server(&self, validity: Validity) -> Result<CertifiedKey, PkiError> {
+        let mut params = CertificateParams::new(vec![SERVER_NAME.to_owned(), "localhost".to_owned()])
+            .map_err(cert_err("server certificate"))?;
+        params.distinguished_name = dn(SERVER_NAME);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params, validity, "server certificate")
+    }
+
+    /// Issues a client certificate naming `principal` in its URI SAN.
+    pub fn issue_client(
+        &self,
+        principal: &Principal,
+        validity: Validity,
+    ) -> Result<CertifiedKey, PkiError> {
+        let mut params = CertificateParams::default();
+        let uri = principal
+            .to_uri()
+            .try_into()
+            .map_err(cert_err(format!("client certificate for {principal}")))?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.distinguished_name = dn(&principal.to_string());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, validity, &format!("client certificate for {principal}"))
+    }
+
+    fn issue(
+        &self,
+        mut params: CertificateParams,
+        validity: Validity,
+        what: &str,
+    ) -> Result<CertifiedKey, PkiError> {
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().map_err(cert_err(what))?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(cert_err(what))?;
+        Ok(CertifiedKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+fn dn(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Aurae");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// Whether `init` may replace an existing CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Refuse when a CA is already there.
+    Refuse,
+    /// Replace it.
+    Replace,
+}
+
+/// Creates a CA and the server certificate in a PKI directory (keys 0600, directory 0700).
+pub fn init_server_material(
+    paths: &PkiPaths,
+    domain: &DomainName,
+    overwrite: Overwrite,
+) -> Result<CertificateAuthority, PkiError> {
+    let ca_cert = paths.file(files::CA_CERT);
+    if overwrite == Overwrite::Refuse && ca_cert.exists() {
+        return Err(PkiError::AlreadyExists { path: ca_cert });
+    }
+    fsutil::create_dir_with_mode(paths.dir(), fsutil::PRIVATE_DIR_MODE).map_err(|source| {
+        PkiError::Io {
+            action: "cannot create",
+            path: paths.dir().to_owned(),
+            source,
+        }
+    })?;
+    let ca = CertificateAuthority::generate(domain)?;
+    let server = ca.issue_server(Validity::days(825))?;
+    // The CA first, the server certificate last: a daemon watching the directory sees
+    // complete material only once the final file lands.
+    write(&paths.file(files::CA_KEY), ca.issuer.key().serialize_pem().as_bytes(), SECRET_MODE)?;
+    write(&ca_cert, ca.cert_pem.as_bytes(), PUBLIC_MODE)?;
+    server.write(&paths.file(files::SERVER_CERT), &paths.file(files::SERVER_KEY))?;
+    Ok(ca)
+}
+
+/// The principal a client certificate (DER) names in its `aurae:` URI SAN.
+pub fn principal_of(cert_der: &[u8]) -> Result<Principal, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| PkiError::BadX509(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| PkiError::BadX509(e.to_string()))?
+        .ok_or(PkiError::NoPrincipal)?;
+    san.value
+        .general_names
+        .iter()
+        .find_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => Principal::from_uri(uri),
+            _ => None,
+        })
+        .ok_or(PkiError::NoPrincipal)?
+        .map_err(PkiError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+
+    #[test]
+    fn client_certificate_names_its_principal() {
+        let ca = CertificateAuthority::generate(&DomainName::default()).unwrap();
+        let principal: Principal = "admin@node1@example.org".parse().unwrap();
+        let client = ca.issue_client(&principal, Validity::days(1)).unwrap();
+        let der = CertificateDer::from_pem_slice(client.cert_pem.as_bytes()).unwrap();
+        assert_eq!(principal_of(&der).unwrap(), principal);
+    }
+
+    #[test]
+    fn init_refuses_to_replace_a_ca_unless_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path().join("pki"));
+        assert_eq!(paths.missing_for_serving().len(), 3);
+        init_server_material(&paths, &DomainName::default(), Overwrite::Refuse).unwrap();
+        assert!(paths.missing_for_serving().is_empty());
+        let err = init_server_material(&paths, &DomainName::default(), Overwrite::Refuse);
+        assert!(matches!(err, Err(PkiError::AlreadyExists { .. })));
+        let loaded = CertificateAuthority::load(&paths).unwrap();
+        assert!(loaded.cert_pem().contains("BEGIN CERTIFICATE"));
+        init_server_material(&paths, &DomainName::default(), Overwrite::Replace).unwrap();
+    }
+}

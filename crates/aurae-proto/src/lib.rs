@@ -1,0 +1,13 @@
+//! The Aurae API as Rust types and tonic services, generated from `api/aurae/v0`.
+//!
+//! This crate only holds generated code: the `.proto` files are the single source of
+//! truth for every client, Rust or not.
+
+/// Version 0 of the Aurae API.
+pub mod v0 {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("aurae.v0");
+}
+
+/// Encoded `FileDescriptorSet` of the Aurae API, served by gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("aurae_descriptor");
