@@ -1,1 +1,287 @@
+//! Connecting to auraed: find the socket and the caller's identity, then open a gRPC
+//! channel over the Unix socket, with mutual TLS or (for the empty loop) without.
+//!
+//! Every Aurae client binary (`aurae`, `auraefs`, `ascp`, `assh`) connects through
+//! here, so flags, environment and `~/.aurae/config.toml` mean the same everywhere.
+//! Remote peers will be a second transport behind the same [`AuraeClient`].
+#![deny(missing_docs)]
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aurae_core::config::{self, ClientConfig, ConfigError};
+use aurae_core::pki::SERVER_NAME;
+use aurae_core::tls::{self, TlsError};
+use aurae_proto::v0::capabilities_client::CapabilitiesClient;
+use aurae_proto::v0::system_client::SystemClient;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic_health::pb::health_client::HealthClient;
+use tower::service_fn;
+
+/// Why a client could not reach auraed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The client configuration could not be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The client's certificate material is unusable.
+    #[error("client certificate material: {0}")]
+    Tls(#[from] TlsError),
+    /// Nothing answers on the socket.
+    #[error(
+        "cannot connect to {socket}: {reason}; is auraed running? (start it with `auraed --sock {socket}`, or pass --sock)"
+    )]
+    Unreachable {
+        /// The socket tried.
+        socket: PathBuf,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// auraed answered but the mutual TLS handshake failed.
+    #[error(
+        "auraed at {socket} refused the TLS handshake: {reason}; check that your client certificate was issued by this node's CA (`aurae pki issue`)"
+    )]
+    Handshake {
+        /// The socket tried.
+        socket: PathBuf,
+        /// What the handshake said.
+        reason: String,
+    },
+    /// No client identity is configured but the call needs one.
+    #[error(
+        "no client certificate configured: run `aurae pki init` (writes {config}) or pass --config / --cert / --key / --ca"
+    )]
+    NoIdentity {
+        /// The config file that was looked for.
+        config: String,
+    },
+}
+
+/// Where the caller's certificate material is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// CA that signed the daemon's certificate.
+    pub ca_cert: PathBuf,
+    /// The caller's certificate.
+    pub client_cert: PathBuf,
+    /// The caller's key.
+    pub client_key: PathBuf,
+}
+
+/// What the caller said on the command line (and in the environment); `None` = not said.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `--sock` / `AURAE_SOCKET`.
+    pub socket: Option<PathBuf>,
+    /// `--config` / `AURAE_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--ca`.
+    pub ca_cert: Option<PathBuf>,
+    /// `--cert`.
+    pub client_cert: Option<PathBuf>,
+    /// `--key`.
+    pub client_key: Option<PathBuf>,
+}
+
+/// The socket and identity to use, after flags, environment and config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The daemon's socket.
+    pub socket: PathBuf,
+    /// The caller's identity, if one is configured.
+    pub identity: Option<Identity>,
+    /// The config file consulted.
+    pub config_path: String,
+}
+
+impl ConnectOptions {
+    /// Resolves flags over the config file over the defaults.
+    pub fn resolve(&self) -> Result<Target, ClientError> {
+        let config_path = match &self.config {
+            Some(path) => Some(path.clone()),
+            None => config::default_config_path().ok(),
+        };
+        let file = match &config_path {
+            Some(path) => ClientConfig::load(path)?,
+            None => None,
+        };
+        let socket = self
+            .socket
+            .clone()
+            .or_else(|| file.as_ref().map(|f| f.socket.clone()))
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_SOCKET));
+        let pick = |flag: &Option<PathBuf>, from_file: fn(&ClientConfig) -> &PathBuf| {
+            flag.clone()
+                .or_else(|| file.as_ref().map(|f| from_file(f).clone()))
+        };
+        let identity = match (
+            pick(&self.ca_cert, |f| &f.ca_cert),
+            pick(&self.client_cert, |f| &f.client_cert),
+            pick(&self.client_key, |f| &f.client_key),
+        ) {
+            (Some(ca_cert), Some(client_cert), Some(client_key)) => Some(Identity {
+                ca_cert,
+                client_cert,
+                client_key,
+            }),
+            _ => None,
+        };
+        Ok(Target {
+            socket,
+            identity,
+            config_path: config_path
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "~/.aurae/config.toml".to_owned()),
+        })
+    }
+}
+
+fn endpoint() -> Endpoint {
+    // The URI is never dialled: the connector below opens the Unix socket.
+    Endpoint::from_static("http://auraed")
+}
+
+/// Opens a plaintext channel: only the empty loop answers on it.
+pub async fn connect_plaintext(socket: &Path) -> Result<Channel, ClientError> {
+    let path = socket.to_owned();
+    endpoint()
+        .connect_with_connector(service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { UnixStream::connect(path).await.map(TokioIo::new) }
+        }))
+        .await
+        .map_err(|e| ClientError::Unreachable {
+            socket: socket.to_owned(),
+            reason: error_chain(&e),
+        })
+}
+
+/// Opens a mutual-TLS channel with `identity`.
+pub async fn connect_mtls(socket: &Path, identity: &Identity) -> Result<Channel, ClientError> {
+    let config = tls::client_config(&identity.ca_cert, &identity.client_cert, &identity.client_key)?;
+    connect_with_config(socket, config).await
+}
+
+/// Opens a mutual-TLS channel with a ready rustls configuration.
+pub async fn connect_with_config(
+    socket: &Path,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Channel, ClientError> {
+    // Distinguish "nothing listens" from "the handshake failed" for the error message.
+    if let Err(e) = UnixStream::connect(socket).await {
+        return Err(ClientError::Unreachable {
+            socket: socket.to_owned(),
+            reason: e.to_string(),
+        });
+    }
+    let path = socket.to_owned();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let server_name = ServerName::try_from(SERVER_NAME).expect("SERVER_NAME is a DNS name");
+    endpoint()
+        .connect_with_connector(service_fn(move |_: Uri| {
+            let (path, connector, server_name) =
+                (path.clone(), connector.clone(), server_name.clone());
+            async move {
+                let stream = UnixStream::connect(path).await?;
+                let tls = connector.connect(server_name, stream).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
+        .await
+        .map_err(|e| ClientError::Handshake {
+            socket: socket.to_owned(),
+            reason: error_chain(&e),
+        })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// A connected client with one accessor per service.
+#[derive(Debug, Clone)]
+pub struct AuraeClient {
+    channel: Channel,
+}
+
+impl AuraeClient {
+    /// Connects with mutual TLS using the resolved target's identity.
+    pub async fn connect(target: &Target) -> Result<Self, ClientError> {
+        let identity = target.identity.as_ref().ok_or_else(|| ClientError::NoIdentity {
+            config: target.config_path.clone(),
+        })?;
+        Ok(Self::from_channel(connect_mtls(&target.socket, identity).await?))
+    }
+
+    /// Wraps an open channel.
+    pub fn from_channel(channel: Channel) -> Self {
+        Self { channel }
+    }
+
+    /// The `aurae.v0.System` service.
+    pub fn system(&self) -> SystemClient<Channel> {
+        SystemClient::new(self.channel.clone())
+    }
+
+    /// The `aurae.v0.Capabilities` service.
+    pub fn capabilities(&self) -> CapabilitiesClient<Channel> {
+        CapabilitiesClient::new(self.channel.clone())
+    }
+
+    /// The standard `grpc.health.v1.Health` service.
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel.clone())
+    }
+}
+
+/// How a status call reached the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// Over mutual TLS: the daemon is serving.
+    MutualTls,
+    /// In plaintext: the daemon is in its empty loop.
+    EmptyLoop,
+}
+
+/// Connects the way that works now: mTLS if an identity is configured and the daemon
+/// serves, else plaintext to the empty loop. For `aurae status`, which must explain an
+/// empty loop as well as report on a serving daemon.
+pub async fn connect_any(target: &Target) -> Result<(AuraeClient, Reached), ClientError> {
+    let tls_error = match &target.identity {
+        Some(identity) => match connect_mtls(&target.socket, identity).await {
+            Ok(channel) => return Ok((AuraeClient::from_channel(channel), Reached::MutualTls)),
+            Err(e @ ClientError::Unreachable { .. }) => return Err(e),
+            Err(e) => Some(e),
+        },
+        None => None,
+    };
+    let channel = connect_plaintext(&target.socket).await?;
+    let client = AuraeClient::from_channel(channel);
+    // A serving daemon drops plaintext connections at its TLS handshake: probe once.
+    match client
+        .system()
+        .status(aurae_proto::v0::StatusRequest {})
+        .await
+    {
+        Ok(_) => Ok((client, Reached::EmptyLoop)),
+        Err(status) => Err(tls_error.unwrap_or_else(|| match &target.identity {
+            None => ClientError::NoIdentity {
+                config: target.config_path.clone(),
+            },
+            Some(_) => ClientError::Handshake {
+                socket: target.socket.clone(),
+                reason: status.message().to_owned(),
+            },
+        })),
+    }
+}

@@ -13,7 +13,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::fsutil::{self, PUBLIC_MODE, SECRET_MODE};
-use crate::name::{DomainName, NameError, Principal};
+use crate::name::{DomainName, EntityName, NameError, PeerName, Principal};
 
 /// The DNS name in the server certificate; clients verify the daemon against it.
 pub const SERVER_NAME: &str = "auraed";
@@ -28,8 +28,49 @@ pub mod files {
     pub const SERVER_CERT: &str = "server.crt";
     /// The daemon's private key.
     pub const SERVER_KEY: &str = "server.key";
+    /// The node's peer and domain names, for issuing principals.
+    pub const NODE_NAMES: &str = "node.toml";
     /// What the daemon needs to serve over mTLS.
     pub const SERVING: [&str; 3] = [CA_CERT, SERVER_CERT, SERVER_KEY];
+}
+
+/// The peer and domain under which a CA issues principals, kept beside it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeNames {
+    /// This node's peer name.
+    pub peer: PeerName,
+    /// This node's domain.
+    pub domain: DomainName,
+}
+
+impl NodeNames {
+    /// The principal `<entity>@<peer>@<domain>` of this node.
+    pub fn principal(&self, entity: EntityName) -> Principal {
+        Principal {
+            entity,
+            peer: self.peer.clone(),
+            domain: self.domain.clone(),
+        }
+    }
+
+    /// Reads `node.toml` of a PKI directory.
+    pub fn load(paths: &PkiPaths) -> Result<Self, PkiError> {
+        let path = paths.file(files::NODE_NAMES);
+        toml::from_str(&read(&path)?).map_err(|e| PkiError::Io {
+            action: "cannot parse",
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })
+    }
+
+    fn save(&self, paths: &PkiPaths) -> Result<(), PkiError> {
+        let text = toml::to_string(self).map_err(|e| PkiError::Io {
+            action: "cannot serialize",
+            path: paths.file(files::NODE_NAMES),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        write(&paths.file(files::NODE_NAMES), text.as_bytes(), PUBLIC_MODE)
+    }
 }
 
 /// Why a PKI operation failed.
@@ -270,9 +311,10 @@ pub enum Overwrite {
 /// Creates a CA and the server certificate in a PKI directory (keys 0600, directory 0700).
 pub fn init_server_material(
     paths: &PkiPaths,
-    domain: &DomainName,
+    names: &NodeNames,
     overwrite: Overwrite,
 ) -> Result<CertificateAuthority, PkiError> {
+    let domain = &names.domain;
     let ca_cert = paths.file(files::CA_CERT);
     if overwrite == Overwrite::Refuse && ca_cert.exists() {
         return Err(PkiError::AlreadyExists { path: ca_cert });
@@ -290,6 +332,7 @@ pub fn init_server_material(
     // complete material only once the final file lands.
     write(&paths.file(files::CA_KEY), ca.issuer.key().serialize_pem().as_bytes(), SECRET_MODE)?;
     write(&ca_cert, ca.cert_pem.as_bytes(), PUBLIC_MODE)?;
+    names.save(paths)?;
     server.write(&paths.file(files::SERVER_CERT), &paths.file(files::SERVER_KEY))?;
     Ok(ca)
 }
@@ -313,6 +356,15 @@ pub fn principal_of(cert_der: &[u8]) -> Result<Principal, PkiError> {
         .map_err(PkiError::from)
 }
 
+/// Test support: node names for tests of other modules.
+#[cfg(test)]
+pub(crate) fn test_names() -> NodeNames {
+    NodeNames {
+        peer: "node1".parse().expect("valid peer"),
+        domain: DomainName::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,12 +384,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = PkiPaths::new(dir.path().join("pki"));
         assert_eq!(paths.missing_for_serving().len(), 3);
-        init_server_material(&paths, &DomainName::default(), Overwrite::Refuse).unwrap();
+        let names = NodeNames {
+            peer: "node1".parse().unwrap(),
+            domain: DomainName::default(),
+        };
+        init_server_material(&paths, &names, Overwrite::Refuse).unwrap();
         assert!(paths.missing_for_serving().is_empty());
-        let err = init_server_material(&paths, &DomainName::default(), Overwrite::Refuse);
+        assert_eq!(NodeNames::load(&paths).unwrap(), names);
+        let err = init_server_material(&paths, &names, Overwrite::Refuse);
         assert!(matches!(err, Err(PkiError::AlreadyExists { .. })));
         let loaded = CertificateAuthority::load(&paths).unwrap();
         assert!(loaded.cert_pem().contains("BEGIN CERTIFICATE"));
-        init_server_material(&paths, &DomainName::default(), Overwrite::Replace).unwrap();
+        init_server_material(&paths, &names, Overwrite::Replace).unwrap();
     }
 }

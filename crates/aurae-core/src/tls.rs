@@ -166,14 +166,13 @@ pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ClientCon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name::DomainName;
     use crate::pki::{self, Overwrite};
 
     #[test]
     fn fresh_material_builds_a_server_config() {
         let dir = tempfile::tempdir().unwrap();
         let paths = PkiPaths::new(dir.path());
-        pki::init_server_material(&paths, &DomainName::default(), Overwrite::Refuse).unwrap();
+        pki::init_server_material(&paths, &pki::test_names(), Overwrite::Refuse).unwrap();
         server_config(&paths).unwrap();
     }
 
@@ -183,8 +182,8 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let paths = PkiPaths::new(dir.path());
         let other_paths = PkiPaths::new(other.path());
-        pki::init_server_material(&paths, &DomainName::default(), Overwrite::Refuse).unwrap();
-        pki::init_server_material(&other_paths, &DomainName::default(), Overwrite::Refuse).unwrap();
+        pki::init_server_material(&paths, &pki::test_names(), Overwrite::Refuse).unwrap();
+        pki::init_server_material(&other_paths, &pki::test_names(), Overwrite::Refuse).unwrap();
         std::fs::copy(other_paths.file(files::CA_CERT), paths.file(files::CA_CERT)).unwrap();
         let err = server_config(&paths).unwrap_err();
         assert!(matches!(err, TlsError::Rejected { .. }), "{err}");
@@ -195,7 +194,7 @@ mod tests {
     fn garbage_key_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let paths = PkiPaths::new(dir.path());
-        pki::init_server_material(&paths, &DomainName::default(), Overwrite::Refuse).unwrap();
+        pki::init_server_material(&paths, &pki::test_names(), Overwrite::Refuse).unwrap();
         std::fs::write(paths.file(files::SERVER_KEY), "garbage").unwrap();
         let err = server_config(&paths).unwrap_err();
         assert!(err.to_string().contains("server.key"), "{err}");

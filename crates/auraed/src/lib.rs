@@ -1,1 +1,167 @@
+//! auraed: the daemon that owns a Linux machine and serves its capabilities as gRPC
+//! services on a Unix socket, guarded by mutual TLS.
+//!
+//! `main.rs` only parses flags; [`run`] wires the pieces: the node identity, the
+//! capability registry, the socket, the material watcher and the two-faced server.
+#![deny(missing_docs)]
 
+/// The capability registry and the `aurae.v0.Capabilities` service.
+pub mod capabilities;
+/// Command-line flags.
+pub mod cli;
+/// Documented exit codes.
+pub mod exit;
+/// PID 1 duties: mounts, reaping, power-off.
+pub mod init;
+/// The socket server: empty loop, mTLS, authorization.
+pub mod server;
+/// The `aurae.v0.System` service and the node's own facts.
+pub mod system;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aurae_core::identity::{KeyOrigin, NodeIdentity};
+use aurae_core::pki::PkiPaths;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::capabilities::CapabilityRegistry;
+use crate::cli::Args;
+use crate::exit::ExitCode;
+use crate::system::Node;
+
+/// How long open connections get to finish when shutting down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the daemon until SIGTERM or SIGINT. As PID 1 it never returns on error or panic.
+pub fn run(args: Args) -> ExitCode {
+    let pid1 = init::is_pid1();
+    if pid1 {
+        init::mount_early_filesystems();
+    }
+    loop {
+        let code = std::panic::catch_unwind(|| run_once(&args, pid1));
+        match code {
+            Ok(code) if !pid1 || code == ExitCode::Ok => break finish(code, pid1),
+            Ok(code) => tracing::error!(?code, "daemon stopped as PID 1; starting it again"),
+            Err(_) if !pid1 => break ExitCode::Runtime,
+            Err(_) => tracing::error!("daemon panicked as PID 1; starting it again"),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn finish(code: ExitCode, pid1: bool) -> ExitCode {
+    if pid1 && init::is_machine_init() {
+        tracing::info!("powering off");
+        init::power_off();
+    }
+    code
+}
+
+fn run_once(args: &Args, pid1: bool) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(daemon(args, pid1)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            ExitCode::Runtime
+        }
+    }
+}
+
+fn load_identity(args: &Args) -> (Option<String>, Option<String>) {
+    let key = args.key_path();
+    match NodeIdentity::load_or_generate(&key) {
+        Ok((identity, origin)) => {
+            let peer_id = identity.peer_id().to_string();
+            match origin {
+                KeyOrigin::Generated => {
+                    tracing::info!(key = %key.display(), %peer_id, "generated a new node key")
+                }
+                KeyOrigin::Loaded => tracing::info!(key = %key.display(), %peer_id, "node key loaded"),
+            }
+            (Some(peer_id), None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "node key unusable; continuing without a peer identity");
+            (None, Some(e.to_string()))
+        }
+    }
+}
+
+async fn bind_socket(args: &Args, pid1: bool) -> Result<server::socket::BoundSocket, ExitCode> {
+    loop {
+        match server::socket::bind(&args.sock, args.sock_group.as_deref()) {
+            Ok(bound) => return Ok(bound),
+            Err(e) if pid1 => {
+                tracing::error!(error = %e, "cannot bind the socket; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind the socket");
+                return Err(match e {
+                    server::socket::SocketError::InUse(_) => ExitCode::SocketInUse,
+                    _ => ExitCode::SocketFailed,
+                });
+            }
+        }
+    }
+}
+
+async fn daemon(args: &Args, pid1: bool) -> ExitCode {
+    let started = Instant::now();
+    if pid1 && let Err(e) = init::spawn_reaper() {
+        tracing::error!(error = %e, "cannot watch SIGCHLD; orphans will not be reaped");
+    }
+    let (Ok(mut sigterm), Ok(mut sigint)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::Runtime;
+    };
+    let (peer_id, key_error) = load_identity(args);
+    if let Err(e) =
+        aurae_core::fsutil::create_dir_with_mode(&args.data_dir, aurae_core::fsutil::PRIVATE_DIR_MODE)
+    {
+        tracing::error!(dir = %args.data_dir.display(), error = %e, "cannot create the data directory; changes will not persist");
+    }
+    let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir));
+    let bound = match bind_socket(args, pid1).await {
+        Ok(bound) => bound,
+        Err(code) => return code,
+    };
+    let (listener, socket_file) = bound.into_parts();
+    let pki = PkiPaths::new(&args.pki_dir);
+    let node = Arc::new(Node {
+        started,
+        peer_id,
+        key_path: args.key_path(),
+        key_error,
+        mode: server::material::watch(pki.clone()),
+        pki,
+        capabilities,
+    });
+    tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut serving = tokio::spawn(server::serve(listener, node, stop_rx));
+    tokio::select! {
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
+        result = &mut serving => {
+            tracing::error!(?result, "server stopped unexpectedly");
+            return ExitCode::ServeFailed;
+        }
+    }
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
+        tracing::warn!("connections still open after the grace period; closing them");
+    }
+    drop(socket_file);
+    ExitCode::Ok
+}

@@ -1,1 +1,26 @@
-fn main(){}
+//! `auraed`: parse flags, set up logging, hand over to [`auraed::run`].
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let args = match auraed::cli::Args::try_parse() {
+        Ok(args) => args,
+        // As PID 1 bad flags must not panic the kernel: report them and run on defaults.
+        Err(e) if auraed::init::is_pid1() => {
+            eprintln!("{e}");
+            auraed::cli::Args::parse_from(["auraed"])
+        }
+        Err(e) => e.exit(),
+    };
+    let level = match args.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_writer(std::io::stderr)
+        .init();
+    auraed::run(args).into()
+}

@@ -1,0 +1,141 @@
+//! PID 1 duties: early mounts, reaping orphans, and powering off.
+//!
+//! When auraed is the init of its PID namespace every orphan is reparented to it, so it
+//! must reap them or the process table fills with zombies. This module must never make
+//! the daemon exit on its own: as the real init, an exit panics the kernel.
+
+use std::path::Path;
+
+use nix::mount::{MsFlags, mount};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The inode of the initial PID namespace (`PROC_PID_INIT_INO` in the kernel).
+const INITIAL_PID_NAMESPACE_INODE: u64 = 0xEFFF_FFFC;
+
+/// Whether this process is the init of its PID namespace.
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// Whether this process is the machine's real init (PID 1 of the initial namespace),
+/// whose exit would panic the kernel and which should power off instead.
+pub fn is_machine_init() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    is_pid1()
+        && std::fs::metadata("/proc/self/ns/pid")
+            .is_ok_and(|m| m.ino() == INITIAL_PID_NAMESPACE_INODE)
+}
+
+struct EarlyMount {
+    target: &'static str,
+    fstype: &'static str,
+    flags: MsFlags,
+    data: Option<&'static str>,
+    /// A file that exists once the filesystem is mounted.
+    marker: &'static str,
+}
+
+const EARLY_MOUNTS: &[EarlyMount] = &[
+    EarlyMount {
+        target: "/proc",
+        fstype: "proc",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC),
+        data: None,
+        marker: "/proc/self",
+    },
+    EarlyMount {
+        target: "/sys",
+        fstype: "sysfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC),
+        data: None,
+        marker: "/sys/kernel",
+    },
+    EarlyMount {
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: MsFlags::MS_NOSUID,
+        data: Some("mode=0755"),
+        marker: "/dev/null",
+    },
+    EarlyMount {
+        target: "/run",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: Some("mode=0755"),
+        marker: "/run/.aurae-run",
+    },
+    EarlyMount {
+        target: "/sys/fs/cgroup",
+        fstype: "cgroup2",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC),
+        data: None,
+        marker: "/sys/fs/cgroup/cgroup.controllers",
+    },
+];
+
+fn is_mountpoint(target: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines()
+            .any(|line| line.split(' ').nth(4) == Some(target))
+    })
+}
+
+/// Mounts `/proc`, `/sys`, `/dev`, `/run` and the cgroup filesystem where they are absent.
+/// Failures are logged and skipped: a missing mount limits the daemon, it does not stop it.
+pub fn mount_early_filesystems() {
+    for m in EARLY_MOUNTS {
+        let present = Path::new(m.marker).exists() || (m.target != "/proc" && is_mountpoint(m.target));
+        // /sys/fs/cgroup on a cgroup v1 host is a tmpfs of controllers: leave it alone.
+        if present || (m.fstype == "cgroup2" && Path::new("/sys/fs/cgroup/memory").exists()) {
+            continue;
+        }
+        let _ = std::fs::create_dir_all(m.target);
+        match mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, m.data) {
+            Ok(()) => {
+                if m.target == "/run" {
+                    let _ = std::fs::write(m.marker, b"");
+                }
+                tracing::info!(target = m.target, fstype = m.fstype, "mounted")
+            }
+            Err(e) => tracing::warn!(target = m.target, fstype = m.fstype, error = %e, "mount failed"),
+        }
+    }
+}
+
+/// Reaps every exited child that is waiting, without blocking.
+pub fn reap_zombies() -> usize {
+    let mut reaped = 0;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return reaped,
+            Ok(status) => {
+                reaped += 1;
+                tracing::trace!(?status, "reaped");
+            }
+        }
+    }
+}
+
+/// Reaps orphans on every SIGCHLD for as long as the runtime lives.
+pub fn spawn_reaper() -> std::io::Result<()> {
+    let mut sigchld = signal(SignalKind::child())?;
+    tokio::spawn(async move {
+        reap_zombies();
+        while sigchld.recv().await.is_some() {
+            reap_zombies();
+        }
+    });
+    Ok(())
+}
+
+/// Flushes filesystems and powers the machine off. Only for the machine's real init.
+pub fn power_off() -> ! {
+    nix::unistd::sync();
+    loop {
+        let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+        tracing::error!(error = %e, "power off failed; retrying");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

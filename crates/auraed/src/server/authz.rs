@@ -1,0 +1,193 @@
+//! The authorization layer in front of every service served over mTLS.
+//!
+//! It reads the caller's principal from the client certificate, decides (default deny)
+//! whether that principal may call the method, and whether the method's capability is
+//! enabled. Services behind it find the [`Principal`] in the request extensions. It must
+//! never let a request through without a principal.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use aurae_core::name::Principal;
+use tonic::Status;
+use tonic::transport::server::{TlsConnectInfo, UdsConnectInfo};
+use tower::{Layer, Service};
+
+use crate::capabilities::{CapabilityRegistry, CapabilitySpec};
+use std::sync::Arc;
+
+/// Services any authenticated principal may call.
+const OPEN_SERVICES: &[&str] = &["grpc.health.v1.Health"];
+
+/// Why a request was refused, before it reached a service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// No principal could be read from the connection.
+    #[error("no client identity: {0}")]
+    Unauthenticated(String),
+    /// The principal holds no right to the method.
+    #[error(
+        "{principal} may not call {method}: only admin principals hold rights on this node; ask its admin"
+    )]
+    Forbidden {
+        /// Who asked.
+        principal: String,
+        /// What they asked for.
+        method: String,
+    },
+    /// The method's capability is switched off.
+    #[error(
+        "capability '{0}' is disabled on this node; enable it with `aurae capabilities enable {0}`"
+    )]
+    Disabled(&'static str),
+}
+
+impl From<Denial> for Status {
+    fn from(denial: Denial) -> Self {
+        match &denial {
+            Denial::Unauthenticated(_) => Status::unauthenticated(denial.to_string()),
+            Denial::Forbidden { .. } => Status::permission_denied(denial.to_string()),
+            Denial::Disabled(_) => Status::unimplemented(denial.to_string()),
+        }
+    }
+}
+
+/// The gRPC service name of a request path `/package.Service/Method`.
+fn service_of(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or_default()
+}
+
+/// Decides whether `principal` may call `path`. Pure, so it can be tested on its own.
+pub fn authorize(
+    principal: &Principal,
+    path: &str,
+    enabled: impl Fn(&CapabilitySpec) -> bool,
+) -> Result<(), Denial> {
+    let service = service_of(path);
+    if !(principal.is_admin() || OPEN_SERVICES.contains(&service)) {
+        return Err(Denial::Forbidden {
+            principal: principal.to_string(),
+            method: path.chars().take(200).collect(),
+        });
+    }
+    match CapabilityRegistry::spec_for_service(service) {
+        Some(spec) if !enabled(spec) => Err(Denial::Disabled(spec.name)),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the principal from the client certificate of the connection.
+pub fn principal_of_connection(extensions: &http::Extensions) -> Result<Principal, Denial> {
+    let certs = extensions
+        .get::<TlsConnectInfo<UdsConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .ok_or_else(|| Denial::Unauthenticated("no client certificate".to_owned()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Denial::Unauthenticated("empty certificate chain".to_owned()))?;
+    aurae_core::pki::principal_of(leaf).map_err(|e| Denial::Unauthenticated(e.to_string()))
+}
+
+/// Puts [`Authz`] in front of a service.
+#[derive(Debug, Clone)]
+pub struct AuthzLayer {
+    registry: Arc<CapabilityRegistry>,
+}
+
+impl AuthzLayer {
+    /// A layer deciding with `registry`'s enabled set.
+    pub fn new(registry: Arc<CapabilityRegistry>) -> Self {
+        Self { registry }
+    }
+}
+
+impl<S> Layer<S> for AuthzLayer {
+    type Service = Authz<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authz {
+            inner,
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+/// The authorization service wrapping every gRPC service.
+#[derive(Debug, Clone)]
+pub struct Authz<S> {
+    inner: S,
+    registry: Arc<CapabilityRegistry>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> Service<http::Request<B>> for Authz<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let decision = principal_of_connection(request.extensions()).and_then(|principal| {
+            authorize(&principal, request.uri().path(), |spec| {
+                self.registry.is_enabled(spec)
+            })
+            .map(|()| principal)
+        });
+        match decision {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                Box::pin(self.inner.call(request))
+            }
+            Err(denial) => {
+                tracing::info!(method = request.uri().path(), %denial, "request denied");
+                let response = Status::from(denial).into_http();
+                Box::pin(std::future::ready(Ok(response)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(s: &str) -> Principal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn admin_may_call_anything_enabled() {
+        let admin = principal("admin@node1@local");
+        assert_eq!(authorize(&admin, "/aurae.v0.System/Status", |_| true), Ok(()));
+        assert_eq!(
+            authorize(&admin, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", |_| false),
+            Err(Denial::Disabled("reflection"))
+        );
+    }
+
+    #[test]
+    fn other_principals_are_denied_by_default_but_may_check_health() {
+        let alice = principal("alice@node1@local");
+        let err = authorize(&alice, "/aurae.v0.System/Status", |_| true).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("alice@node1@local") && text.contains("/aurae.v0.System/Status"), "{text}");
+        assert_eq!(authorize(&alice, "/grpc.health.v1.Health/Check", |_| true), Ok(()));
+        assert!(authorize(&alice, "/no.Such/Thing", |_| true).is_err());
+    }
+
+    #[test]
+    fn a_connection_without_certificates_has_no_principal() {
+        let denial = principal_of_connection(&http::Extensions::new()).unwrap_err();
+        assert!(matches!(denial, Denial::Unauthenticated(_)));
+    }
+}
