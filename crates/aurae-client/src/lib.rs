@@ -144,19 +144,54 @@ fn endpoint() -> Endpoint {
     Endpoint::from_static("http://auraed")
 }
 
+/// A failure inside the connector, kept typed so that "nothing listens" can be told
+/// apart from "the handshake failed" once tonic has wrapped it.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("{0}")]
+    Socket(std::io::Error),
+    #[error("{0}")]
+    Handshake(std::io::Error),
+}
+
+fn dial_error(socket: &Path, e: &tonic::transport::Error) -> ClientError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(dial) = err.downcast_ref::<DialError>() {
+            return match dial {
+                DialError::Socket(io) => ClientError::Unreachable {
+                    socket: socket.to_owned(),
+                    reason: io.to_string(),
+                },
+                DialError::Handshake(io) => ClientError::Handshake {
+                    socket: socket.to_owned(),
+                    reason: io.to_string(),
+                },
+            };
+        }
+        source = err.source();
+    }
+    ClientError::Handshake {
+        socket: socket.to_owned(),
+        reason: error_chain(e),
+    }
+}
+
 /// Opens a plaintext channel: only the empty loop answers on it.
 pub async fn connect_plaintext(socket: &Path) -> Result<Channel, ClientError> {
     let path = socket.to_owned();
     endpoint()
         .connect_with_connector(service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { UnixStream::connect(path).await.map(TokioIo::new) }
+            async move {
+                UnixStream::connect(path)
+                    .await
+                    .map(TokioIo::new)
+                    .map_err(DialError::Socket)
+            }
         }))
         .await
-        .map_err(|e| ClientError::Unreachable {
-            socket: socket.to_owned(),
-            reason: error_chain(&e),
-        })
+        .map_err(|e| dial_error(socket, &e))
 }
 
 /// Opens a mutual-TLS channel with `identity`.
@@ -170,13 +205,6 @@ pub async fn connect_with_config(
     socket: &Path,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Channel, ClientError> {
-    // Distinguish "nothing listens" from "the handshake failed" for the error message.
-    if let Err(e) = UnixStream::connect(socket).await {
-        return Err(ClientError::Unreachable {
-            socket: socket.to_owned(),
-            reason: e.to_string(),
-        });
-    }
     let path = socket.to_owned();
     let connector = tokio_rustls::TlsConnector::from(config);
     let server_name = ServerName::try_from(SERVER_NAME).expect("SERVER_NAME is a DNS name");
@@ -185,16 +213,16 @@ pub async fn connect_with_config(
             let (path, connector, server_name) =
                 (path.clone(), connector.clone(), server_name.clone());
             async move {
-                let stream = UnixStream::connect(path).await?;
-                let tls = connector.connect(server_name, stream).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
+                let stream = UnixStream::connect(path).await.map_err(DialError::Socket)?;
+                let tls = connector
+                    .connect(server_name, stream)
+                    .await
+                    .map_err(DialError::Handshake)?;
+                Ok::<_, DialError>(TokioIo::new(tls))
             }
         }))
         .await
-        .map_err(|e| ClientError::Handshake {
-            socket: socket.to_owned(),
-            reason: error_chain(&e),
-        })
+        .map_err(|e| dial_error(socket, &e))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

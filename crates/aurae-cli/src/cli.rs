@@ -1,0 +1,132 @@
+//! Flags and subcommands of `aurae`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+
+/// Talk to an Aurae node: its status, its PKI, its capabilities.
+///
+/// The socket and client certificate come from --sock/--ca/--cert/--key, else from
+/// AURAE_SOCKET, else from ~/.aurae/config.toml (written by `aurae pki init`).
+#[derive(Debug, Parser)]
+#[command(name = "aurae", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach auraed.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// auraed's Unix socket [default: from the config, else /run/aurae.sock].
+    #[arg(long, global = true, env = aurae_core::config::SOCKET_ENV, value_name = "PATH")]
+    pub sock: Option<PathBuf>,
+    /// Client config file [default: ~/.aurae/config.toml].
+    #[arg(long, global = true, env = aurae_core::config::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// CA certificate that signed auraed's certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Client private key.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the node's mode, identity and capabilities; in the empty loop, what is missing
+    /// and the command that fixes it.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create and issue certificates (replaces openssl scripts).
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// List, enable and disable capabilities.
+    #[command(subcommand, visible_alias = "cap")]
+    Capabilities(CapabilitiesCommand),
+    /// Print a shell completion script: `aurae completions bash > /etc/bash_completion.d/aurae`.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the CA and server certificate in the PKI directory, and an admin client
+    /// certificate with its config in ~/.aurae/. auraed picks them up without a restart.
+    Init {
+        /// The PKI directory auraed reads (its --pki-dir).
+        #[arg(long, default_value = "/etc/aurae/pki")]
+        pki_dir: PathBuf,
+        /// The domain peers find this node under.
+        #[arg(long, default_value = "local")]
+        domain: String,
+        /// This node's peer name [default: the hostname].
+        #[arg(long)]
+        peer: Option<String>,
+        /// Where the admin's client material goes [default: ~/.aurae].
+        #[arg(long, value_name = "DIR")]
+        client_dir: Option<PathBuf>,
+        /// Replace an existing CA (every certificate it issued stops working).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate for `<entity>@<peer>@<domain>`, signed by the node's CA.
+    Issue {
+        /// The entity, e.g. `alice` or `nginx`.
+        entity: String,
+        /// The PKI directory holding ca.crt and ca.key.
+        #[arg(long, default_value = "/etc/aurae/pki")]
+        pki_dir: PathBuf,
+        /// Where to write `<entity>.crt` and `<entity>.key` [default: ~/.aurae].
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Days of validity.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        days: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CapabilitiesCommand {
+    /// List every capability and whether it is enabled.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a capability (persisted across restarts).
+    Enable {
+        /// The capability's name, as `aurae capabilities list` shows it.
+        name: String,
+    },
+    /// Disable a capability (persisted across restarts).
+    Disable {
+        /// The capability's name, as `aurae capabilities list` shows it.
+        name: String,
+    },
+}
+
+impl ConnectArgs {
+    /// The options in the client library's terms.
+    pub fn options(&self) -> aurae_client::ConnectOptions {
+        aurae_client::ConnectOptions {
+            socket: self.sock.clone(),
+            config: self.config.clone(),
+            ca_cert: self.ca.clone(),
+            client_cert: self.cert.clone(),
+            client_key: self.key.clone(),
+        }
+    }
+}
