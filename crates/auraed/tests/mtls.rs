@@ -1,0 +1,137 @@
+//! Mutual TLS at the handshake and authorization behind it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurae_client::{AuraeClient, Identity};
+use aurae_core::name::Principal;
+use aurae_core::pki::{CertificateAuthority, PkiPaths, Validity};
+use aurae_proto::v0::{ListCapabilitiesRequest, StatusRequest};
+use common::{Daemon, Layout, wait_serving};
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tonic_health::pb::HealthCheckRequest;
+
+async fn serving_layout() -> (Layout, Daemon) {
+    let layout = Layout::new();
+    let daemon = Daemon::start(&layout);
+    layout.pki_init(&[]);
+    wait_serving(&layout, Duration::from_secs(2)).await;
+    (layout, daemon)
+}
+
+/// Issues a certificate for `principal` from the layout's CA with `validity`.
+fn issue(layout: &Layout, principal: &str, validity: Validity, name: &str) -> Identity {
+    let ca = CertificateAuthority::load(&PkiPaths::new(&layout.pki_dir)).unwrap();
+    let material = ca.issue_client(&principal.parse::<Principal>().unwrap(), validity).unwrap();
+    let dir = layout.root.path();
+    let identity = Identity {
+        ca_cert: layout.admin().ca_cert,
+        client_cert: dir.join(format!("{name}.crt")),
+        client_key: dir.join(format!("{name}.key")),
+    };
+    material.write(&identity.client_cert, &identity.client_key).unwrap();
+    identity
+}
+
+async fn status_as(layout: &Layout, identity: Identity) -> Result<String, String> {
+    let client = AuraeClient::connect(&layout.target(Some(identity)))
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .system()
+        .status(StatusRequest {})
+        .await
+        .map(|r| r.into_inner().principal)
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_rejected_at_the_handshake() {
+    let (layout, _daemon) = serving_layout().await;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&layout.admin().ca_cert).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let result = match aurae_client::connect_with_config(&layout.sock, Arc::new(config)).await {
+        Err(e) => Err(e.to_string()),
+        Ok(channel) => AuraeClient::from_channel(channel)
+            .health()
+            .check(HealthCheckRequest { service: String::new() })
+            .await
+            .map(|_| ())
+            .map_err(|s| s.to_string()),
+    };
+    assert!(result.is_err(), "a client without a certificate was served");
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_rejected() {
+    let (layout, _daemon) = serving_layout().await;
+    let other = Layout::new();
+    other.pki_init(&[]);
+    // Trust the right server CA, but present a client certificate of another CA.
+    let mut identity = other.admin();
+    identity.ca_cert = layout.admin().ca_cert;
+    let err = status_as(&layout, identity).await.unwrap_err();
+    assert!(err.contains("handshake") || err.contains("TLS") || err.contains("transport"), "{err}");
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_rejected() {
+    let (layout, _daemon) = serving_layout().await;
+    let now = time::OffsetDateTime::now_utc();
+    let expired = Validity {
+        not_before: now - time::Duration::days(10),
+        not_after: now - time::Duration::days(1),
+    };
+    let identity = issue(&layout, "admin@node1@local", expired, "expired");
+    assert!(status_as(&layout, identity).await.is_err(), "an expired certificate was accepted");
+
+    // The same principal with a valid certificate gets in: the expiry was the reason.
+    let identity = issue(&layout, "admin@node1@local", Validity::days(1), "fresh");
+    assert_eq!(status_as(&layout, identity).await.unwrap(), "admin@node1@local");
+}
+
+#[tokio::test]
+async fn an_unknown_principal_is_denied_with_who_and_what() {
+    let (layout, _daemon) = serving_layout().await;
+    let out = layout.aurae(&["pki", "issue", "alice", "--pki-dir", layout.pki_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let alice = layout.identity("alice");
+
+    let err = status_as(&layout, alice.clone()).await.unwrap_err();
+    assert!(err.starts_with("PermissionDenied"), "{err}");
+    assert!(err.contains("alice@node1@local") && err.contains("/aurae.v0.System/Status"), "{err}");
+
+    let client = AuraeClient::connect(&layout.target(Some(alice))).await.unwrap();
+    let err = client.capabilities().list(ListCapabilitiesRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // Health is open to every authenticated principal.
+    client.health().check(HealthCheckRequest { service: String::new() }).await.unwrap();
+
+    let out = layout.aurae(&[
+        "--cert",
+        layout.identity("alice").client_cert.to_str().unwrap(),
+        "--key",
+        layout.identity("alice").client_key.to_str().unwrap(),
+        "--ca",
+        layout.identity("alice").ca_cert.to_str().unwrap(),
+        "capabilities",
+        "list",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("alice@node1@local may not call"), "{stderr}");
+}
