@@ -61,7 +61,9 @@ async fn reflection_lists_the_aurae_services() {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the blocking wait in `terminate` must not stall our connections'
+// background tasks, or the daemon's graceful shutdown waits for their GOAWAY answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_capability_stays_disabled_across_restart() {
     let layout = Layout::new();
     let mut daemon = Daemon::start(&layout);
@@ -79,9 +81,6 @@ async fn a_disabled_capability_stays_disabled_across_restart() {
     assert_eq!(refused.code(), tonic::Code::Unimplemented);
     assert!(refused.message().contains("aurae capabilities enable reflection"), "{}", refused.message());
 
-    // The blocking wait below stalls this runtime: close our connection first so that
-    // the daemon's graceful shutdown is not left waiting for our answer to its GOAWAY.
-    drop(client);
     assert_eq!(daemon.terminate().code(), Some(0));
     let _daemon = Daemon::start(&layout);
     wait_serving(&layout, Duration::from_secs(2)).await;

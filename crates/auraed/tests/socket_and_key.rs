@@ -8,7 +8,9 @@ use std::time::Duration;
 use aurae_proto::v0::Mode;
 use common::{Daemon, Layout, is_socket, plaintext_status};
 
-#[tokio::test]
+// Multi-threaded: the blocking wait in `terminate` must not stall our connections'
+// background tasks, or the daemon's graceful shutdown waits for their GOAWAY answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_is_0600_and_removed_on_sigterm_with_exit_0() {
     let layout = Layout::new();
     let mut daemon = Daemon::start(&layout);
@@ -65,7 +67,9 @@ async fn a_regular_file_at_the_socket_path_is_left_alone() {
     assert_eq!(std::fs::read_to_string(&layout.sock).unwrap(), "precious");
 }
 
-#[tokio::test]
+// Multi-threaded: the blocking wait in `terminate` must not stall our connections'
+// background tasks, or the daemon's graceful shutdown waits for their GOAWAY answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_key_is_generated_private_and_the_peer_id_is_stable() {
     let layout = Layout::new();
     let mut daemon = Daemon::start(&layout);
