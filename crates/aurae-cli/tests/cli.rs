@@ -28,9 +28,24 @@ fn pki_init_writes_private_keys_and_a_client_config() {
     let pki = dir.path().join("pki");
     let out = aurae(
         dir.path(),
-        &["--sock", "/tmp/x.sock", "pki", "init", "--pki-dir", pki.to_str().unwrap(), "--domain", "example.org", "--peer", "node1"],
+        &[
+            "--sock",
+            "/tmp/x.sock",
+            "pki",
+            "init",
+            "--pki-dir",
+            pki.to_str().unwrap(),
+            "--domain",
+            "example.org",
+            "--peer",
+            "node1",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(mode(&pki), 0o700);
     assert_eq!(mode(&pki.join("ca.key")), 0o600);
     assert_eq!(mode(&pki.join("server.key")), 0o600);
@@ -44,7 +59,10 @@ fn pki_init_writes_private_keys_and_a_client_config() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("admin@node1@example.org"));
 
     // A second init refuses to replace the CA.
-    let again = aurae(dir.path(), &["pki", "init", "--pki-dir", pki.to_str().unwrap()]);
+    let again = aurae(
+        dir.path(),
+        &["pki", "init", "--pki-dir", pki.to_str().unwrap()],
+    );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 }
@@ -54,21 +72,41 @@ fn pki_issue_validates_the_entity_name() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let pki = pki.to_str().unwrap();
-    assert!(aurae(dir.path(), &["pki", "init", "--pki-dir", pki]).status.success());
+    assert!(
+        aurae(dir.path(), &["pki", "init", "--pki-dir", pki])
+            .status
+            .success()
+    );
     for bad in ["../evil", "Alice", "a/b", ""] {
         let out = aurae(dir.path(), &["pki", "issue", bad, "--pki-dir", pki]);
         assert!(!out.status.success(), "{bad:?} was accepted");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("entity name"), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("entity name"),
+            "{bad:?}"
+        );
     }
     let out = aurae(dir.path(), &["pki", "issue", "nginx", "--pki-dir", pki]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(mode(&dir.path().join(".aurae/nginx.key")), 0o600);
 }
 
 #[test]
 fn pki_issue_without_a_ca_says_to_run_init() {
     let dir = tempfile::tempdir().unwrap();
-    let out = aurae(dir.path(), &["pki", "issue", "nginx", "--pki-dir", dir.path().join("none").to_str().unwrap()]);
+    let out = aurae(
+        dir.path(),
+        &[
+            "pki",
+            "issue",
+            "nginx",
+            "--pki-dir",
+            dir.path().join("none").to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("aurae pki init"));
 }
@@ -79,7 +117,10 @@ fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let out = aurae(dir.path(), &["completions", shell]);
         assert!(out.status.success());
-        assert!(String::from_utf8_lossy(&out.stdout).contains("capabilities"), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("capabilities"),
+            "{shell}"
+        );
     }
 }
 

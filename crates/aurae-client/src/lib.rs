@@ -196,7 +196,11 @@ pub async fn connect_plaintext(socket: &Path) -> Result<Channel, ClientError> {
 
 /// Opens a mutual-TLS channel with `identity`.
 pub async fn connect_mtls(socket: &Path, identity: &Identity) -> Result<Channel, ClientError> {
-    let config = tls::client_config(&identity.ca_cert, &identity.client_cert, &identity.client_key)?;
+    let config = tls::client_config(
+        &identity.ca_cert,
+        &identity.client_cert,
+        &identity.client_key,
+    )?;
     connect_with_config(socket, config).await
 }
 
@@ -245,10 +249,15 @@ pub struct AuraeClient {
 impl AuraeClient {
     /// Connects with mutual TLS using the resolved target's identity.
     pub async fn connect(target: &Target) -> Result<Self, ClientError> {
-        let identity = target.identity.as_ref().ok_or_else(|| ClientError::NoIdentity {
-            config: target.config_path.clone(),
-        })?;
-        Ok(Self::from_channel(connect_mtls(&target.socket, identity).await?))
+        let identity = target
+            .identity
+            .as_ref()
+            .ok_or_else(|| ClientError::NoIdentity {
+                config: target.config_path.clone(),
+            })?;
+        Ok(Self::from_channel(
+            connect_mtls(&target.socket, identity).await?,
+        ))
     }
 
     /// Wraps an open channel.

@@ -86,10 +86,12 @@ impl ClientConfig {
                 });
             }
         };
-        toml::from_str(&text).map(Some).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })
+        toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })
     }
 
     /// Writes the config file atomically (0600: it points at a private key).
@@ -126,6 +128,9 @@ mod tests {
         config.save(&path).unwrap();
         assert_eq!(ClientConfig::load(&path).unwrap(), Some(config));
         std::fs::write(&path, "socket = 3").unwrap();
-        assert!(matches!(ClientConfig::load(&path), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            ClientConfig::load(&path),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

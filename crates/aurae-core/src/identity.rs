@@ -158,8 +158,12 @@ impl NodeIdentity {
         }
         let mut pub_path = path.as_os_str().to_owned();
         pub_path.push(".pub");
-        fsutil::write_atomic(Path::new(&pub_path), format!("{public}\n").as_bytes(), PUBLIC_MODE)
-            .map_err(write_err)?;
+        fsutil::write_atomic(
+            Path::new(&pub_path),
+            format!("{public}\n").as_bytes(),
+            PUBLIC_MODE,
+        )
+        .map_err(write_err)?;
         fsutil::write_atomic(path, private.as_bytes(), SECRET_MODE).map_err(write_err)?;
         Self::from_openssh(path, &private)
     }

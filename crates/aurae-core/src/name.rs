@@ -54,7 +54,9 @@ pub enum NameError {
         why: &'static str,
     },
     /// A principal did not have the three `@`-separated parts.
-    #[error("'{name}' is not of the form <entity>@<peer>@<domain> (e.g. 'nginx@node1@example.org')")]
+    #[error(
+        "'{name}' is not of the form <entity>@<peer>@<domain> (e.g. 'nginx@node1@example.org')"
+    )]
     BadPrincipal {
         /// The refused text.
         name: String,
@@ -190,7 +192,9 @@ impl FromStr for DomainName {
         }
         for label in s.split('.') {
             if label.is_empty() {
-                return Err(bad("it has an empty label (two dots in a row, or a leading or trailing dot)"));
+                return Err(bad(
+                    "it has an empty label (two dots in a row, or a leading or trailing dot)",
+                ));
             }
             if label.len() > MAX_LABEL_LEN {
                 return Err(bad("a label is longer than 63 characters"));
@@ -214,7 +218,9 @@ impl serde::Serialize for DomainName {
 
 impl<'de> serde::Deserialize<'de> for DomainName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -307,14 +313,24 @@ mod tests {
 
     #[test]
     fn malformed_principals_and_domains_are_refused() {
-        for bad in ["nginx", "nginx@node1", "nginx@@example.org", "x@y@a..b", "x@y@-a.b", "x@y@a.b@c"] {
+        for bad in [
+            "nginx",
+            "nginx@node1",
+            "nginx@@example.org",
+            "x@y@a..b",
+            "x@y@-a.b",
+            "x@y@a.b@c",
+        ] {
             assert!(bad.parse::<Principal>().is_err(), "{bad:?} was accepted");
         }
     }
 
     #[test]
     fn hostnames_become_peer_names() {
-        assert_eq!(PeerName::from_hostname("Node1.example.org").as_str(), "node1");
+        assert_eq!(
+            PeerName::from_hostname("Node1.example.org").as_str(),
+            "node1"
+        );
         assert_eq!(PeerName::from_hostname("").as_str(), "node");
         assert_eq!(PeerName::from_hostname("-box_1").as_str(), "box1");
     }

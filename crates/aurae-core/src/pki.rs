@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -246,8 +246,9 @@ impl CertificateAuthority {
 
     /// Issues the daemon's server certificate (DNS SAN [`SERVER_NAME`]).
     pub fn issue_server(&self, validity: Validity) -> Result<CertifiedKey, PkiError> {
-        let mut params = CertificateParams::new(vec![SERVER_NAME.to_owned(), "localhost".to_owned()])
-            .map_err(cert_err("server certificate"))?;
+        let mut params =
+            CertificateParams::new(vec![SERVER_NAME.to_owned(), "localhost".to_owned()])
+                .map_err(cert_err("server certificate"))?;
         params.distinguished_name = dn(SERVER_NAME);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(params, validity, "server certificate")
@@ -267,7 +268,11 @@ impl CertificateAuthority {
         params.subject_alt_names = vec![SanType::URI(uri)];
         params.distinguished_name = dn(&principal.to_string());
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params, validity, &format!("client certificate for {principal}"))
+        self.issue(
+            params,
+            validity,
+            &format!("client certificate for {principal}"),
+        )
     }
 
     fn issue(
@@ -284,7 +289,9 @@ impl CertificateAuthority {
         ];
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().map_err(cert_err(what))?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(cert_err(what))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(cert_err(what))?;
         Ok(CertifiedKey {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -330,10 +337,17 @@ pub fn init_server_material(
     let server = ca.issue_server(Validity::days(825))?;
     // The CA first, the server certificate last: a daemon watching the directory sees
     // complete material only once the final file lands.
-    write(&paths.file(files::CA_KEY), ca.issuer.key().serialize_pem().as_bytes(), SECRET_MODE)?;
+    write(
+        &paths.file(files::CA_KEY),
+        ca.issuer.key().serialize_pem().as_bytes(),
+        SECRET_MODE,
+    )?;
     write(&ca_cert, ca.cert_pem.as_bytes(), PUBLIC_MODE)?;
     names.save(paths)?;
-    server.write(&paths.file(files::SERVER_CERT), &paths.file(files::SERVER_KEY))?;
+    server.write(
+        &paths.file(files::SERVER_CERT),
+        &paths.file(files::SERVER_KEY),
+    )?;
     Ok(ca)
 }
 

@@ -239,10 +239,11 @@ impl CapabilityRegistry {
             enabled: on.into_iter().map(|(n, _)| (*n).to_owned()).collect(),
             disabled: off.into_iter().map(|(n, _)| (*n).to_owned()).collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| CapabilityError::Persist {
-            path: self.state_file.clone(),
-            source: e.into(),
-        })?;
+        let bytes =
+            serde_json::to_vec_pretty(&persisted).map_err(|e| CapabilityError::Persist {
+                path: self.state_file.clone(),
+                source: e.into(),
+            })?;
         aurae_core::fsutil::write_atomic(&self.state_file, &bytes, aurae_core::fsutil::SECRET_MODE)
             .map_err(|source| CapabilityError::Persist {
                 path: self.state_file.clone(),
@@ -287,7 +288,9 @@ impl pb::capabilities_server::Capabilities for CapabilitiesService {
         &self,
         request: Request<pb::EnableCapabilityRequest>,
     ) -> Result<Response<pb::EnableCapabilityResponse>, Status> {
-        let capability = self.switch(request.into_inner().name, Switch::Enable).await?;
+        let capability = self
+            .switch(request.into_inner().name, Switch::Enable)
+            .await?;
         Ok(Response::new(pb::EnableCapabilityResponse {
             capability: Some(capability),
         }))
@@ -297,7 +300,9 @@ impl pb::capabilities_server::Capabilities for CapabilitiesService {
         &self,
         request: Request<pb::DisableCapabilityRequest>,
     ) -> Result<Response<pb::DisableCapabilityResponse>, Status> {
-        let capability = self.switch(request.into_inner().name, Switch::Disable).await?;
+        let capability = self
+            .switch(request.into_inner().name, Switch::Disable)
+            .await?;
         Ok(Response::new(pb::DisableCapabilityResponse {
             capability: Some(capability),
         }))
@@ -327,7 +332,10 @@ mod tests {
     fn core_cannot_be_disabled_and_unknown_names_list_the_known() {
         let dir = tempfile::tempdir().unwrap();
         let registry = CapabilityRegistry::open(dir.path());
-        assert!(matches!(registry.set("system", Switch::Disable), Err(CapabilityError::Core("system"))));
+        assert!(matches!(
+            registry.set("system", Switch::Disable),
+            Err(CapabilityError::Core("system"))
+        ));
         let err = registry.set("../etc", Switch::Enable).unwrap_err();
         assert!(err.to_string().contains("reflection"), "{err}");
     }
@@ -346,7 +354,8 @@ mod tests {
         std::fs::write(dir.path().join(STATE_FILE), "{broken").unwrap();
         let registry = CapabilityRegistry::open(dir.path());
         assert!(registry.is_enabled(reflection()));
-        let aside = std::fs::read_to_string(dir.path().join("capabilities.json.unreadable")).unwrap();
+        let aside =
+            std::fs::read_to_string(dir.path().join("capabilities.json.unreadable")).unwrap();
         assert_eq!(aside, "{broken");
     }
 }

@@ -41,14 +41,18 @@ const EARLY_MOUNTS: &[EarlyMount] = &[
     EarlyMount {
         target: "/proc",
         fstype: "proc",
-        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC),
+        flags: MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_NOEXEC),
         data: None,
         marker: "/proc/self",
     },
     EarlyMount {
         target: "/sys",
         fstype: "sysfs",
-        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC),
+        flags: MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_NOEXEC),
         data: None,
         marker: "/sys/kernel",
     },
@@ -69,7 +73,9 @@ const EARLY_MOUNTS: &[EarlyMount] = &[
     EarlyMount {
         target: "/sys/fs/cgroup",
         fstype: "cgroup2",
-        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC),
+        flags: MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_NOEXEC),
         data: None,
         marker: "/sys/fs/cgroup/cgroup.controllers",
     },
@@ -86,7 +92,8 @@ fn is_mountpoint(target: &str) -> bool {
 /// Failures are logged and skipped: a missing mount limits the daemon, it does not stop it.
 pub fn mount_early_filesystems() {
     for m in EARLY_MOUNTS {
-        let present = Path::new(m.marker).exists() || (m.target != "/proc" && is_mountpoint(m.target));
+        let present =
+            Path::new(m.marker).exists() || (m.target != "/proc" && is_mountpoint(m.target));
         // /sys/fs/cgroup on a cgroup v1 host is a tmpfs of controllers: leave it alone.
         if present || (m.fstype == "cgroup2" && Path::new("/sys/fs/cgroup/memory").exists()) {
             continue;
@@ -99,7 +106,9 @@ pub fn mount_early_filesystems() {
                 }
                 tracing::info!(target = m.target, fstype = m.fstype, "mounted")
             }
-            Err(e) => tracing::warn!(target = m.target, fstype = m.fstype, error = %e, "mount failed"),
+            Err(e) => {
+                tracing::warn!(target = m.target, fstype = m.fstype, error = %e, "mount failed")
+            }
         }
     }
 }

@@ -83,7 +83,9 @@ fn load_identity(args: &Args) -> (Option<String>, Option<String>) {
                 KeyOrigin::Generated => {
                     tracing::info!(key = %key.display(), %peer_id, "generated a new node key")
                 }
-                KeyOrigin::Loaded => tracing::info!(key = %key.display(), %peer_id, "node key loaded"),
+                KeyOrigin::Loaded => {
+                    tracing::info!(key = %key.display(), %peer_id, "node key loaded")
+                }
             }
             (Some(peer_id), None)
         }
@@ -118,16 +120,18 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     if pid1 && let Err(e) = init::spawn_reaper() {
         tracing::error!(error = %e, "cannot watch SIGCHLD; orphans will not be reaped");
     }
-    let (Ok(mut sigterm), Ok(mut sigint)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut sigterm), Ok(mut sigint)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return ExitCode::Runtime;
     };
     let (peer_id, key_error) = load_identity(args);
-    if let Err(e) =
-        aurae_core::fsutil::create_dir_with_mode(&args.data_dir, aurae_core::fsutil::PRIVATE_DIR_MODE)
-    {
+    if let Err(e) = aurae_core::fsutil::create_dir_with_mode(
+        &args.data_dir,
+        aurae_core::fsutil::PRIVATE_DIR_MODE,
+    ) {
         tracing::error!(dir = %args.data_dir.display(), error = %e, "cannot create the data directory; changes will not persist");
     }
     let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir));

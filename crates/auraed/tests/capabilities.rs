@@ -8,18 +8,22 @@ use aurae_client::AuraeClient;
 use aurae_proto::v0::{DisableCapabilityRequest, EnableCapabilityRequest, ListCapabilitiesRequest};
 use common::{Daemon, Layout, wait_serving};
 use tokio_stream::StreamExt;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 async fn admin(layout: &Layout) -> AuraeClient {
-    AuraeClient::connect(&layout.target(Some(layout.admin()))).await.unwrap()
+    AuraeClient::connect(&layout.target(Some(layout.admin())))
+        .await
+        .unwrap()
 }
 
 /// Lists services through gRPC reflection.
 async fn reflected_services(layout: &Layout) -> Result<Vec<String>, tonic::Status> {
-    let channel = aurae_client::connect_mtls(&layout.sock, &layout.admin()).await.unwrap();
+    let channel = aurae_client::connect_mtls(&layout.sock, &layout.admin())
+        .await
+        .unwrap();
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -46,7 +50,10 @@ async fn enabled(client: &AuraeClient, name: &str) -> bool {
         .unwrap()
         .into_inner()
         .capabilities;
-    list.iter().find(|c| c.name == name).expect("capability listed").enabled
+    list.iter()
+        .find(|c| c.name == name)
+        .expect("capability listed")
+        .enabled
 }
 
 #[tokio::test]
@@ -56,8 +63,15 @@ async fn reflection_lists_the_aurae_services() {
     layout.pki_init(&[]);
     wait_serving(&layout, Duration::from_secs(2)).await;
     let services = reflected_services(&layout).await.unwrap();
-    for expected in ["aurae.v0.System", "aurae.v0.Capabilities", "grpc.health.v1.Health"] {
-        assert!(services.iter().any(|s| s == expected), "{expected} missing from {services:?}");
+    for expected in [
+        "aurae.v0.System",
+        "aurae.v0.Capabilities",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            services.iter().any(|s| s == expected),
+            "{expected} missing from {services:?}"
+        );
     }
 }
 
@@ -74,22 +88,37 @@ async fn a_disabled_capability_stays_disabled_across_restart() {
 
     client
         .capabilities()
-        .disable(DisableCapabilityRequest { name: "reflection".into() })
+        .disable(DisableCapabilityRequest {
+            name: "reflection".into(),
+        })
         .await
         .unwrap();
     let refused = reflected_services(&layout).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unimplemented);
-    assert!(refused.message().contains("aurae capabilities enable reflection"), "{}", refused.message());
+    assert!(
+        refused
+            .message()
+            .contains("aurae capabilities enable reflection"),
+        "{}",
+        refused.message()
+    );
 
     assert_eq!(daemon.terminate().code(), Some(0));
     let _daemon = Daemon::start(&layout);
     wait_serving(&layout, Duration::from_secs(2)).await;
     let client = admin(&layout).await;
-    assert!(!enabled(&client, "reflection").await, "the choice was lost in the restart");
+    assert!(
+        !enabled(&client, "reflection").await,
+        "the choice was lost in the restart"
+    );
     assert!(reflected_services(&layout).await.is_err());
 
     let out = layout.aurae(&["capabilities", "enable", "reflection"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(reflected_services(&layout).await.is_ok());
 }
 
@@ -102,17 +131,25 @@ async fn core_and_unknown_capabilities_get_clear_errors() {
     let client = admin(&layout).await;
     let err = client
         .capabilities()
-        .disable(DisableCapabilityRequest { name: "system".into() })
+        .disable(DisableCapabilityRequest {
+            name: "system".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     let err = client
         .capabilities()
-        .enable(EnableCapabilityRequest { name: "../../etc".into() })
+        .enable(EnableCapabilityRequest {
+            name: "../../etc".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
-    assert!(err.message().contains("known capabilities"), "{}", err.message());
+    assert!(
+        err.message().contains("known capabilities"),
+        "{}",
+        err.message()
+    );
 
     let out = layout.aurae(&["capabilities", "list", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -19,7 +19,9 @@ async fn empty_loop_answers_health_and_status_and_refuses_everything_else() {
     let client = AuraeClient::from_channel(channel);
     let health = client
         .health()
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -28,8 +30,16 @@ async fn empty_loop_answers_health_and_status_and_refuses_everything_else() {
     let status = plaintext_status(&layout).await.unwrap();
     assert_eq!(status.mode(), Mode::EmptyLoop);
     assert_eq!(status.missing_files, ["ca.crt", "server.crt", "server.key"]);
-    assert!(status.fix_command.starts_with("aurae pki init --pki-dir"), "{}", status.fix_command);
-    assert!(status.peer_id.starts_with("12D3KooW"), "peer id {:?}", status.peer_id);
+    assert!(
+        status.fix_command.starts_with("aurae pki init --pki-dir"),
+        "{}",
+        status.fix_command
+    );
+    assert!(
+        status.peer_id.starts_with("12D3KooW"),
+        "peer id {:?}",
+        status.peer_id
+    );
 
     let refused = client
         .capabilities()
@@ -45,7 +55,11 @@ async fn cli_status_in_the_empty_loop_prints_the_fix() {
     let _daemon = Daemon::start(&layout);
     let out = layout.aurae(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("EMPTY LOOP"), "{text}");
     assert!(text.contains("aurae pki init --pki-dir"), "{text}");
 
@@ -69,10 +83,14 @@ async fn registered_material_is_served_over_mtls_without_restart() {
     assert_eq!(status.principal, "admin@node1@local");
     assert!(status.capabilities.contains(&"system".to_owned()));
 
-    let client = AuraeClient::connect(&layout.target(Some(layout.admin()))).await.unwrap();
+    let client = AuraeClient::connect(&layout.target(Some(layout.admin())))
+        .await
+        .unwrap();
     let health = client
         .health()
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -105,7 +123,11 @@ async fn broken_material_falls_back_to_the_empty_loop_and_recovers() {
     let status = status.expect("back in the empty loop within 2.5 s");
     assert_eq!(status.mode(), Mode::EmptyLoop);
     assert!(status.reason.contains("server.crt"), "{}", status.reason);
-    assert!(status.fix_command.contains("--force"), "{}", status.fix_command);
+    assert!(
+        status.fix_command.contains("--force"),
+        "{}",
+        status.fix_command
+    );
     assert!(daemon.is_running(), "broken material must not stop auraed");
 
     layout.pki_init(&["--force"]);
@@ -134,5 +156,8 @@ async fn rotated_material_is_used_for_new_connections() {
     // The new admin gets in once the daemon has noticed; the old CA's admin never again.
     wait_serving(&layout, Duration::from_secs(2)).await;
     let refused = AuraeClient::connect(&layout.target(Some(old))).await;
-    assert!(refused.is_err(), "a certificate of the replaced CA was accepted");
+    assert!(
+        refused.is_err(),
+        "a certificate of the replaced CA was accepted"
+    );
 }

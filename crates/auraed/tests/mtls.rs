@@ -26,14 +26,18 @@ async fn serving_layout() -> (Layout, Daemon) {
 /// Issues a certificate for `principal` from the layout's CA with `validity`.
 fn issue(layout: &Layout, principal: &str, validity: Validity, name: &str) -> Identity {
     let ca = CertificateAuthority::load(&PkiPaths::new(&layout.pki_dir)).unwrap();
-    let material = ca.issue_client(&principal.parse::<Principal>().unwrap(), validity).unwrap();
+    let material = ca
+        .issue_client(&principal.parse::<Principal>().unwrap(), validity)
+        .unwrap();
     let dir = layout.root.path();
     let identity = Identity {
         ca_cert: layout.admin().ca_cert,
         client_cert: dir.join(format!("{name}.crt")),
         client_key: dir.join(format!("{name}.key")),
     };
-    material.write(&identity.client_cert, &identity.client_key).unwrap();
+    material
+        .write(&identity.client_cert, &identity.client_key)
+        .unwrap();
     identity
 }
 
@@ -68,7 +72,9 @@ async fn a_client_without_a_certificate_is_rejected_at_the_handshake() {
         Err(e) => Err(e.to_string()),
         Ok(channel) => AuraeClient::from_channel(channel)
             .health()
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .map(|_| ())
             .map_err(|s| s.to_string()),
@@ -85,7 +91,10 @@ async fn a_certificate_from_another_ca_is_rejected() {
     let mut identity = other.admin();
     identity.ca_cert = layout.admin().ca_cert;
     let err = status_as(&layout, identity).await.unwrap_err();
-    assert!(err.contains("handshake") || err.contains("TLS") || err.contains("transport"), "{err}");
+    assert!(
+        err.contains("handshake") || err.contains("TLS") || err.contains("transport"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -97,29 +106,60 @@ async fn an_expired_certificate_is_rejected() {
         not_after: now - time::Duration::days(1),
     };
     let identity = issue(&layout, "admin@node1@local", expired, "expired");
-    assert!(status_as(&layout, identity).await.is_err(), "an expired certificate was accepted");
+    assert!(
+        status_as(&layout, identity).await.is_err(),
+        "an expired certificate was accepted"
+    );
 
     // The same principal with a valid certificate gets in: the expiry was the reason.
     let identity = issue(&layout, "admin@node1@local", Validity::days(1), "fresh");
-    assert_eq!(status_as(&layout, identity).await.unwrap(), "admin@node1@local");
+    assert_eq!(
+        status_as(&layout, identity).await.unwrap(),
+        "admin@node1@local"
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_principal_is_denied_with_who_and_what() {
     let (layout, _daemon) = serving_layout().await;
-    let out = layout.aurae(&["pki", "issue", "alice", "--pki-dir", layout.pki_dir.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = layout.aurae(&[
+        "pki",
+        "issue",
+        "alice",
+        "--pki-dir",
+        layout.pki_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let alice = layout.identity("alice");
 
     let err = status_as(&layout, alice.clone()).await.unwrap_err();
     assert!(err.starts_with("PermissionDenied"), "{err}");
-    assert!(err.contains("alice@node1@local") && err.contains("/aurae.v0.System/Status"), "{err}");
+    assert!(
+        err.contains("alice@node1@local") && err.contains("/aurae.v0.System/Status"),
+        "{err}"
+    );
 
-    let client = AuraeClient::connect(&layout.target(Some(alice))).await.unwrap();
-    let err = client.capabilities().list(ListCapabilitiesRequest {}).await.unwrap_err();
+    let client = AuraeClient::connect(&layout.target(Some(alice)))
+        .await
+        .unwrap();
+    let err = client
+        .capabilities()
+        .list(ListCapabilitiesRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
     // Health is open to every authenticated principal.
-    client.health().check(HealthCheckRequest { service: String::new() }).await.unwrap();
+    client
+        .health()
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
 
     let out = layout.aurae(&[
         "--cert",
@@ -133,5 +173,8 @@ async fn an_unknown_principal_is_denied_with_who_and_what() {
     ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("alice@node1@local may not call"), "{stderr}");
+    assert!(
+        stderr.contains("alice@node1@local may not call"),
+        "{stderr}"
+    );
 }

@@ -20,7 +20,12 @@ fn start_as_pid1(layout: &Layout) -> (Daemon, i32) {
     let unshare = daemon.pid();
     let children =
         std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap();
-    let pid = children.split_whitespace().next().expect("unshare has a child").parse().unwrap();
+    let pid = children
+        .split_whitespace()
+        .next()
+        .expect("unshare has a child")
+        .parse()
+        .unwrap();
     (daemon, pid)
 }
 
@@ -64,12 +69,21 @@ async fn as_pid1_a_storm_of_1000_orphans_leaves_no_zombie_and_sigterm_exits_0() 
         .expect("nsenter (util-linux) is needed for this test");
     assert!(storm.success());
     let (orphans, _) = children_of(host_pid);
-    assert!(orphans >= 500, "only {orphans} orphans were reparented to auraed");
+    assert!(
+        orphans >= 500,
+        "only {orphans} orphans were reparented to auraed"
+    );
 
-    wait_until(Duration::from_secs(20), "every orphan reaped", || children_of(host_pid) == (0, 0));
+    wait_until(Duration::from_secs(20), "every orphan reaped", || {
+        children_of(host_pid) == (0, 0)
+    });
     assert!(daemon.is_running());
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), nix::sys::signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host_pid),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
     let exit = daemon.wait(Duration::from_secs(10));
     assert_eq!(exit.code(), Some(0), "log:\n{}", daemon.log_text());
 }

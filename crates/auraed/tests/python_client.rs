@@ -32,7 +32,10 @@ async fn python_grpcio_discovers_and_calls_auraed_over_mtls() {
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["health"], "0801", "health is SERVING");
     let services = reply["services"].as_array().unwrap();
-    assert!(services.iter().any(|s| s == "aurae.v0.System"), "{services:?}");
+    assert!(
+        services.iter().any(|s| s == "aurae.v0.System"),
+        "{services:?}"
+    );
     let status = &reply["status"];
     assert_eq!(status["mode"], "MODE_SERVING");
     assert_eq!(status["principal"], "admin@node1@local");

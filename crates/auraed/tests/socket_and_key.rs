@@ -14,7 +14,11 @@ use common::{Daemon, Layout, is_socket, plaintext_status};
 async fn socket_is_0600_and_removed_on_sigterm_with_exit_0() {
     let layout = Layout::new();
     let mut daemon = Daemon::start(&layout);
-    let mode = std::fs::metadata(&layout.sock).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&layout.sock)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let status = daemon.terminate();
     assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log_text());
@@ -40,7 +44,10 @@ async fn a_stale_socket_is_taken_over() {
     drop(std::os::unix::net::UnixListener::bind(&layout.sock).unwrap());
     assert!(is_socket(&layout.sock));
     let _daemon = Daemon::start(&layout);
-    assert_eq!(plaintext_status(&layout).await.unwrap().mode(), Mode::EmptyLoop);
+    assert_eq!(
+        plaintext_status(&layout).await.unwrap().mode(),
+        Mode::EmptyLoop
+    );
 }
 
 #[tokio::test]
@@ -50,7 +57,12 @@ async fn a_live_daemons_socket_is_never_stolen() {
     let first_pid = plaintext_status(&layout).await.unwrap().pid;
 
     let out = layout.auraed_command().output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("another live auraed"));
     assert!(first.is_running());
     assert_eq!(plaintext_status(&layout).await.unwrap().pid, first_pid);
@@ -101,7 +113,11 @@ async fn a_key_made_by_ssh_keygen_gives_its_peer_id() {
     let status = plaintext_status(&layout).await.unwrap();
     assert!(status.peer_id.starts_with("12D3KooW"));
     assert!(status.key_error.is_empty());
-    assert_eq!(std::fs::read(&layout.key).unwrap(), before, "an existing key is never rewritten");
+    assert_eq!(
+        std::fs::read(&layout.key).unwrap(),
+        before,
+        "an existing key is never rewritten"
+    );
 }
 
 #[tokio::test]
@@ -116,9 +132,17 @@ async fn a_corrupt_or_wrong_type_key_is_named_and_auraed_still_starts() {
         let daemon = Daemon::start(&layout);
         let status = plaintext_status(&layout).await.unwrap();
         assert!(status.peer_id.is_empty());
-        assert!(status.key_error.contains(layout.key.to_str().unwrap()), "{}", status.key_error);
+        assert!(
+            status.key_error.contains(layout.key.to_str().unwrap()),
+            "{}",
+            status.key_error
+        );
         assert!(status.key_error.contains(expect), "{}", status.key_error);
-        assert_eq!(std::fs::read_to_string(&layout.key).unwrap(), content, "key left alone");
+        assert_eq!(
+            std::fs::read_to_string(&layout.key).unwrap(),
+            content,
+            "key left alone"
+        );
         drop(daemon);
     }
 }
@@ -141,12 +165,19 @@ async fn a_client_mistake_never_stops_the_daemon() {
     let layout = Layout::new();
     let mut daemon = Daemon::start(&layout);
     // Garbage bytes, a half-open TLS hello, and an abrupt close.
-    for payload in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0x16, 0x03, 0x01, 0x00], &[0u8; 0]] {
+    for payload in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0x00],
+        &[0u8; 0],
+    ] {
         use std::io::Write;
         let mut s = std::os::unix::net::UnixStream::connect(&layout.sock).unwrap();
         let _ = s.write_all(payload);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(daemon.is_running());
-    assert_eq!(plaintext_status(&layout).await.unwrap().mode(), Mode::EmptyLoop);
+    assert_eq!(
+        plaintext_status(&layout).await.unwrap().mode(),
+        Mode::EmptyLoop
+    );
 }

@@ -60,14 +60,22 @@ fn init(
         },
     };
     let paths = PkiPaths::new(pki_dir);
-    let overwrite = if force { Overwrite::Replace } else { Overwrite::Refuse };
+    let overwrite = if force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    };
     let ca = pki::init_server_material(&paths, &names, overwrite)?;
     println!("created CA and server certificate in {}", pki_dir.display());
 
     let dir = client_dir(client_dir_flag)?;
     let admin = names.principal(Principal::ADMIN.parse()?);
     let material = ca.issue_client(&admin, Validity::days(365))?;
-    let (cert, key, ca_copy) = (dir.join("admin.crt"), dir.join("admin.key"), dir.join("ca.crt"));
+    let (cert, key, ca_copy) = (
+        dir.join("admin.crt"),
+        dir.join("admin.key"),
+        dir.join("ca.crt"),
+    );
     material.write(&cert, &key)?;
     fsutil::write_atomic(&ca_copy, ca.cert_pem().as_bytes(), fsutil::PUBLIC_MODE)
         .with_context(|| format!("cannot write {}", ca_copy.display()))?;
@@ -100,8 +108,15 @@ fn issue(entity: &str, pki_dir: &Path, out_dir: Option<PathBuf>, days: i64) -> a
     let principal = names.principal(entity.clone());
     let material = ca.issue_client(&principal, Validity::days(days))?;
     let dir = client_dir(out_dir)?;
-    let (cert, key) = (dir.join(format!("{entity}.crt")), dir.join(format!("{entity}.key")));
+    let (cert, key) = (
+        dir.join(format!("{entity}.crt")),
+        dir.join(format!("{entity}.key")),
+    );
     material.write(&cert, &key)?;
-    println!("issued {principal}: {} and {}", cert.display(), key.display());
+    println!(
+        "issued {principal}: {} and {}",
+        cert.display(),
+        key.display()
+    );
     Ok(())
 }

@@ -16,7 +16,10 @@ pub async fn run(connect: &ConnectArgs, json: bool) -> anyhow::Result<()> {
         .map_err(super::rpc_error)?
         .into_inner();
     if json {
-        println!("{}", serde_json::to_string_pretty(&as_json(&status, &target.socket))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&as_json(&status, &target.socket))?
+        );
     } else {
         print_human(&status, reached, &target.socket);
     }
@@ -55,7 +58,11 @@ fn print_human(status: &StatusResponse, reached: Reached, socket: &std::path::Pa
         Reached::MutualTls => "serving over mutual TLS",
         Reached::EmptyLoop => "EMPTY LOOP (health and status only)",
     };
-    println!("auraed {} on {}: {headline}", status.version, socket.display());
+    println!(
+        "auraed {} on {}: {headline}",
+        status.version,
+        socket.display()
+    );
     if status.mode() == Mode::EmptyLoop {
         println!("  reason:       {}", status.reason);
         if !status.missing_files.is_empty() {
@@ -73,7 +80,10 @@ fn print_human(status: &StatusResponse, reached: Reached, socket: &std::path::Pa
     }
     println!("  key:          {}", status.key_path);
     println!("  pki dir:      {}", status.pki_dir);
-    println!("  uptime:       {}s (pid {})", status.uptime_seconds, status.pid);
+    println!(
+        "  uptime:       {}s (pid {})",
+        status.uptime_seconds, status.pid
+    );
     if !status.capabilities.is_empty() {
         println!("  capabilities: {}", status.capabilities.join(", "));
     }

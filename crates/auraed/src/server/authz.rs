@@ -55,7 +55,10 @@ impl From<Denial> for Status {
 
 /// The gRPC service name of a request path `/package.Service/Method`.
 fn service_of(path: &str) -> &str {
-    path.trim_start_matches('/').split('/').next().unwrap_or_default()
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
 }
 
 /// Decides whether `principal` may call `path`. Pure, so it can be tested on its own.
@@ -168,9 +171,16 @@ mod tests {
     #[test]
     fn admin_may_call_anything_enabled() {
         let admin = principal("admin@node1@local");
-        assert_eq!(authorize(&admin, "/aurae.v0.System/Status", |_| true), Ok(()));
         assert_eq!(
-            authorize(&admin, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", |_| false),
+            authorize(&admin, "/aurae.v0.System/Status", |_| true),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(
+                &admin,
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                |_| false
+            ),
             Err(Denial::Disabled("reflection"))
         );
     }
@@ -180,8 +190,14 @@ mod tests {
         let alice = principal("alice@node1@local");
         let err = authorize(&alice, "/aurae.v0.System/Status", |_| true).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("alice@node1@local") && text.contains("/aurae.v0.System/Status"), "{text}");
-        assert_eq!(authorize(&alice, "/grpc.health.v1.Health/Check", |_| true), Ok(()));
+        assert!(
+            text.contains("alice@node1@local") && text.contains("/aurae.v0.System/Status"),
+            "{text}"
+        );
+        assert_eq!(
+            authorize(&alice, "/grpc.health.v1.Health/Check", |_| true),
+            Ok(())
+        );
         assert!(authorize(&alice, "/no.Such/Thing", |_| true).is_err());
     }
 

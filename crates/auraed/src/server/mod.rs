@@ -78,7 +78,9 @@ async fn empty_loop_router(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_service_status("", ServingStatus::NotServing).await;
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
     Server::builder()
         .add_service(health)
         .add_service(SystemServer::new(SystemService::new(node)))
@@ -95,7 +97,9 @@ async fn serving_router(
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<SystemServer<SystemService>>().await;
-    reporter.set_serving::<CapabilitiesServer<CapabilitiesService>>().await;
+    reporter
+        .set_serving::<CapabilitiesServer<CapabilitiesService>>()
+        .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(aurae_proto::FILE_DESCRIPTOR_SET)

@@ -20,9 +20,7 @@ pub const GROUP_SOCKET_MODE: u32 = 0o660;
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
     /// A live daemon answers on the path.
-    #[error(
-        "{0} is served by another live auraed; stop it first, or pass another --sock"
-    )]
+    #[error("{0} is served by another live auraed; stop it first, or pass another --sock")]
     InUse(PathBuf),
     /// Something that is not a socket is at the path.
     #[error("{0} exists and is not a socket; move it away or pass another --sock")]

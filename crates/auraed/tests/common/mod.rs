@@ -29,7 +29,10 @@ pub fn aurae_bin() -> PathBuf {
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -97,7 +100,11 @@ impl Layout {
         let mut args = vec!["pki", "init", "--pki-dir", pki, "--peer", "node1"];
         args.extend_from_slice(extra);
         let out = self.aurae(&args);
-        assert!(out.status.success(), "pki init failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pki init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The admin identity written by `pki init`.
@@ -141,8 +148,15 @@ impl Daemon {
     }
 
     pub fn start_with(layout: &Layout, mut cmd: Command) -> Self {
-        let log = layout.root.path().join(format!("auraed-{}.log", std::process::id()));
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let log = layout
+            .root
+            .path()
+            .join(format!("auraed-{}.log", std::process::id()));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = cmd
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -152,7 +166,10 @@ impl Daemon {
         let sock = layout.sock.clone();
         wait_until(Duration::from_secs(10), "the auraed socket", || {
             if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("auraed exited early with {status}; log:\n{}", daemon.log_text());
+                panic!(
+                    "auraed exited early with {status}; log:\n{}",
+                    daemon.log_text()
+                );
             }
             std::fs::symlink_metadata(&sock).is_ok_and(|m| m.file_type().is_socket())
                 && std::os::unix::net::UnixStream::connect(&sock).is_ok()
@@ -170,8 +187,11 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit status (at most 10 s).
     pub fn terminate(&mut self) -> ExitStatus {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::SIGTERM)
-            .expect("send SIGTERM");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::SIGTERM,
+        )
+        .expect("send SIGTERM");
         self.wait(Duration::from_secs(10))
     }
 
@@ -181,7 +201,11 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < timeout, "auraed did not exit; log:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < timeout,
+                "auraed did not exit; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -233,7 +257,10 @@ pub async fn wait_serving(layout: &Layout, timeout: Duration) -> Duration {
         {
             return start.elapsed();
         }
-        assert!(start.elapsed() < timeout, "auraed did not start serving within {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "auraed did not start serving within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
