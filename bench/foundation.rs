@@ -1,0 +1,248 @@
+//! Foundation benchmark: unary `System/Status` over mTLS on the socket against a raw
+//! Unix-socket echo, start-to-healthy time, and idle footprint of auraed.
+//!
+//! Run with `bench/run` (or `cargo bench -p auraed --bench foundation`). Prints one
+//! table with the ratios and targets; it measures, it does not assert.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aurae_client::{AuraeClient, Identity};
+use aurae_core::name::Principal;
+use aurae_core::pki::{self, NodeNames, Overwrite, PkiPaths, Validity};
+use aurae_proto::v0::StatusRequest;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+const CALLS: usize = 10_000;
+const WARMUP: usize = 500;
+const STARTS: usize = 20;
+/// Size of the echoed message: about the size of a Status reply.
+const ECHO_BYTES: usize = 256;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    admin: Identity,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().to_owned();
+    let paths = PkiPaths::new(root.join("pki"));
+    let names = NodeNames {
+        peer: "bench".parse().unwrap(),
+        domain: "local".parse().unwrap(),
+    };
+    let ca = pki::init_server_material(&paths, &names, Overwrite::Refuse).expect("pki");
+    let admin_principal: Principal = "admin@bench@local".parse().unwrap();
+    let admin = Identity {
+        ca_cert: paths.file("ca.crt"),
+        client_cert: root.join("admin.crt"),
+        client_key: root.join("admin.key"),
+    };
+    ca.issue_client(&admin_principal, Validity::days(1))
+        .unwrap()
+        .write(&admin.client_cert, &admin.client_key)
+        .unwrap();
+    Setup { _dir: dir, root, admin }
+}
+
+fn spawn_auraed(root: &Path, sock: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_auraed"))
+        .arg("--sock")
+        .arg(sock)
+        .arg("--pki-dir")
+        .arg(root.join("pki"))
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--key")
+        .arg(root.join("id_aura"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn auraed")
+}
+
+async fn healthy(sock: &Path, admin: &Identity) -> bool {
+    let Ok(channel) = aurae_client::connect_mtls(sock, admin).await else {
+        return false;
+    };
+    let reply = AuraeClient::from_channel(channel)
+        .health()
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    reply.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} us", d.as_secs_f64() * 1e6)
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Start auraed with material present until health says SERVING, `STARTS` times.
+async fn start_to_healthy(setup: &Setup) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(STARTS);
+    for i in 0..STARTS {
+        let sock = setup.root.join(format!("start-{i}.sock"));
+        let started = Instant::now();
+        let mut child = spawn_auraed(&setup.root, &sock);
+        loop {
+            if healthy(&sock, &setup.admin).await {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "auraed never became healthy");
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        times.push(started.elapsed());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    times.sort();
+    times
+}
+
+async fn status_round_trips(sock: &Path, admin: &Identity) -> Vec<Duration> {
+    let channel = aurae_client::connect_mtls(sock, admin).await.expect("connect");
+    let mut system = AuraeClient::from_channel(channel).system();
+    for _ in 0..WARMUP {
+        system.status(StatusRequest {}).await.expect("status");
+    }
+    let mut times = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let start = Instant::now();
+        system.status(StatusRequest {}).await.expect("status");
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times
+}
+
+fn echo_round_trips(root: &Path) -> Vec<Duration> {
+    let path = root.join("echo.sock");
+    let listener = UnixListener::bind(&path).expect("bind echo");
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; ECHO_BYTES];
+        while conn.read_exact(&mut buf).is_ok() {
+            if conn.write_all(&buf).is_err() {
+                break;
+            }
+        }
+    });
+    let mut conn = UnixStream::connect(&path).expect("connect echo");
+    let message = [7u8; ECHO_BYTES];
+    let mut reply = [0u8; ECHO_BYTES];
+    let mut round_trip = || {
+        conn.write_all(&message).unwrap();
+        conn.read_exact(&mut reply).unwrap();
+    };
+    for _ in 0..WARMUP {
+        round_trip();
+    }
+    let mut times = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let start = Instant::now();
+        round_trip();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times
+}
+
+/// Resident memory (kB) and CPU ticks of a process, from /proc.
+fn footprint(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    (rss, ticks)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "meets target" } else { "MISSES target" }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("foundation: bench");
+        return;
+    }
+    let setup = setup();
+
+    let starts = start_to_healthy(&setup).await;
+
+    let sock = setup.root.join("aurae.sock");
+    let mut daemon = spawn_auraed(&setup.root, &sock);
+    while !healthy(&sock, &setup.admin).await {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, ticks_before) = footprint(daemon.id());
+    let idle = Duration::from_secs(3);
+    tokio::time::sleep(idle).await;
+    let (idle_rss_kb, ticks_after) = footprint(daemon.id());
+    let tick_hz = 100.0; // USER_HZ on Linux
+    let idle_cpu = (ticks_after - ticks_before) as f64 / tick_hz / idle.as_secs_f64() * 100.0;
+
+    let status = status_round_trips(&sock, &setup.admin).await;
+    let (rss_after_load_kb, _) = footprint(daemon.id());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let echo = echo_round_trips(&setup.root);
+
+    let (s50, s99) = (percentile(&status, 0.5), percentile(&status, 0.99));
+    let (e50, e99) = (percentile(&echo, 0.5), percentile(&echo, 0.99));
+    let ratio50 = s50.as_secs_f64() / e50.as_secs_f64();
+    let ratio99 = s99.as_secs_f64() / e99.as_secs_f64();
+    let start50 = percentile(&starts, 0.5);
+
+    println!();
+    println!("Aurae foundation benchmark ({CALLS} calls after {WARMUP} warm-up; {STARTS} starts)");
+    println!("{:<44} {:>12} {:>12} {:>9}", "measure", "p50", "p99", "");
+    println!("{:<44} {:>12} {:>12}", "System/Status over mTLS on the socket", micros(s50), micros(s99));
+    println!("{:<44} {:>12} {:>12}", format!("raw Unix-socket echo ({ECHO_BYTES} B)"), micros(e50), micros(e99));
+    println!(
+        "{:<44} {:>12} {:>12}   target p50 <= 10x: {}",
+        "ratio Status / echo",
+        format!("{ratio50:.1}x"),
+        format!("{ratio99:.1}x"),
+        verdict(ratio50 <= 10.0)
+    );
+    println!(
+        "{:<44} {:>12} {:>12}   target < 50 ms: {}",
+        "start to healthy (SERVING, material present)",
+        millis(start50),
+        millis(percentile(&starts, 0.99)),
+        verdict(start50 < Duration::from_millis(50))
+    );
+    println!(
+        "{:<44} {:>12}   target < 15 MB: {}",
+        "idle RSS of auraed (serving, after 4 s idle)",
+        format!("{:.1} MB", idle_rss_kb as f64 / 1024.0),
+        verdict(idle_rss_kb < 15 * 1024)
+    );
+    println!("{:<44} {:>12}", "RSS after the 10,500 calls", format!("{:.1} MB", rss_after_load_kb as f64 / 1024.0));
+    println!("{:<44} {:>12}", "idle CPU of auraed (3 s)", format!("{idle_cpu:.2} %"));
+}
