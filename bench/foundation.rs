@@ -48,7 +48,11 @@ fn setup() -> Setup {
         .unwrap()
         .write(&admin.client_cert, &admin.client_key)
         .unwrap();
-    Setup { _dir: dir, root, admin }
+    Setup {
+        _dir: dir,
+        root,
+        admin,
+    }
 }
 
 fn spawn_auraed(root: &Path, sock: &Path) -> Child {
@@ -105,7 +109,10 @@ async fn start_to_healthy(setup: &Setup) -> Vec<Duration> {
             if healthy(&sock, &setup.admin).await {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "auraed never became healthy");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "auraed never became healthy"
+            );
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         times.push(started.elapsed());
@@ -117,7 +124,9 @@ async fn start_to_healthy(setup: &Setup) -> Vec<Duration> {
 }
 
 async fn status_round_trips(sock: &Path, admin: &Identity) -> Vec<Duration> {
-    let channel = aurae_client::connect_mtls(sock, admin).await.expect("connect");
+    let channel = aurae_client::connect_mtls(sock, admin)
+        .await
+        .expect("connect");
     let mut system = AuraeClient::from_channel(channel).system();
     for _ in 0..WARMUP {
         system.status(StatusRequest {}).await.expect("status");
@@ -221,8 +230,18 @@ async fn main() {
     println!();
     println!("Aurae foundation benchmark ({CALLS} calls after {WARMUP} warm-up; {STARTS} starts)");
     println!("{:<44} {:>12} {:>12} {:>9}", "measure", "p50", "p99", "");
-    println!("{:<44} {:>12} {:>12}", "System/Status over mTLS on the socket", micros(s50), micros(s99));
-    println!("{:<44} {:>12} {:>12}", format!("raw Unix-socket echo ({ECHO_BYTES} B)"), micros(e50), micros(e99));
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "System/Status over mTLS on the socket",
+        micros(s50),
+        micros(s99)
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        format!("raw Unix-socket echo ({ECHO_BYTES} B)"),
+        micros(e50),
+        micros(e99)
+    );
     println!(
         "{:<44} {:>12} {:>12}   target p50 <= 10x: {}",
         "ratio Status / echo",
@@ -243,6 +262,14 @@ async fn main() {
         format!("{:.1} MB", idle_rss_kb as f64 / 1024.0),
         verdict(idle_rss_kb < 15 * 1024)
     );
-    println!("{:<44} {:>12}", "RSS after the 10,500 calls", format!("{:.1} MB", rss_after_load_kb as f64 / 1024.0));
-    println!("{:<44} {:>12}", "idle CPU of auraed (3 s)", format!("{idle_cpu:.2} %"));
+    println!(
+        "{:<44} {:>12}",
+        "RSS after the 10,500 calls",
+        format!("{:.1} MB", rss_after_load_kb as f64 / 1024.0)
+    );
+    println!(
+        "{:<44} {:>12}",
+        "idle CPU of auraed (3 s)",
+        format!("{idle_cpu:.2} %")
+    );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aurae_client::AuraeClient;
 use aurae_proto::v0::{DisableCapabilityRequest, EnableCapabilityRequest, ListCapabilitiesRequest};
-use common::{Daemon, Layout, wait_serving};
+use common::{Daemon, Layout, serving_daemon, wait_serving};
 use tokio_stream::StreamExt;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -58,10 +58,7 @@ async fn enabled(client: &AuraeClient, name: &str) -> bool {
 
 #[tokio::test]
 async fn reflection_lists_the_aurae_services() {
-    let layout = Layout::new();
-    let _daemon = Daemon::start(&layout);
-    layout.pki_init(&[]);
-    wait_serving(&layout, Duration::from_secs(2)).await;
+    let (layout, _daemon) = serving_daemon().await;
     let services = reflected_services(&layout).await.unwrap();
     for expected in [
         "aurae.v0.System",
@@ -79,10 +76,7 @@ async fn reflection_lists_the_aurae_services() {
 // background tasks, or the daemon's graceful shutdown waits for their GOAWAY answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_capability_stays_disabled_across_restart() {
-    let layout = Layout::new();
-    let mut daemon = Daemon::start(&layout);
-    layout.pki_init(&[]);
-    wait_serving(&layout, Duration::from_secs(2)).await;
+    let (layout, mut daemon) = serving_daemon().await;
     let client = admin(&layout).await;
     assert!(enabled(&client, "reflection").await);
 
@@ -124,10 +118,7 @@ async fn a_disabled_capability_stays_disabled_across_restart() {
 
 #[tokio::test]
 async fn core_and_unknown_capabilities_get_clear_errors() {
-    let layout = Layout::new();
-    let _daemon = Daemon::start(&layout);
-    layout.pki_init(&[]);
-    wait_serving(&layout, Duration::from_secs(2)).await;
+    let (layout, _daemon) = serving_daemon().await;
     let client = admin(&layout).await;
     let err = client
         .capabilities()

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use aurae_client::AuraeClient;
 use aurae_proto::v0::{ListCapabilitiesRequest, Mode};
-use common::{Daemon, Layout, admin_status, plaintext_status, wait_serving};
-use tonic_health::pb::HealthCheckRequest;
+use common::{
+    Daemon, Layout, admin_status, health, plaintext_status, serving_daemon, wait_serving,
+};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 #[tokio::test]
@@ -17,15 +18,7 @@ async fn empty_loop_answers_health_and_status_and_refuses_everything_else() {
 
     let channel = aurae_client::connect_plaintext(&layout.sock).await.unwrap();
     let client = AuraeClient::from_channel(channel);
-    let health = client
-        .health()
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(health.status(), ServingStatus::NotServing);
+    assert_eq!(health(&client).await.unwrap(), ServingStatus::NotServing);
 
     let status = plaintext_status(&layout).await.unwrap();
     assert_eq!(status.mode(), Mode::EmptyLoop);
@@ -86,15 +79,7 @@ async fn registered_material_is_served_over_mtls_without_restart() {
     let client = AuraeClient::connect(&layout.target(Some(layout.admin())))
         .await
         .unwrap();
-    let health = client
-        .health()
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(health.status(), ServingStatus::Serving);
+    assert_eq!(health(&client).await.unwrap(), ServingStatus::Serving);
 
     // Plaintext is no longer answered at all.
     assert!(plaintext_status(&layout).await.is_err());
@@ -106,10 +91,7 @@ async fn registered_material_is_served_over_mtls_without_restart() {
 
 #[tokio::test]
 async fn broken_material_falls_back_to_the_empty_loop_and_recovers() {
-    let layout = Layout::new();
-    let mut daemon = Daemon::start(&layout);
-    layout.pki_init(&[]);
-    wait_serving(&layout, Duration::from_secs(2)).await;
+    let (layout, mut daemon) = serving_daemon().await;
 
     std::fs::write(layout.pki_dir.join("server.crt"), "not a certificate").unwrap();
     let mut status = None;
@@ -136,10 +118,7 @@ async fn broken_material_falls_back_to_the_empty_loop_and_recovers() {
 
 #[tokio::test]
 async fn rotated_material_is_used_for_new_connections() {
-    let layout = Layout::new();
-    let _daemon = Daemon::start(&layout);
-    layout.pki_init(&[]);
-    wait_serving(&layout, Duration::from_secs(2)).await;
+    let (layout, _daemon) = serving_daemon().await;
     let old_ca = layout.root.path().join("old-ca");
     std::fs::create_dir_all(&old_ca).unwrap();
     let mut old = layout.admin();

@@ -3,25 +3,16 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aurae_client::{AuraeClient, Identity};
 use aurae_core::name::Principal;
 use aurae_core::pki::{CertificateAuthority, PkiPaths, Validity};
-use aurae_proto::v0::{ListCapabilitiesRequest, StatusRequest};
-use common::{Daemon, Layout, wait_serving};
+use aurae_proto::v0::ListCapabilitiesRequest;
+use common::{Layout, health, serving_daemon, status_as};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use tonic_health::pb::HealthCheckRequest;
-
-async fn serving_layout() -> (Layout, Daemon) {
-    let layout = Layout::new();
-    let daemon = Daemon::start(&layout);
-    layout.pki_init(&[]);
-    wait_serving(&layout, Duration::from_secs(2)).await;
-    (layout, daemon)
-}
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Issues a certificate for `principal` from the layout's CA with `validity`.
 fn issue(layout: &Layout, principal: &str, validity: Validity, name: &str) -> Identity {
@@ -41,21 +32,9 @@ fn issue(layout: &Layout, principal: &str, validity: Validity, name: &str) -> Id
     identity
 }
 
-async fn status_as(layout: &Layout, identity: Identity) -> Result<String, String> {
-    let client = AuraeClient::connect(&layout.target(Some(identity)))
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .system()
-        .status(StatusRequest {})
-        .await
-        .map(|r| r.into_inner().principal)
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-}
-
 #[tokio::test]
 async fn a_client_without_a_certificate_is_rejected_at_the_handshake() {
-    let (layout, _daemon) = serving_layout().await;
+    let (layout, _daemon) = serving_daemon().await;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&layout.admin().ca_cert).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -70,13 +49,8 @@ async fn a_client_without_a_certificate_is_rejected_at_the_handshake() {
     config.alpn_protocols = vec![b"h2".to_vec()];
     let result = match aurae_client::connect_with_config(&layout.sock, Arc::new(config)).await {
         Err(e) => Err(e.to_string()),
-        Ok(channel) => AuraeClient::from_channel(channel)
-            .health()
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
+        Ok(channel) => health(&AuraeClient::from_channel(channel))
             .await
-            .map(|_| ())
             .map_err(|s| s.to_string()),
     };
     assert!(result.is_err(), "a client without a certificate was served");
@@ -84,7 +58,7 @@ async fn a_client_without_a_certificate_is_rejected_at_the_handshake() {
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_rejected() {
-    let (layout, _daemon) = serving_layout().await;
+    let (layout, _daemon) = serving_daemon().await;
     let other = Layout::new();
     other.pki_init(&[]);
     // Trust the right server CA, but present a client certificate of another CA.
@@ -99,7 +73,7 @@ async fn a_certificate_from_another_ca_is_rejected() {
 
 #[tokio::test]
 async fn an_expired_certificate_is_rejected() {
-    let (layout, _daemon) = serving_layout().await;
+    let (layout, _daemon) = serving_daemon().await;
     let now = time::OffsetDateTime::now_utc();
     let expired = Validity {
         not_before: now - time::Duration::days(10),
@@ -114,14 +88,14 @@ async fn an_expired_certificate_is_rejected() {
     // The same principal with a valid certificate gets in: the expiry was the reason.
     let identity = issue(&layout, "admin@node1@local", Validity::days(1), "fresh");
     assert_eq!(
-        status_as(&layout, identity).await.unwrap(),
+        status_as(&layout, identity).await.unwrap().principal,
         "admin@node1@local"
     );
 }
 
 #[tokio::test]
 async fn an_unknown_principal_is_denied_with_who_and_what() {
-    let (layout, _daemon) = serving_layout().await;
+    let (layout, _daemon) = serving_daemon().await;
     let out = layout.aurae(&[
         "pki",
         "issue",
@@ -153,13 +127,7 @@ async fn an_unknown_principal_is_denied_with_who_and_what() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
     // Health is open to every authenticated principal.
-    client
-        .health()
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap();
+    assert_eq!(health(&client).await.unwrap(), ServingStatus::Serving);
 
     let out = layout.aurae(&[
         "--cert",

@@ -3,16 +3,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::{Daemon, Layout, wait_serving};
+use common::serving_daemon;
 
 #[tokio::test]
 async fn python_grpcio_discovers_and_calls_auraed_over_mtls() {
-    let layout = Layout::new();
-    let _daemon = Daemon::start(&layout);
-    layout.pki_init(&[]);
-    wait_serving(&layout, Duration::from_secs(2)).await;
+    let (layout, _daemon) = serving_daemon().await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/grpc_client.py");
     let admin = layout.admin();

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use aurae_client::{AuraeClient, ConnectOptions, Identity, Target};
 use aurae_proto::v0::{Mode, StatusRequest, StatusResponse};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// The auraed binary under test.
 pub fn auraed_bin() -> PathBuf {
@@ -222,9 +224,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Status over mTLS as the admin.
-pub async fn admin_status(layout: &Layout) -> Result<StatusResponse, String> {
-    let client = AuraeClient::connect(&layout.target(Some(layout.admin())))
+/// Status over mTLS as `identity`; errors carry the gRPC code's name first.
+pub async fn status_as(layout: &Layout, identity: Identity) -> Result<StatusResponse, String> {
+    let client = AuraeClient::connect(&layout.target(Some(identity)))
         .await
         .map_err(|e| e.to_string())?;
     client
@@ -232,7 +234,29 @@ pub async fn admin_status(layout: &Layout) -> Result<StatusResponse, String> {
         .status(StatusRequest {})
         .await
         .map(|r| r.into_inner())
-        .map_err(|s| s.to_string())
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// Status over mTLS as the admin.
+pub async fn admin_status(layout: &Layout) -> Result<StatusResponse, String> {
+    status_as(layout, layout.admin()).await
+}
+
+/// The overall health a client sees.
+pub async fn health(client: &AuraeClient) -> Result<ServingStatus, tonic::Status> {
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    Ok(client.health().check(request).await?.into_inner().status())
+}
+
+/// A daemon with registered material, serving over mTLS.
+pub async fn serving_daemon() -> (Layout, Daemon) {
+    let layout = Layout::new();
+    let daemon = Daemon::start(&layout);
+    layout.pki_init(&[]);
+    wait_serving(&layout, Duration::from_secs(2)).await;
+    (layout, daemon)
 }
 
 /// Status over plaintext (the empty loop).
