@@ -139,6 +139,15 @@ pub fn spawn_reaper() -> std::io::Result<()> {
     Ok(())
 }
 
+/// As the machine's init, asks the kernel to send SIGINT on Ctrl-Alt-Del instead of
+/// rebooting at once, so that the keyboard (or a hypervisor's `sendkey`) shuts auraed
+/// down gracefully like SIGTERM does.
+pub fn take_ctrl_alt_del() {
+    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+        tracing::warn!(error = %e, "cannot take over Ctrl-Alt-Del");
+    }
+}
+
 /// Flushes filesystems and powers the machine off. Only for the machine's real init.
 pub fn power_off() -> ! {
     nix::unistd::sync();

@@ -40,6 +40,9 @@ pub fn run(args: Args) -> ExitCode {
     if pid1 {
         init::mount_early_filesystems();
     }
+    if init::is_machine_init() {
+        init::take_ctrl_alt_del();
+    }
     loop {
         let code = std::panic::catch_unwind(|| run_once(&args, pid1));
         match code {
