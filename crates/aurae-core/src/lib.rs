@@ -12,6 +12,8 @@ pub mod fsutil;
 pub mod identity;
 /// Validated names: entities, peers, domains, principals.
 pub mod name;
+/// Validated paths of the store namespace.
+pub mod path;
 /// The node's CA: creating it and issuing certificates.
 pub mod pki;
 /// rustls configurations for the daemon and its clients.

@@ -52,6 +52,13 @@ pub const KNOWN: &[CapabilitySpec] = &[
         services: &["aurae.v0.Capabilities"],
     },
     CapabilitySpec {
+        name: "storage",
+        description: "the node's database as a filesystem-like namespace (kv get/put/ls/watch)",
+        core: false,
+        enabled_by_default: true,
+        services: &["aurae.v0.Storage"],
+    },
+    CapabilitySpec {
         name: "reflection",
         description: "gRPC server reflection, for grpcurl-style tools and dynamic clients",
         core: false,

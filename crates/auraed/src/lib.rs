@@ -15,6 +15,10 @@ pub mod exit;
 pub mod init;
 /// The socket server: empty loop, mTLS, authorization.
 pub mod server;
+/// The `aurae.v0.Storage` service over the store.
+pub mod storage;
+/// The database: the source of truth and its filesystem-like namespace.
+pub mod store;
 /// The `aurae.v0.System` service and the node's own facts.
 pub mod system;
 
@@ -138,6 +142,16 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         tracing::error!(dir = %args.data_dir.display(), error = %e, "cannot create the data directory; changes will not persist");
     }
     let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir));
+    let store = match store::Store::open(&args.data_dir) {
+        Ok(store) => {
+            tracing::info!(database = %store.path().display(), "database open");
+            Ok(Arc::new(store))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "database unavailable; Storage answers UNAVAILABLE");
+            Err(e.to_string())
+        }
+    };
     let bound = match bind_socket(args, pid1).await {
         Ok(bound) => bound,
         Err(code) => return code,
@@ -152,6 +166,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         mode: server::material::watch(pki.clone()),
         pki,
         capabilities,
+        store,
     });
     tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");
 

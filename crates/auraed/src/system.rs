@@ -33,6 +33,8 @@ pub struct Node {
     pub mode: watch::Receiver<Mode>,
     /// The capabilities and their state.
     pub capabilities: Arc<CapabilityRegistry>,
+    /// The database, or why it could not be opened.
+    pub store: crate::storage::StoreState,
 }
 
 /// The `aurae.v0.System` gRPC service.

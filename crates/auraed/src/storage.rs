@@ -1,0 +1,272 @@
+//! The `aurae.v0.Storage` gRPC service: the store's namespace over the socket.
+//!
+//! It validates every path into a [`StorePath`] at the edge, runs the blocking store
+//! calls off the async runtime, and maps [`StoreError`] to gRPC codes with the errno in
+//! metadata. When the database could not be opened it answers UNAVAILABLE with why.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aurae_core::path::StorePath;
+use aurae_proto::v0 as pb;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::store::{self, Committed, Parents, PutOptions, Store, StoreError};
+
+/// Default and largest page of List.
+const PAGE_DEFAULT: usize = 1000;
+const PAGE_MAX: usize = 10_000;
+
+/// The store, or why there is none.
+pub type StoreState = Result<Arc<Store>, String>;
+
+/// The `aurae.v0.Storage` gRPC service.
+#[derive(Debug, Clone)]
+pub struct StorageService {
+    store: StoreState,
+}
+
+fn path(text: &str) -> Result<StorePath, Status> {
+    text.parse::<StorePath>()
+        .map_err(|e| Status::from(StoreError::from(e)))
+}
+
+impl StorageService {
+    /// A service over `store`.
+    pub fn new(store: StoreState) -> Self {
+        Self { store }
+    }
+
+    fn store(&self) -> Result<Arc<Store>, Status> {
+        self.store
+            .clone()
+            .map_err(|why| Status::unavailable(format!("storage is unavailable: {why}")))
+    }
+
+    /// Runs a blocking store call on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store()?;
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| Status::internal(format!("storage call did not finish: {e}")))?
+            .map_err(Status::from)
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::storage_server::Storage for StorageService {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let path = path(&request.into_inner().path)?;
+        let (value, stat) = self.run(move |s| s.get(&path)).await?;
+        Ok(Response::new(pb::GetResponse {
+            value,
+            stat: Some(stat),
+        }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        let options = PutOptions {
+            mode: request.mode,
+            if_version: request.if_version,
+            parents: if request.no_parents {
+                Parents::MustExist
+            } else {
+                Parents::Create
+            },
+        };
+        let (stat, revision) = self
+            .run(move |s| s.put(&path, &request.value, &options))
+            .await?;
+        Ok(Response::new(pb::PutResponse {
+            stat: Some(stat),
+            revision,
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        let limit = match request.page_size as usize {
+            0 => PAGE_DEFAULT,
+            n => n.min(PAGE_MAX),
+        };
+        let after = request.page_token;
+        let (entries, more) = self.run(move |s| s.list(&path, &after, limit)).await?;
+        let next_page_token = match (more, entries.last()) {
+            (true, Some(last)) => last.path.rsplit('/').next().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+
+    async fn stat(
+        &self,
+        request: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
+        let path = path(&request.into_inner().path)?;
+        let stat = self.run(move |s| s.stat(&path)).await?;
+        Ok(Response::new(pb::StatResponse { stat: Some(stat) }))
+    }
+
+    async fn mkdir(
+        &self,
+        request: Request<pb::MkdirRequest>,
+    ) -> Result<Response<pb::MkdirResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        let parents = if request.parents {
+            Parents::Create
+        } else {
+            Parents::MustExist
+        };
+        let mode = request.mode.unwrap_or(0o755);
+        let (stat, revision) = self.run(move |s| s.mkdir(&path, mode, parents)).await?;
+        Ok(Response::new(pb::MkdirResponse {
+            stat: Some(stat),
+            revision,
+        }))
+    }
+
+    async fn symlink(
+        &self,
+        request: Request<pb::SymlinkRequest>,
+    ) -> Result<Response<pb::SymlinkResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        if request.target.is_empty() || request.target.contains('\0') {
+            return Err(Status::invalid_argument(
+                "a symlink target must be non-empty and hold no NUL",
+            ));
+        }
+        let (stat, revision) = self.run(move |s| s.symlink(&path, &request.target)).await?;
+        Ok(Response::new(pb::SymlinkResponse {
+            stat: Some(stat),
+            revision,
+        }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::RemoveResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        let revision = self
+            .run(move |s| s.remove(&path, request.recursive))
+            .await?;
+        Ok(Response::new(pb::RemoveResponse { revision }))
+    }
+
+    async fn rename(
+        &self,
+        request: Request<pb::RenameRequest>,
+    ) -> Result<Response<pb::RenameResponse>, Status> {
+        let request = request.into_inner();
+        let (from, to) = (path(&request.from)?, path(&request.to)?);
+        let (stat, revision) = self.run(move |s| s.rename(&from, &to)).await?;
+        Ok(Response::new(pb::RenameResponse {
+            stat: Some(stat),
+            revision,
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let request = request.into_inner();
+        let prefix = path(&request.prefix)?;
+        let store = self.store()?;
+        // Subscribe before reading the log: nothing committed in between is lost, and
+        // what arrives twice is recognised by its revision.
+        let live = store.subscribe();
+        let start = match request.after_revision {
+            0 => self.run(|s| s.revision()).await?,
+            after => after,
+        };
+        let backlog = {
+            let prefix = prefix.clone();
+            self.run(move |s| s.changes_after(&prefix, start)).await?
+        };
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(forward_changes(store, prefix, backlog, live, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Sends the backlog, then live changes; re-reads the log if the live feed lagged.
+async fn forward_changes(
+    store: Arc<Store>,
+    prefix: StorePath,
+    backlog: (Vec<pb::WatchEvent>, u64),
+    mut live: broadcast::Receiver<Arc<Committed>>,
+    tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
+) {
+    let (mut pending, mut seen) = backlog;
+    loop {
+        for event in pending.drain(..) {
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+        let received = tokio::select! {
+            received = live.recv() => received,
+            () = tx.closed() => return,
+        };
+        match received {
+            Ok(committed) if committed.revision > seen => {
+                seen = committed.revision;
+                pending.extend(
+                    committed
+                        .events
+                        .iter()
+                        .filter(|e| store::concerns(e, &prefix))
+                        .cloned(),
+                );
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => {
+                let (store, prefix) = (store.clone(), prefix.clone());
+                let reread =
+                    tokio::task::spawn_blocking(move || store.changes_after(&prefix, seen)).await;
+                match reread {
+                    Ok(Ok((events, last))) => (pending, seen) = (events, last),
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Unit tests of the namespace semantics, on a real database in a temporary directory.
+
+use super::*;
+
+fn p(s: &str) -> StorePath {
+    s.parse().unwrap()
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn put(store: &Store, path: &str, value: &[u8]) -> Stat {
+    store
+        .put(&p(path), value, &PutOptions::default())
+        .unwrap()
+        .0
+}
+
+fn names(store: &Store, path: &str) -> Vec<String> {
+    let (entries, _) = store.list(&p(path), "", 100).unwrap();
+    entries.into_iter().map(|s| s.path).collect()
+}
+
+#[test]
+fn put_creates_parents_and_get_reads_back() {
+    let (_dir, store) = store();
+    let stat = put(&store, "/services/nginx/port", b"80");
+    assert_eq!(stat.size, 2);
+    assert_eq!(stat.mode, 0o644);
+    let (value, _) = store.get(&p("/services/nginx/port")).unwrap();
+    assert_eq!(value, b"80");
+    assert_eq!(
+        store.stat(&p("/services")).unwrap().kind,
+        EntryKind::Directory as i32
+    );
+    assert!(matches!(
+        store.get(&p("/services")),
+        Err(StoreError::IsADirectory(_))
+    ));
+    assert!(matches!(
+        store.get(&p("/nope")),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get(&p("/services/nginx/port/x")),
+        Err(StoreError::NotADirectory(_))
+    ));
+}
+
+#[test]
+fn large_values_span_chunks_and_shrink_cleanly() {
+    let (_dir, store) = store();
+    let big: Vec<u8> = (0..CHUNK_SIZE * 3 + 17).map(|i| (i % 251) as u8).collect();
+    put(&store, "/big", &big);
+    assert_eq!(store.get(&p("/big")).unwrap().0, big);
+    put(&store, "/big", b"small");
+    assert_eq!(store.get(&p("/big")).unwrap().0, b"small");
+}
+
+#[test]
+fn compare_and_swap_on_version() {
+    let (_dir, store) = store();
+    let create_only = PutOptions {
+        if_version: Some(0),
+        ..Default::default()
+    };
+    let (first, _) = store.put(&p("/k"), b"1", &create_only).unwrap();
+    assert!(matches!(
+        store.put(&p("/k"), b"2", &create_only),
+        Err(StoreError::VersionMismatch { actual, .. }) if actual == first.version
+    ));
+    let swap = PutOptions {
+        if_version: Some(first.version),
+        ..Default::default()
+    };
+    let (second, _) = store.put(&p("/k"), b"2", &swap).unwrap();
+    assert!(second.version > first.version);
+    assert!(
+        store.put(&p("/k"), b"3", &swap).is_err(),
+        "a stale version must lose"
+    );
+    assert_eq!(store.get(&p("/k")).unwrap().0, b"2");
+}
+
+#[test]
+fn list_pages_in_name_order() {
+    let (_dir, store) = store();
+    for name in ["c", "a", "b", "d"] {
+        put(&store, &format!("/dir/{name}"), b"");
+    }
+    put(&store, "/dirx/z", b"");
+    let (page, more) = store.list(&p("/dir"), "", 2).unwrap();
+    assert_eq!(
+        page.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(),
+        ["/dir/a", "/dir/b"]
+    );
+    assert!(more);
+    let (page, more) = store.list(&p("/dir"), "b", 2).unwrap();
+    assert_eq!(
+        page.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(),
+        ["/dir/c", "/dir/d"]
+    );
+    assert!(!more);
+    assert_eq!(names(&store, "/"), ["/dir", "/dirx"]);
+}
+
+#[test]
+fn remove_needs_recursive_for_a_non_empty_directory() {
+    let (_dir, store) = store();
+    put(&store, "/a/b/c", b"x");
+    assert!(matches!(
+        store.remove(&p("/a"), false),
+        Err(StoreError::NotEmpty(_))
+    ));
+    store.remove(&p("/a"), true).unwrap();
+    assert!(matches!(
+        store.stat(&p("/a/b/c")),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.stat(&p("/")).unwrap().nlink, 2);
+    put(&store, "/a", b"again");
+}
+
+#[test]
+fn directory_link_counts_follow_subdirectories() {
+    let (_dir, store) = store();
+    store.mkdir(&p("/d/e"), 0o755, Parents::Create).unwrap();
+    store.mkdir(&p("/d/f"), 0o700, Parents::MustExist).unwrap();
+    assert_eq!(store.stat(&p("/d")).unwrap().nlink, 4);
+    assert_eq!(store.stat(&p("/d/f")).unwrap().mode, 0o700);
+    assert!(matches!(
+        store.mkdir(&p("/d/f"), 0o755, Parents::MustExist),
+        Err(StoreError::Exists(_))
+    ));
+    store.mkdir(&p("/d/f"), 0o755, Parents::Create).unwrap();
+    store.remove(&p("/d/e"), false).unwrap();
+    assert_eq!(store.stat(&p("/d")).unwrap().nlink, 3);
+}
+
+#[test]
+fn rename_follows_rename_2() {
+    let (_dir, store) = store();
+    put(&store, "/x/file", b"1");
+    put(&store, "/y/other", b"2");
+    // Over an existing file: replaced.
+    store.rename(&p("/x/file"), &p("/y/other")).unwrap();
+    assert_eq!(store.get(&p("/y/other")).unwrap().0, b"1");
+    assert!(store.stat(&p("/x/file")).is_err());
+    // A directory into its own subtree: refused.
+    assert!(matches!(
+        store.rename(&p("/y"), &p("/y/sub")),
+        Err(StoreError::InvalidMove { .. })
+    ));
+    // A file over a directory, a directory over a file, a directory over a non-empty one.
+    store
+        .mkdir(&p("/empty"), 0o755, Parents::MustExist)
+        .unwrap();
+    assert!(matches!(
+        store.rename(&p("/y/other"), &p("/empty")),
+        Err(StoreError::IsADirectory(_))
+    ));
+    assert!(matches!(
+        store.rename(&p("/empty"), &p("/y/other")),
+        Err(StoreError::NotADirectory(_))
+    ));
+    assert!(matches!(
+        store.rename(&p("/x"), &p("/y")),
+        Err(StoreError::NotEmpty(_))
+    ));
+    // A directory over an empty directory, across parents: replaced, link counts kept.
+    store.rename(&p("/y"), &p("/empty")).unwrap();
+    assert_eq!(store.get(&p("/empty/other")).unwrap().0, b"1");
+    assert_eq!(
+        store.stat(&p("/")).unwrap().nlink,
+        4,
+        "/x and /empty remain"
+    );
+    // The target's parent must exist.
+    assert!(matches!(
+        store.rename(&p("/empty"), &p("/no/where")),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn symlinks_are_stored_not_followed() {
+    let (_dir, store) = store();
+    put(&store, "/real", b"data");
+    let stat = store.symlink(&p("/link"), "/real").unwrap().0;
+    assert_eq!(stat.target, "/real");
+    assert_eq!(stat.kind, EntryKind::Symlink as i32);
+    assert!(matches!(
+        store.get(&p("/link")),
+        Err(StoreError::IsASymlink(_))
+    ));
+    assert!(matches!(
+        store.symlink(&p("/link"), "/x"),
+        Err(StoreError::Exists(_))
+    ));
+}
+
+#[test]
+fn changes_are_logged_by_revision_and_prefix() {
+    let (_dir, store) = store();
+    let start = store.revision().unwrap();
+    put(&store, "/a/one", b"1");
+    put(&store, "/b/two", b"2");
+    store.rename(&p("/a/one"), &p("/b/one")).unwrap();
+    store.remove(&p("/b"), true).unwrap();
+    let (events, last) = store.changes_after(&p("/b"), start).unwrap();
+    assert_eq!(last, store.revision().unwrap());
+    let seen: Vec<(i32, &str)> = events.iter().map(|e| (e.kind, e.path.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            (ChangeKind::Mkdir as i32, "/b"),
+            (ChangeKind::Put as i32, "/b/two"),
+            (ChangeKind::Rename as i32, "/a/one"),
+            (ChangeKind::Remove as i32, "/b"),
+        ]
+    );
+    // Removing an ancestor concerns a watcher of a deeper prefix.
+    let (deep, _) = store.changes_after(&p("/b/two"), start).unwrap();
+    assert_eq!(deep.last().unwrap().kind, ChangeKind::Remove as i32);
+}
+
+#[test]
+fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        put(&store, "/kept", b"yes");
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.get(&p("/kept")).unwrap().0, b"yes");
+}
+
+#[test]
+fn a_second_opener_gets_a_clear_locked_error() {
+    let (dir, _store) = store();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+}
+
+#[test]
+fn a_corrupt_database_is_reported_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = vec![0x5a_u8; 8192];
+    std::fs::write(dir.path().join(DB_FILE), &garbage).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Unopenable { .. }), "{err}");
+    assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+}
