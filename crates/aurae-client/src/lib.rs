@@ -13,6 +13,7 @@ use aurae_core::config::{self, ClientConfig, ConfigError};
 use aurae_core::pki::SERVER_NAME;
 use aurae_core::tls::{self, TlsError};
 use aurae_proto::v0::capabilities_client::CapabilitiesClient;
+use aurae_proto::v0::storage_client::StorageClient;
 use aurae_proto::v0::system_client::SystemClient;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -273,6 +274,11 @@ impl AuraeClient {
     /// The `aurae.v0.Capabilities` service.
     pub fn capabilities(&self) -> CapabilitiesClient<Channel> {
         CapabilitiesClient::new(self.channel.clone())
+    }
+
+    /// The `aurae.v0.Storage` service.
+    pub fn storage(&self) -> StorageClient<Channel> {
+        StorageClient::new(self.channel.clone())
     }
 
     /// The standard `grpc.health.v1.Health` service.

@@ -1,6 +1,7 @@
 //! One module per command group; each turns flags into calls and prints for people or `--json`.
 
 mod capabilities;
+mod kv;
 mod pki;
 mod status;
 
@@ -14,6 +15,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { json } => status::run(&cli.connect, json).await,
         Command::Pki(command) => pki::run(&cli.connect, command),
         Command::Capabilities(command) => capabilities::run(&cli.connect, command).await,
+        Command::Kv(command) => kv::run(&cli.connect, command).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aurae", &mut std::io::stdout());
             Ok(())
@@ -21,7 +23,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Turns a gRPC status into an error a person can read.
+/// Turns a gRPC status into an error a person can read (with the errno when given).
 pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+    match status
+        .metadata()
+        .get("aurae-errno")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(errno) => anyhow::anyhow!("{} ({:?}, {errno})", status.message(), status.code()),
+        None => anyhow::anyhow!("{} ({:?})", status.message(), status.code()),
+    }
 }

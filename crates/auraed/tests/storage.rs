@@ -1,0 +1,257 @@
+//! The Storage capability through the socket: the CLI, Watch, and durability under kill -9.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aurae_client::AuraeClient;
+use aurae_proto::v0::{ChangeKind, GetRequest, PutRequest, StatRequest, WatchRequest};
+use common::{Daemon, Layout, serving_daemon, wait_serving};
+
+async fn admin(layout: &Layout) -> AuraeClient {
+    AuraeClient::connect(&layout.target(Some(layout.admin())))
+        .await
+        .unwrap()
+}
+
+fn kv(layout: &Layout, args: &[&str]) -> (bool, String, String) {
+    let mut full = vec!["kv"];
+    full.extend_from_slice(args);
+    let out = layout.aurae(&full);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_reads_and_writes_the_namespace() {
+    let (layout, _daemon) = serving_daemon().await;
+    assert!(kv(&layout, &["put", "/services/nginx/port", "80"]).0);
+    let (ok, out, _) = kv(&layout, &["get", "/services/nginx/port"]);
+    assert!(ok);
+    assert_eq!(out, "80");
+    let (_, out, _) = kv(&layout, &["ls", "/services"]);
+    assert!(out.contains("/services/nginx"), "{out}");
+    assert!(out.starts_with('d'), "{out}");
+
+    assert!(kv(&layout, &["mv", "/services/nginx", "/services/web"]).0);
+    let (_, json, _) = kv(&layout, &["get", "/services/web/port", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["value"], "80");
+    assert_eq!(value["kind"], "file");
+
+    let (ok, _, err) = kv(&layout, &["rm", "/services"]);
+    assert!(!ok);
+    assert!(
+        err.contains("not empty") && err.contains("ENOTEMPTY"),
+        "{err}"
+    );
+    assert!(kv(&layout, &["rm", "-r", "/services"]).0);
+    let (ok, _, err) = kv(&layout, &["get", "/services/web/port"]);
+    assert!(!ok);
+    assert!(err.contains("ENOENT"), "{err}");
+
+    let (ok, _, err) = kv(&layout, &["put", "/../etc/passwd", "x"]);
+    assert!(!ok);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("'..'"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn compare_and_swap_refuses_a_stale_version() {
+    let (layout, _daemon) = serving_daemon().await;
+    let mut storage = admin(&layout).await.storage();
+    let put = |value: &str, if_version| PutRequest {
+        path: "/counter".into(),
+        value: value.into(),
+        mode: None,
+        if_version,
+        no_parents: false,
+    };
+    let first = storage.put(put("1", Some(0))).await.unwrap().into_inner();
+    let version = first.stat.unwrap().version;
+    storage.put(put("2", Some(version))).await.unwrap();
+    let lost = storage.put(put("3", Some(version))).await.unwrap_err();
+    assert_eq!(lost.code(), tonic::Code::Aborted);
+    let value = storage
+        .get(GetRequest {
+            path: "/counter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
+    assert_eq!(value, b"2");
+}
+
+#[tokio::test]
+async fn watch_streams_changes_and_resumes_from_a_revision() {
+    let (layout, _daemon) = serving_daemon().await;
+    let client = admin(&layout).await;
+    let mut storage = client.storage();
+    let mut watch = storage
+        .watch(WatchRequest {
+            prefix: "/services".into(),
+            after_revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(kv(&layout, &["put", "/other", "x"]).0);
+    assert!(kv(&layout, &["put", "/services/a", "1"]).0);
+    assert!(kv(&layout, &["mv", "/services/a", "/services/b"]).0);
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), watch.message())
+            .await
+            .expect("a change within 5 s")
+            .unwrap()
+            .unwrap();
+        seen.push(event);
+    }
+    let kinds: Vec<(ChangeKind, &str)> = seen
+        .iter()
+        .map(|e| (ChangeKind::try_from(e.kind).unwrap(), e.path.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (ChangeKind::Mkdir, "/services"),
+            (ChangeKind::Put, "/services/a"),
+            (ChangeKind::Rename, "/services/a")
+        ]
+    );
+    assert_eq!(seen[2].to, "/services/b");
+
+    // A new watcher resuming after the first change replays the rest.
+    let mut resumed = storage
+        .watch(WatchRequest {
+            prefix: "/services".into(),
+            after_revision: seen[0].revision,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let replayed = tokio::time::timeout(Duration::from_secs(5), resumed.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(replayed.revision, seen[2].revision);
+    assert_eq!(replayed.kind, ChangeKind::Rename as i32);
+}
+
+// Multi-threaded: the writers must keep going while this thread kills the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_kill_9() {
+    let (layout, mut daemon) = serving_daemon().await;
+    let client = admin(&layout).await;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let mut storage = client.storage();
+            tokio::spawn(async move {
+                let mut acknowledged = BTreeMap::new();
+                for i in 0..1000 {
+                    let path = format!("/crash/w{w}/k{i:04}");
+                    // Values of varying size, several chunks for some.
+                    let value = format!("{path}:").repeat(1 + (i % 7) * 3000).into_bytes();
+                    let request = PutRequest {
+                        path: path.clone(),
+                        value: value.clone(),
+                        mode: None,
+                        if_version: None,
+                        no_parents: false,
+                    };
+                    match storage.put(request).await {
+                        Ok(_) => {
+                            acknowledged.insert(path, value);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    // Let some writes land, then kill -9 in the middle of the stream.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let mut acknowledged = BTreeMap::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() > 10,
+        "too few writes landed before the kill to test anything"
+    );
+    assert!(
+        acknowledged.len() < 4000,
+        "the kill came after every write finished"
+    );
+    drop(client);
+
+    let _daemon = Daemon::start(&layout);
+    wait_serving(&layout, Duration::from_secs(2)).await;
+    let mut storage = admin(&layout).await.storage();
+    for (path, value) in &acknowledged {
+        let stored = storage
+            .get(GetRequest { path: path.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged {path} lost: {e}"))
+            .into_inner()
+            .value;
+        assert!(
+            stored == *value,
+            "{path} holds other bytes than acknowledged"
+        );
+    }
+    // Unacknowledged writes are all or nothing: whatever exists is whole.
+    for w in 0..4 {
+        for i in 0..1000 {
+            let path = format!("/crash/w{w}/k{i:04}");
+            if acknowledged.contains_key(&path) {
+                continue;
+            }
+            if let Ok(reply) = storage.get(GetRequest { path: path.clone() }).await {
+                let expected = format!("{path}:").repeat(1 + (i % 7) * 3000).into_bytes();
+                assert!(
+                    reply.into_inner().value == expected,
+                    "{path} is half-written"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_locked_database_leaves_auraed_running_with_a_clear_error() {
+    let (layout, _first) = serving_daemon().await;
+    // A second daemon on the same data directory and PKI, another socket.
+    let second = Layout {
+        root: tempfile::tempdir().unwrap(),
+        sock: layout.root.path().join("second.sock"),
+        pki_dir: layout.pki_dir.clone(),
+        data_dir: layout.data_dir.clone(),
+        key: layout.key.clone(),
+        home: layout.home.clone(),
+    };
+    let mut second_daemon = Daemon::start(&second);
+    let channel = aurae_client::connect_mtls(&second.sock, &layout.admin())
+        .await
+        .unwrap();
+    let err = AuraeClient::from_channel(channel)
+        .storage()
+        .stat(StatRequest { path: "/".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(err.message().contains("locked"), "{}", err.message());
+    assert!(second_daemon.is_running());
+}
