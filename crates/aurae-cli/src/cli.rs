@@ -56,6 +56,9 @@ pub enum Command {
     /// Read and write the node's key/value store, laid out like a filesystem.
     #[command(subcommand)]
     Kv(KvCommand),
+    /// Create, list and delete volumes: filesystems with their own root and quota.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Print a shell completion script: `aurae completions bash > /etc/bash_completion.d/aurae`.
     Completions {
         /// The shell.
@@ -181,11 +184,73 @@ pub enum KvCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume, optionally with a quota (bytes, or with a K/M/G/T suffix).
+    Create {
+        /// Lowercase letters, digits, '-' and '_'.
+        name: String,
+        /// Most content the volume may hold, e.g. 512M; none by default.
+        #[arg(long, value_parser = parse_size)]
+        quota: Option<u64>,
+    },
+    /// List volumes with their usage.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a volume and everything in it.
+    Rm {
+        /// The volume.
+        name: String,
+    },
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("'{text}' is not a size such as 4096, 512M or 2G")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("'{text}' is not a size such as 4096, 512M or 2G"))
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|mode| *mode <= 0o7777)
         .ok_or_else(|| format!("'{text}' is not an octal mode such as 0644"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+    }
 }
 
 #[derive(Debug, Subcommand)]

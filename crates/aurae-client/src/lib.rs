@@ -13,6 +13,7 @@ use aurae_core::config::{self, ClientConfig, ConfigError};
 use aurae_core::pki::SERVER_NAME;
 use aurae_core::tls::{self, TlsError};
 use aurae_proto::v0::capabilities_client::CapabilitiesClient;
+use aurae_proto::v0::filesystem_client::FilesystemClient;
 use aurae_proto::v0::storage_client::StorageClient;
 use aurae_proto::v0::system_client::SystemClient;
 use hyper_util::rt::TokioIo;
@@ -274,6 +275,11 @@ impl AuraeClient {
     /// The `aurae.v0.Capabilities` service.
     pub fn capabilities(&self) -> CapabilitiesClient<Channel> {
         CapabilitiesClient::new(self.channel.clone())
+    }
+
+    /// The `aurae.v0.Filesystem` service (the store by volume and inode).
+    pub fn filesystem(&self) -> FilesystemClient<Channel> {
+        FilesystemClient::new(self.channel.clone())
     }
 
     /// The `aurae.v0.Storage` service.

@@ -53,10 +53,10 @@ pub const KNOWN: &[CapabilitySpec] = &[
     },
     CapabilitySpec {
         name: "storage",
-        description: "the node's database as a filesystem-like namespace (kv get/put/ls/watch)",
+        description: "the node's database as a filesystem: kv, volumes, auraefs",
         core: false,
         enabled_by_default: true,
-        services: &["aurae.v0.Storage"],
+        services: &["aurae.v0.Storage", "aurae.v0.Filesystem"],
     },
     CapabilitySpec {
         name: "reflection",

@@ -11,6 +11,8 @@ pub mod capabilities;
 pub mod cli;
 /// Documented exit codes.
 pub mod exit;
+/// The `aurae.v0.Filesystem` service: the store by volume and inode, for FUSE.
+pub mod filesystem;
 /// PID 1 duties: mounts, reaping, power-off.
 pub mod init;
 /// The socket server: empty loop, mTLS, authorization.

@@ -200,7 +200,14 @@ impl pb::storage_server::Storage for StorageService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let request = request.into_inner();
-        let prefix = path(&request.prefix)?;
+        let filter = WatchFilter {
+            volume: store::volume_key(&request.volume).to_owned(),
+            prefix: path(if request.prefix.is_empty() {
+                "/"
+            } else {
+                &request.prefix
+            })?,
+        };
         let store = self.store()?;
         // Subscribe before reading the log: nothing committed in between is lost, and
         // what arrives twice is recognised by its revision.
@@ -210,19 +217,61 @@ impl pb::storage_server::Storage for StorageService {
             after => after,
         };
         let backlog = {
-            let prefix = prefix.clone();
-            self.run(move |s| s.changes_after(&prefix, start)).await?
+            let filter = filter.clone();
+            self.run(move |s| s.changes_after(start, |e| filter.keeps(e)))
+                .await?
         };
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(forward_changes(store, prefix, backlog, live, tx));
+        tokio::spawn(forward_changes(store, filter, backlog, live, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn create_volume(
+        &self,
+        request: Request<pb::CreateVolumeRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
+        let request = request.into_inner();
+        let volume = self
+            .run(move |s| s.create_volume(&request.name, request.quota_bytes))
+            .await?;
+        Ok(Response::new(volume))
+    }
+
+    async fn list_volumes(
+        &self,
+        _request: Request<pb::ListVolumesRequest>,
+    ) -> Result<Response<pb::ListVolumesResponse>, Status> {
+        let volumes = self.run(|s| s.list_volumes()).await?;
+        Ok(Response::new(pb::ListVolumesResponse { volumes }))
+    }
+
+    async fn delete_volume(
+        &self,
+        request: Request<pb::DeleteVolumeRequest>,
+    ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
+        let name = request.into_inner().name;
+        self.run(move |s| s.delete_volume(&name)).await?;
+        Ok(Response::new(pb::DeleteVolumeResponse {}))
+    }
+}
+
+/// Which changes a watcher wants.
+#[derive(Debug, Clone)]
+struct WatchFilter {
+    volume: String,
+    prefix: StorePath,
+}
+
+impl WatchFilter {
+    fn keeps(&self, event: &pb::WatchEvent) -> bool {
+        store::concerns(event, &self.volume, &self.prefix)
     }
 }
 
 /// Sends the backlog, then live changes; re-reads the log if the live feed lagged.
 async fn forward_changes(
     store: Arc<Store>,
-    prefix: StorePath,
+    filter: WatchFilter,
     backlog: (Vec<pb::WatchEvent>, u64),
     mut live: broadcast::Receiver<Arc<Committed>>,
     tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
@@ -241,19 +290,15 @@ async fn forward_changes(
         match received {
             Ok(committed) if committed.revision > seen => {
                 seen = committed.revision;
-                pending.extend(
-                    committed
-                        .events
-                        .iter()
-                        .filter(|e| store::concerns(e, &prefix))
-                        .cloned(),
-                );
+                pending.extend(committed.events.iter().filter(|e| filter.keeps(e)).cloned());
             }
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => {
-                let (store, prefix) = (store.clone(), prefix.clone());
-                let reread =
-                    tokio::task::spawn_blocking(move || store.changes_after(&prefix, seen)).await;
+                let (store, filter) = (store.clone(), filter.clone());
+                let reread = tokio::task::spawn_blocking(move || {
+                    store.changes_after(seen, |e| filter.keeps(e))
+                })
+                .await;
                 match reread {
                     Ok(Ok((events, last))) => (pending, seen) = (events, last),
                     Ok(Err(e)) => {

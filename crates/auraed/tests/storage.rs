@@ -98,6 +98,7 @@ async fn watch_streams_changes_and_resumes_from_a_revision() {
         .watch(WatchRequest {
             prefix: "/services".into(),
             after_revision: 0,
+            volume: String::new(),
         })
         .await
         .unwrap()
@@ -134,6 +135,7 @@ async fn watch_streams_changes_and_resumes_from_a_revision() {
         .watch(WatchRequest {
             prefix: "/services".into(),
             after_revision: seen[0].revision,
+            volume: String::new(),
         })
         .await
         .unwrap()
@@ -254,4 +256,86 @@ async fn a_locked_database_leaves_auraed_running_with_a_clear_error() {
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("locked"), "{}", err.message());
     assert!(second_daemon.is_running());
+}
+
+#[tokio::test]
+async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
+    use aurae_proto::v0::{
+        CreateVolumeRequest, EntryKind, MakeNodeRequest, ReadRequest, WriteChunk,
+    };
+    let (layout, _daemon) = serving_daemon().await;
+    let client = admin(&layout).await;
+    let volume = client
+        .storage()
+        .create_volume(CreateVolumeRequest {
+            name: "data".into(),
+            quota_bytes: 3 << 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut fs = client.filesystem();
+    let file = fs
+        .make_node(MakeNodeRequest {
+            volume: "data".into(),
+            parent: volume.root_inode,
+            name: "blob".into(),
+            kind: EntryKind::File as i32,
+            mode: 0o600,
+            uid: 1000,
+            gid: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stat
+        .unwrap();
+    assert_eq!((file.mode, file.uid), (0o600, 1000));
+
+    // 2 MiB in 256 KiB messages of one Write stream.
+    let payload: Vec<u8> = (0..2 << 20).map(|i: u32| (i % 253) as u8).collect();
+    let chunks: Vec<WriteChunk> = payload
+        .chunks(256 << 10)
+        .enumerate()
+        .map(|(i, data)| WriteChunk {
+            volume: if i == 0 { "data".into() } else { String::new() },
+            inode: file.inode,
+            offset: 0,
+            data: data.to_vec(),
+        })
+        .collect();
+    let written = fs.write(tokio_stream::iter(chunks)).await.unwrap().into_inner();
+    assert_eq!(written.written, payload.len() as u64);
+
+    let mut stream = fs
+        .read(ReadRequest {
+            volume: "data".into(),
+            inode: file.inode,
+            offset: 1000,
+            length: 1 << 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut read = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        read.extend(chunk.data);
+    }
+    assert!(read == payload[1000..1000 + (1 << 20)], "read back other bytes");
+
+    // Past the 3 MiB quota: ENOSPC, and nothing of the refused write lands.
+    let too_much = WriteChunk {
+        volume: "data".into(),
+        inode: file.inode,
+        offset: 2 << 20,
+        data: vec![1; 2 << 20],
+    };
+    let err = fs.write(tokio_stream::iter([too_much])).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(err.metadata().get("aurae-errno").unwrap(), "ENOSPC");
+
+    let out = layout.aurae(&["volume", "ls", "--json"]);
+    let volumes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = volumes.as_array().unwrap().iter().find(|v| v["name"] == "data").unwrap();
+    assert_eq!(data["used_bytes"], 2 << 20);
 }

@@ -115,6 +115,7 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
             let request = WatchRequest {
                 prefix,
                 after_revision: after,
+                volume: String::new(),
             };
             let mut stream = storage
                 .watch(request)

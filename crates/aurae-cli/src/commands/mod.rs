@@ -4,6 +4,7 @@ mod capabilities;
 mod kv;
 mod pki;
 mod status;
+mod volume;
 
 use clap::CommandFactory;
 
@@ -16,6 +17,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pki(command) => pki::run(&cli.connect, command),
         Command::Capabilities(command) => capabilities::run(&cli.connect, command).await,
         Command::Kv(command) => kv::run(&cli.connect, command).await,
+        Command::Volume(command) => volume::run(&cli.connect, command).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "aurae", &mut std::io::stdout());
             Ok(())

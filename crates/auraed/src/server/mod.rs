@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurae_proto::v0::capabilities_server::CapabilitiesServer;
+use aurae_proto::v0::filesystem_server::FilesystemServer;
 use aurae_proto::v0::storage_server::StorageServer;
 use aurae_proto::v0::system_server::SystemServer;
 use tokio::net::{UnixListener, UnixStream};
@@ -25,6 +26,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::capabilities::CapabilitiesService;
+use crate::filesystem::FilesystemService;
 use crate::storage::StorageService;
 use crate::system::{Node, SystemService};
 use material::Mode;
@@ -115,6 +117,9 @@ async fn serving_router(
             node.capabilities.clone(),
         )))
         .add_service(StorageServer::new(StorageService::new(node.store.clone())))
+        .add_service(FilesystemServer::new(FilesystemService::new(
+            node.store.clone(),
+        )))
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .serve_with_incoming_shutdown(incoming(rx), shutdown)

@@ -88,6 +88,29 @@ pub enum StoreError {
         /// The oldest revision still kept.
         oldest: u64,
     },
+    /// No volume of that name.
+    #[error("no volume named '{0}'; create it with CreateVolume (`aurae volume create {0}`)")]
+    NoSuchVolume(String),
+    /// A volume name is taken.
+    #[error("a volume named '{0}' already exists")]
+    VolumeExists(String),
+    /// No inode of that number in the volume.
+    #[error("inode {0}: no such file or directory in this volume")]
+    NoSuchInode(u64),
+    /// A write would exceed the volume's quota.
+    #[error("volume '{volume}' is full: its quota is {quota} bytes")]
+    QuotaExceeded {
+        /// The volume.
+        volume: String,
+        /// Its quota.
+        quota: u64,
+    },
+    /// An operation the namespace does not allow.
+    #[error("operation not permitted: {0}")]
+    NotPermitted(&'static str),
+    /// A directory entry name is not valid.
+    #[error("'{0}' is not a valid name: 1 to 255 bytes, no '/' or NUL, not '.' or '..'")]
+    InvalidName(String),
     /// A stored record could not be decoded.
     #[error("stored record for inode {ino} is damaged: {reason}")]
     Damaged {
@@ -122,7 +145,11 @@ impl StoreError {
     /// The errno a filesystem would return for this error.
     pub fn errno(&self) -> &'static str {
         match self {
-            Self::NotFound(_) => "ENOENT",
+            Self::NotFound(_) | Self::NoSuchInode(_) | Self::NoSuchVolume(_) => "ENOENT",
+            Self::VolumeExists(_) => "EEXIST",
+            Self::QuotaExceeded { .. } => "ENOSPC",
+            Self::NotPermitted(_) => "EPERM",
+            Self::InvalidName(_) => "EINVAL",
             Self::Exists(_) | Self::IsASymlink(_) => "EEXIST",
             Self::NotADirectory(_) => "ENOTDIR",
             Self::IsADirectory(_) => "EISDIR",
@@ -136,9 +163,13 @@ impl StoreError {
 
     fn code(&self) -> Code {
         match self {
-            Self::NotFound(_) => Code::NotFound,
-            Self::Exists(_) => Code::AlreadyExists,
-            Self::Path(_) | Self::InvalidMove { .. } => Code::InvalidArgument,
+            Self::NotFound(_) | Self::NoSuchInode(_) | Self::NoSuchVolume(_) => Code::NotFound,
+            Self::Exists(_) | Self::VolumeExists(_) => Code::AlreadyExists,
+            Self::Path(_) | Self::InvalidMove { .. } | Self::InvalidName(_) => {
+                Code::InvalidArgument
+            }
+            Self::QuotaExceeded { .. } => Code::ResourceExhausted,
+            Self::NotPermitted(_) => Code::PermissionDenied,
             Self::NotADirectory(_)
             | Self::IsADirectory(_)
             | Self::IsASymlink(_)

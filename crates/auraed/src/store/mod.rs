@@ -1,28 +1,32 @@
 //! The database: auraed's source of truth, and the filesystem-like namespace on top of it.
 //!
 //! One redb file in the data directory holds inodes, directory entries, file content in
-//! chunks, and a bounded log of changes for Watch. Every write is one transaction
-//! committed durably (fsync) before it is acknowledged, so an acknowledged write survives
-//! `kill -9` and power loss, and a failed one leaves nothing behind. This module never
-//! follows symlinks and never touches a database it cannot read: it reports it.
+//! chunks, volumes, and a bounded log of changes for Watch. Every write is one
+//! transaction committed durably (fsync) before it is acknowledged, so an acknowledged
+//! write survives `kill -9` and power loss, and a failed one leaves nothing behind. The
+//! default namespace (volume "") is addressed by path; every volume also by inode, for
+//! FUSE. This module never follows symlinks and never rewrites a database it cannot read.
 
 pub mod error;
 pub mod record;
 #[cfg(test)]
 mod tests;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aurae_core::name::EntityName;
 use aurae_core::path::StorePath;
-use aurae_proto::v0::{ChangeKind, EntryKind, Stat, WatchEvent};
+use aurae_proto::v0::{EntryKind, Stat, Volume, WatchEvent};
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
 pub use error::StoreError;
-use record::{ChangeRecord, Inode};
+use record::{Inode, VolumeRecord};
+pub use writer::{UnlinkKind, Vol, Writer};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "aurae.redb";
@@ -30,16 +34,19 @@ pub const DB_FILE: &str = "aurae.redb";
 pub const SCHEMA_VERSION: u64 = 1;
 /// Size of a content chunk: a small write rewrites one chunk, not the file.
 pub const CHUNK_SIZE: usize = 64 * 1024;
-/// How many changes the log keeps for Watch to resume from.
+/// How many revisions the change log keeps for Watch to resume from.
 pub const CHANGES_KEPT: u64 = 100_000;
-/// The root directory's inode.
+/// The default namespace's root directory inode.
 pub const ROOT_INO: u64 = 1;
+/// The default namespace's volume name.
+pub const DEFAULT_VOLUME: &str = "";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
 const DIRENTS: TableDefinition<(u64, &str), u64> = TableDefinition::new("dirents");
 const CHUNKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("chunks");
 const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 
 const META_SCHEMA: &str = "schema";
 const META_REVISION: &str = "revision";
@@ -64,6 +71,23 @@ pub enum Parents {
     Create,
     /// Fail with ENOENT.
     MustExist,
+}
+
+/// Attributes SetAttr changes; `None` leaves one as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    /// chmod.
+    pub mode: Option<u32>,
+    /// chown (user).
+    pub uid: Option<u32>,
+    /// chown (group).
+    pub gid: Option<u32>,
+    /// truncate.
+    pub size: Option<u64>,
+    /// utimens (access).
+    pub atime_ns: Option<i64>,
+    /// utimens (modification).
+    pub mtime_ns: Option<i64>,
 }
 
 /// The events one committed write transaction made: published whole, so that a watcher
@@ -117,7 +141,7 @@ fn lookup(
     Ok(dirents.get((parent, name))?.map(|g| g.value()))
 }
 
-/// Walks `path` from the root without following symlinks.
+/// Walks `path` of the default namespace from its root, without following symlinks.
 fn resolve(
     inodes: &impl ReadableTable<u64, &'static [u8]>,
     dirents: &impl ReadableTable<(u64, &'static str), u64>,
@@ -138,24 +162,39 @@ fn resolve(
     Ok((ino, inode))
 }
 
-fn read_content(
+/// Reads `length` bytes at `offset` of a file of `size` bytes; holes read as zeros.
+fn read_range(
     chunks: &impl ReadableTable<(u64, u64), &'static [u8]>,
     ino: u64,
     size: u64,
+    offset: u64,
+    length: u64,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut content = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    for entry in chunks.range((ino, 0)..=(ino, u64::MAX))? {
-        let (_, chunk) = entry?;
-        content.extend_from_slice(chunk.value());
+    let end = size.min(offset.saturating_add(length));
+    if offset >= end {
+        return Ok(Vec::new());
     }
-    content.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    let chunk = CHUNK_SIZE as u64;
+    let mut content = vec![0u8; (end - offset) as usize];
+    for entry in chunks.range((ino, offset / chunk)..=(ino, (end - 1) / chunk))? {
+        let (key, bytes) = entry?;
+        let start = key.value().1 * chunk;
+        let bytes = bytes.value();
+        // Overlap of [start, start + len) with [offset, end).
+        let from = start.max(offset);
+        let to = (start + bytes.len() as u64).min(end);
+        if from < to {
+            content[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&bytes[(from - start) as usize..(to - start) as usize]);
+        }
+    }
     Ok(content)
 }
 
-/// The stat of `inode` at `path`.
-pub fn stat_of(path: &StorePath, ino: u64, inode: &Inode) -> Stat {
+/// The stat of `inode`; `path` is empty where the caller addressed it by inode.
+pub fn stat_of(path: &str, ino: u64, inode: &Inode) -> Stat {
     Stat {
-        path: path.to_string(),
+        path: path.to_owned(),
         kind: inode.kind,
         inode: ino,
         mode: inode.mode,
@@ -171,200 +210,13 @@ pub fn stat_of(path: &StorePath, ino: u64, inode: &Inode) -> Stat {
     }
 }
 
-/// The tables of one write transaction, and the revision it commits as.
-struct Writer<'t> {
-    meta: Table<'t, &'static str, u64>,
-    inodes: Table<'t, u64, &'static [u8]>,
-    dirents: Table<'t, (u64, &'static str), u64>,
-    chunks: Table<'t, (u64, u64), &'static [u8]>,
-    changes: Table<'t, u64, &'static [u8]>,
-    revision: u64,
-    now: i64,
-    events: Vec<WatchEvent>,
-}
-
-impl<'t> Writer<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
-        let meta = txn.open_table(META)?;
-        let revision = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0) + 1;
-        Ok(Self {
-            meta,
-            inodes: txn.open_table(INODES)?,
-            dirents: txn.open_table(DIRENTS)?,
-            chunks: txn.open_table(CHUNKS)?,
-            changes: txn.open_table(CHANGES)?,
-            revision,
-            now: now_ns(),
-            events: Vec::new(),
-        })
-    }
-
-    fn inode(&self, ino: u64) -> Result<Inode, StoreError> {
-        get_inode(&self.inodes, ino)
-    }
-
-    fn save(&mut self, ino: u64, inode: &Inode) -> Result<(), StoreError> {
-        self.inodes.insert(ino, inode.encode_to_vec().as_slice())?;
-        Ok(())
-    }
-
-    fn resolve(&self, path: &StorePath) -> Result<(u64, Inode), StoreError> {
-        resolve(&self.inodes, &self.dirents, path)
-    }
-
-    fn lookup(&self, parent: u64, name: &str) -> Result<Option<u64>, StoreError> {
-        lookup(&self.dirents, parent, name)
-    }
-
-    fn allocate(&mut self, inode: &Inode) -> Result<u64, StoreError> {
-        let ino = self
-            .meta
-            .get(META_NEXT_INO)?
-            .map(|g| g.value())
-            .unwrap_or(ROOT_INO + 1);
-        self.meta.insert(META_NEXT_INO, ino + 1)?;
-        self.save(ino, inode)?;
-        Ok(ino)
-    }
-
-    /// Marks a directory's content as changed (an entry came or went).
-    fn touch_dir(&mut self, ino: u64, nlink_delta: i32) -> Result<(), StoreError> {
-        let mut dir = self.inode(ino)?;
-        dir.mtime_ns = self.now;
-        dir.ctime_ns = self.now;
-        dir.version = self.revision;
-        dir.nlink = dir.nlink.saturating_add_signed(nlink_delta);
-        self.save(ino, &dir)
-    }
-
-    /// The directory that will hold `path`, created with its parents if asked.
-    fn parent_dir(&mut self, path: &StorePath, parents: Parents) -> Result<u64, StoreError> {
-        let (parent, _) = path
-            .split_last()
-            .ok_or_else(|| StoreError::Exists("/".to_owned()))?;
-        match (self.resolve(&parent), parents) {
-            (Ok((ino, inode)), _) if inode.is_dir() => Ok(ino),
-            (Ok(_), _) => Err(StoreError::NotADirectory(parent.to_string())),
-            (Err(StoreError::NotFound(_)), Parents::Create) => self
-                .mkdir(&parent, 0o755, Parents::Create)
-                .map(|(ino, _)| ino),
-            (Err(e), _) => Err(e),
-        }
-    }
-
-    /// Links a new inode under its parent.
-    fn link_new(
-        &mut self,
-        path: &StorePath,
-        parent: u64,
-        inode: &Inode,
-    ) -> Result<u64, StoreError> {
-        let (_, name) = path.split_last().expect("not the root");
-        let ino = self.allocate(inode)?;
-        self.dirents.insert((parent, name), ino)?;
-        self.touch_dir(parent, if inode.is_dir() { 1 } else { 0 })?;
-        Ok(ino)
-    }
-
-    fn mkdir(
-        &mut self,
-        path: &StorePath,
-        mode: u32,
-        parents: Parents,
-    ) -> Result<(u64, Inode), StoreError> {
-        if let Ok((ino, inode)) = self.resolve(path) {
-            return match (inode.is_dir(), parents) {
-                (true, Parents::Create) => Ok((ino, inode)),
-                _ => Err(StoreError::Exists(path.to_string())),
-            };
-        }
-        let parent = self.parent_dir(path, parents)?;
-        let inode = Inode::new(EntryKind::Directory, mode, self.now, self.revision);
-        let ino = self.link_new(path, parent, &inode)?;
-        self.record(ChangeKind::Mkdir, path, None);
-        Ok((ino, inode))
-    }
-
-    fn write_content(&mut self, ino: u64, content: &[u8]) -> Result<(), StoreError> {
-        self.chunks
-            .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
-        for (index, chunk) in content.chunks(CHUNK_SIZE).enumerate() {
-            self.chunks.insert((ino, index as u64), chunk)?;
-        }
-        Ok(())
-    }
-
-    /// Drops one link to `ino`; frees it when no link is left.
-    fn unlink_inode(&mut self, ino: u64, mut inode: Inode) -> Result<(), StoreError> {
-        inode.nlink = inode.nlink.saturating_sub(1);
-        if inode.is_dir() || inode.nlink == 0 {
-            self.chunks
-                .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
-            self.inodes.remove(ino)?;
-            Ok(())
-        } else {
-            inode.ctime_ns = self.now;
-            self.save(ino, &inode)
-        }
-    }
-
-    /// Removes everything below directory `ino`.
-    fn remove_children(&mut self, ino: u64) -> Result<(), StoreError> {
-        let children: Vec<(String, u64)> = self
-            .dirents
-            .range((ino, "")..)?
-            .map_while(|entry| {
-                entry.ok().and_then(|(key, child)| {
-                    let (parent, name) = key.value();
-                    (parent == ino).then(|| (name.to_owned(), child.value()))
-                })
-            })
-            .collect();
-        for (name, child) in children {
-            let inode = self.inode(child)?;
-            if inode.is_dir() {
-                self.remove_children(child)?;
-            }
-            self.dirents.remove((ino, name.as_str()))?;
-            self.unlink_inode(child, inode)?;
-        }
-        Ok(())
-    }
-
-    fn has_children(&self, ino: u64) -> Result<bool, StoreError> {
-        Ok(self
-            .dirents
-            .range((ino, "")..)?
-            .next()
-            .transpose()?
-            .is_some_and(|(key, _)| key.value().0 == ino))
-    }
-
-    fn record(&mut self, kind: ChangeKind, path: &StorePath, to: Option<&StorePath>) {
-        self.events.push(WatchEvent {
-            revision: self.revision,
-            kind: kind as i32,
-            path: path.to_string(),
-            to: to.map(ToString::to_string).unwrap_or_default(),
-        });
-    }
-
-    /// Writes the revision and the change log; the caller commits.
-    fn finish(mut self) -> Result<(u64, Vec<WatchEvent>), StoreError> {
-        self.meta.insert(META_REVISION, self.revision)?;
-        // One revision may carry several events (mkdir -p, then put): keep them all, in order.
-        let mut log = Vec::new();
-        for event in &self.events {
-            let kind = ChangeKind::try_from(event.kind).unwrap_or(ChangeKind::Unspecified);
-            ChangeRecord::new(kind, &event.path, &event.to)
-                .encode_length_delimited(&mut log)
-                .expect("a Vec grows");
-        }
-        self.changes.insert(self.revision, log.as_slice())?;
-        if self.revision > CHANGES_KEPT {
-            self.changes.remove(self.revision - CHANGES_KEPT)?;
-        }
-        Ok((self.revision, self.events))
+fn volume_of(name: &str, record: &VolumeRecord) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        quota_bytes: record.quota_bytes,
+        used_bytes: record.used_bytes,
+        root_inode: record.root,
+        files: record.files,
     }
 }
 
@@ -413,10 +265,21 @@ impl Store {
                 None => {
                     meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
                     meta.insert(META_NEXT_INO, ROOT_INO + 1)?;
-                    let root = Inode::new(EntryKind::Directory, 0o755, now_ns(), 0);
+                    let mut root =
+                        Inode::new(EntryKind::Directory, 0o755, DEFAULT_VOLUME, now_ns(), 0);
+                    root.parent = ROOT_INO;
                     txn.open_table(INODES)?
                         .insert(ROOT_INO, root.encode_to_vec().as_slice())?;
                 }
+            }
+            let mut volumes = txn.open_table(VOLUMES)?;
+            if volumes.get(DEFAULT_VOLUME)?.is_none() {
+                let record = VolumeRecord {
+                    root: ROOT_INO,
+                    files: 1,
+                    ..Default::default()
+                };
+                volumes.insert(DEFAULT_VOLUME, record.encode_to_vec().as_slice())?;
             }
             txn.open_table(DIRENTS)?;
             txn.open_table(CHUNKS)?;
@@ -432,7 +295,7 @@ impl Store {
     }
 
     /// Runs one write transaction and publishes its events once it is durable.
-    fn write<T>(
+    pub fn write<T>(
         &self,
         op: impl FnOnce(&mut Writer<'_>) -> Result<T, StoreError>,
     ) -> Result<(T, u64), StoreError> {
@@ -455,11 +318,13 @@ impl Store {
         Ok(meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0))
     }
 
+    // ---- the default namespace, by path ----
+
     /// The stat of `path`.
     pub fn stat(&self, path: &StorePath) -> Result<Stat, StoreError> {
         let txn = self.db.begin_read()?;
         let (ino, inode) = resolve(&txn.open_table(INODES)?, &txn.open_table(DIRENTS)?, path)?;
-        Ok(stat_of(path, ino, &inode))
+        Ok(stat_of(path.as_str(), ino, &inode))
     }
 
     /// A file's content and stat.
@@ -470,8 +335,8 @@ impl Store {
             EntryKind::Directory => Err(StoreError::IsADirectory(path.to_string())),
             EntryKind::Symlink => Err(StoreError::IsASymlink(path.to_string())),
             _ => {
-                let content = read_content(&txn.open_table(CHUNKS)?, ino, inode.size)?;
-                Ok((content, stat_of(path, ino, &inode)))
+                let content = read_range(&txn.open_table(CHUNKS)?, ino, inode.size, 0, inode.size)?;
+                Ok((content, stat_of(path.as_str(), ino, &inode)))
             }
         }
     }
@@ -490,10 +355,27 @@ impl Store {
         if !inode.is_dir() {
             return Err(StoreError::NotADirectory(path.to_string()));
         }
+        let (entries, more) = self.entries(&inodes, &dirents, dir, after, limit)?;
+        let stats = entries
+            .into_iter()
+            .map(|(name, mut stat)| {
+                stat.path = path.join(&name).to_string();
+                stat
+            })
+            .collect();
+        Ok((stats, more))
+    }
+
+    fn entries(
+        &self,
+        inodes: &impl ReadableTable<u64, &'static [u8]>,
+        dirents: &impl ReadableTable<(u64, &'static str), u64>,
+        dir: u64,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<(String, Stat)>, bool), StoreError> {
         let mut entries = Vec::new();
-        let mut more = false;
-        let range = dirents.range((dir, after)..)?;
-        for entry in range {
+        for entry in dirents.range((dir, after)..)? {
             let (key, child) = entry?;
             let (parent, name) = key.value();
             if parent != dir {
@@ -503,20 +385,58 @@ impl Store {
                 continue;
             }
             if entries.len() == limit {
-                more = true;
-                break;
+                return Ok((entries, true));
             }
             let child = child.value();
-            entries.push(stat_of(
-                &path.join(name),
-                child,
-                &get_inode(&inodes, child)?,
+            entries.push((
+                name.to_owned(),
+                stat_of("", child, &get_inode(inodes, child)?),
             ));
         }
-        Ok((entries, more))
+        Ok((entries, false))
     }
 
-    /// Writes a whole file.
+    /// The directory that will hold `path`, created with its parents if asked.
+    fn parent_dir(
+        w: &mut Writer<'_>,
+        vol: &mut Vol,
+        path: &StorePath,
+        parents: Parents,
+    ) -> Result<u64, StoreError> {
+        let (parent, _) = path
+            .split_last()
+            .ok_or_else(|| StoreError::Exists("/".to_owned()))?;
+        match (w.resolve(&parent), parents) {
+            (Ok((ino, inode)), _) if inode.is_dir() => Ok(ino),
+            (Ok(_), _) => Err(StoreError::NotADirectory(parent.to_string())),
+            (Err(StoreError::NotFound(_)), Parents::Create) => {
+                Self::mkdir_in(w, vol, &parent, 0o755, Parents::Create).map(|(ino, _)| ino)
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    fn mkdir_in(
+        w: &mut Writer<'_>,
+        vol: &mut Vol,
+        path: &StorePath,
+        mode: u32,
+        parents: Parents,
+    ) -> Result<(u64, Inode), StoreError> {
+        if let Ok((ino, inode)) = w.resolve(path) {
+            return match (inode.is_dir(), parents) {
+                (true, Parents::Create) => Ok((ino, inode)),
+                _ => Err(StoreError::Exists(path.to_string())),
+            };
+        }
+        let parent = Self::parent_dir(w, vol, path, parents)?;
+        let (_, name) = path.split_last().expect("not the root");
+        let inode = w.fresh(vol, EntryKind::Directory, mode);
+        let ino = w.create(vol, parent, name, inode, Some(path))?;
+        Ok((ino, w.node(vol, ino)?))
+    }
+
+    /// Writes a whole file of the default namespace.
     pub fn put(
         &self,
         path: &StorePath,
@@ -524,6 +444,7 @@ impl Store {
         options: &PutOptions,
     ) -> Result<(Stat, u64), StoreError> {
         self.write(|w| {
+            let mut vol = w.volume(DEFAULT_VOLUME)?;
             let existing = match w.resolve(path) {
                 Ok(found) => Some(found),
                 Err(StoreError::NotFound(_)) => None,
@@ -546,26 +467,30 @@ impl Store {
                 Some((_, inode)) if inode.entry_kind() == EntryKind::Symlink => {
                     return Err(StoreError::IsASymlink(path.to_string()));
                 }
-                Some(found) => found,
-                None => {
-                    let parent = w.parent_dir(path, options.parents)?;
-                    let inode = Inode::new(
-                        EntryKind::File,
-                        options.mode.unwrap_or(0o644),
-                        w.now,
-                        w.revision,
+                Some((ino, inode)) => {
+                    let (parent, _) = path.split_last().expect("a file is not the root");
+                    let (parent_ino, _) = w.resolve(&parent)?;
+                    let name = path.split_last().expect("not the root").1.to_owned();
+                    w.record(
+                        &vol,
+                        aurae_proto::v0::ChangeKind::Put,
+                        ino,
+                        parent_ino,
+                        &name,
+                        Some(path),
                     );
-                    (w.link_new(path, parent, &inode)?, inode)
+                    (ino, inode)
+                }
+                None => {
+                    let parent = Self::parent_dir(w, &mut vol, path, options.parents)?;
+                    let (_, name) = path.split_last().expect("not the root");
+                    let inode = w.fresh(&vol, EntryKind::File, options.mode.unwrap_or(0o644));
+                    let ino = w.create(&mut vol, parent, name, inode, Some(path))?;
+                    (ino, w.node(&vol, ino)?)
                 }
             };
-            w.write_content(ino, content)?;
-            inode.size = content.len() as u64;
-            inode.mtime_ns = w.now;
-            inode.ctime_ns = w.now;
-            inode.version = w.revision;
-            w.save(ino, &inode)?;
-            w.record(ChangeKind::Put, path, None);
-            Ok(stat_of(path, ino, &inode))
+            w.replace_content(&mut vol, ino, &mut inode, content)?;
+            Ok(stat_of(path.as_str(), ino, &inode))
         })
     }
 
@@ -577,112 +502,81 @@ impl Store {
         parents: Parents,
     ) -> Result<(Stat, u64), StoreError> {
         self.write(|w| {
-            let (ino, inode) = w.mkdir(path, mode, parents)?;
-            Ok(stat_of(path, ino, &inode))
+            let mut vol = w.volume(DEFAULT_VOLUME)?;
+            let (ino, inode) = Self::mkdir_in(w, &mut vol, path, mode, parents)?;
+            Ok(stat_of(path.as_str(), ino, &inode))
         })
     }
 
     /// Creates a symlink to `target` (stored as given, never followed here).
     pub fn symlink(&self, path: &StorePath, target: &str) -> Result<(Stat, u64), StoreError> {
         self.write(|w| {
-            if w.resolve(path).is_ok() {
-                return Err(StoreError::Exists(path.to_string()));
-            }
-            let parent = w.parent_dir(path, Parents::MustExist)?;
-            let mut inode = Inode::new(EntryKind::Symlink, 0o777, w.now, w.revision);
+            let mut vol = w.volume(DEFAULT_VOLUME)?;
+            let parent = Self::parent_dir(w, &mut vol, path, Parents::MustExist)?;
+            let (_, name) = path.split_last().expect("not the root");
+            let mut inode = w.fresh(&vol, EntryKind::Symlink, 0o777);
             inode.target = target.to_owned();
             inode.size = target.len() as u64;
-            let ino = w.link_new(path, parent, &inode)?;
-            w.record(ChangeKind::Symlink, path, None);
-            Ok(stat_of(path, ino, &inode))
+            let ino = w.create(&mut vol, parent, name, inode, Some(path))?;
+            Ok(stat_of(path.as_str(), ino, &w.node(&vol, ino)?))
         })
     }
 
     /// Removes a file, symlink or empty directory; with `recursive`, any directory.
     pub fn remove(&self, path: &StorePath, recursive: bool) -> Result<u64, StoreError> {
         let ((), revision) = self.write(|w| {
-            let (parent_path, name) = path.split_last().ok_or_else(|| StoreError::InvalidMove {
-                from: "/".to_owned(),
-                to: "nowhere".to_owned(),
-                why: "the root cannot be removed",
-            })?;
-            let (ino, inode) = w.resolve(path)?;
+            let mut vol = w.volume(DEFAULT_VOLUME)?;
+            let (parent_path, name) = path.split_last().ok_or(StoreError::NotPermitted(
+                "the root of the namespace cannot be removed",
+            ))?;
             let (parent, _) = w.resolve(&parent_path)?;
-            if inode.is_dir() && w.has_children(ino)? {
-                if !recursive {
-                    return Err(StoreError::NotEmpty(path.to_string()));
-                }
-                w.remove_children(ino)?;
-            }
-            let is_dir = inode.is_dir();
-            w.dirents.remove((parent, name))?;
-            w.unlink_inode(ino, inode)?;
-            w.touch_dir(parent, if is_dir { -1 } else { 0 })?;
-            w.record(ChangeKind::Remove, path, None);
-            Ok(())
+            let kind = if recursive {
+                UnlinkKind::Recursive
+            } else {
+                UnlinkKind::Any
+            };
+            w.unlink(&mut vol, parent, name, kind, Some(path))
         })?;
         Ok(revision)
     }
 
     /// Moves `from` to `to` atomically, replacing `to` as rename(2) does.
     pub fn rename(&self, from: &StorePath, to: &StorePath) -> Result<(Stat, u64), StoreError> {
-        let invalid = |why| StoreError::InvalidMove {
-            from: from.to_string(),
-            to: to.to_string(),
-            why,
-        };
-        let (Some((from_parent, from_name)), Some((_, to_name))) =
+        let (Some((from_parent, from_name)), Some((to_parent, to_name))) =
             (from.split_last(), to.split_last())
         else {
-            return Err(invalid("the root cannot be moved or replaced"));
+            return Err(StoreError::InvalidMove {
+                from: from.to_string(),
+                to: to.to_string(),
+                why: "the root cannot be moved or replaced",
+            });
         };
-        if to.starts_with(from) && to != from {
-            return Err(invalid("a directory cannot move into itself"));
-        }
         self.write(|w| {
-            let (ino, mut inode) = w.resolve(from)?;
-            if from == to {
-                return Ok(stat_of(to, ino, &inode));
+            let mut vol = w.volume(DEFAULT_VOLUME)?;
+            let (src, _) = w.resolve(&from_parent)?;
+            let (dst, dst_inode) = w.resolve(&to_parent)?;
+            if !dst_inode.is_dir() {
+                return Err(StoreError::NotADirectory(to_parent.to_string()));
             }
-            let (src_dir, _) = w.resolve(&from_parent)?;
-            let dst_dir = w.parent_dir(to, Parents::MustExist)?;
-            if let Some(existing) = w.lookup(dst_dir, to_name)? {
-                let target = w.inode(existing)?;
-                match (inode.is_dir(), target.is_dir()) {
-                    (true, true) if w.has_children(existing)? => {
-                        return Err(StoreError::NotEmpty(to.to_string()));
-                    }
-                    (false, true) => return Err(StoreError::IsADirectory(to.to_string())),
-                    (true, false) => return Err(StoreError::NotADirectory(to.to_string())),
-                    _ => {}
-                }
-                if existing != ino {
-                    let target_is_dir = target.is_dir();
-                    w.unlink_inode(existing, target)?;
-                    if target_is_dir {
-                        w.touch_dir(dst_dir, -1)?;
-                    }
-                }
-            }
-            w.dirents.remove((src_dir, from_name))?;
-            w.dirents.insert((dst_dir, to_name), ino)?;
-            let moved_dir = if inode.is_dir() { 1 } else { 0 };
-            w.touch_dir(src_dir, -moved_dir)?;
-            w.touch_dir(dst_dir, moved_dir)?;
-            inode.ctime_ns = w.now;
-            inode.version = w.revision;
-            w.save(ino, &inode)?;
-            w.record(ChangeKind::Rename, from, Some(to));
-            Ok(stat_of(to, ino, &inode))
+            let (ino, inode) = w.rename(
+                &mut vol,
+                src,
+                from_name,
+                dst,
+                to_name,
+                false,
+                Some((from, to)),
+            )?;
+            Ok(stat_of(to.as_str(), ino, &inode))
         })
     }
 
-    /// The logged changes after `revision` that concern `prefix`, oldest first, and the
+    /// The logged changes after `revision` that `filter` keeps, oldest first, and the
     /// last revision read.
     pub fn changes_after(
         &self,
-        prefix: &StorePath,
         revision: u64,
+        filter: impl Fn(&WatchEvent) -> bool,
     ) -> Result<(Vec<WatchEvent>, u64), StoreError> {
         let txn = self.db.begin_read()?;
         let changes = txn.open_table(CHANGES)?;
@@ -702,30 +596,286 @@ impl Store {
             last = rev.value();
             let mut bytes = log.value();
             while !bytes.is_empty() {
-                let record = ChangeRecord::decode_length_delimited(&mut bytes).map_err(|e| {
+                let event = WatchEvent::decode_length_delimited(&mut bytes).map_err(|e| {
                     StoreError::Damaged {
                         ino: 0,
-                        reason: format!("change log at revision {}: {e}", rev.value()),
+                        reason: format!("change log at revision {last}: {e}"),
                     }
                 })?;
-                let event = WatchEvent {
-                    revision: rev.value(),
-                    kind: record.kind,
-                    path: record.path,
-                    to: record.to,
-                };
-                if concerns(&event, prefix) {
+                if filter(&event) {
                     events.push(event);
                 }
             }
         }
         Ok((events, last))
     }
+
+    // ---- volumes ----
+
+    /// Registers a volume with its own root and a quota (0: none).
+    pub fn create_volume(&self, name: &str, quota_bytes: u64) -> Result<Volume, StoreError> {
+        let checked: EntityName = name
+            .parse()
+            .map_err(|_| StoreError::InvalidName(name.chars().take(64).collect()))?;
+        if checked.as_str() == "default" {
+            return Err(StoreError::VolumeExists("default".to_owned()));
+        }
+        let (volume, _) = self.write(|w| {
+            if w.volume(name).is_ok() {
+                return Err(StoreError::VolumeExists(name.to_owned()));
+            }
+            let root = w.allocate_root(name)?;
+            let vol = Vol {
+                name: name.to_owned(),
+                record: VolumeRecord {
+                    root,
+                    quota_bytes,
+                    used_bytes: 0,
+                    files: 1,
+                },
+            };
+            w.save_volume(&vol)?;
+            Ok(volume_of(name, &vol.record))
+        })?;
+        Ok(volume)
+    }
+
+    /// Every volume, the default namespace first (as "default").
+    pub fn list_volumes(&self) -> Result<Vec<Volume>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let volumes = txn.open_table(VOLUMES)?;
+        let mut list = Vec::new();
+        for entry in volumes.iter()? {
+            let (name, record) = entry?;
+            let name = name.value();
+            let record = VolumeRecord::decode(record.value()).map_err(|e| StoreError::Damaged {
+                ino: 0,
+                reason: format!("volume '{name}': {e}"),
+            })?;
+            let shown = if name.is_empty() { "default" } else { name };
+            list.push(volume_of(shown, &record));
+        }
+        Ok(list)
+    }
+
+    /// One volume ("default" or "" for the default namespace).
+    pub fn volume(&self, name: &str) -> Result<Volume, StoreError> {
+        let name = volume_key(name);
+        self.list_volumes()?
+            .into_iter()
+            .find(|v| volume_key(&v.name) == name)
+            .ok_or_else(|| StoreError::NoSuchVolume(name.to_owned()))
+    }
+
+    /// Removes a volume and everything in it.
+    pub fn delete_volume(&self, name: &str) -> Result<u64, StoreError> {
+        if volume_key(name).is_empty() {
+            return Err(StoreError::NotPermitted(
+                "the default namespace cannot be deleted",
+            ));
+        }
+        let ((), revision) = self.write(|w| {
+            let mut vol = w.volume(name)?;
+            let root = vol.record.root;
+            w.remove_children(&mut vol, root)?;
+            w.inodes.remove(root)?;
+            w.drop_volume(name)
+        })?;
+        Ok(revision)
+    }
+
+    // ---- any volume, by inode ----
+
+    /// Runs `op` in a read transaction of volume `volume`.
+    fn read_in<T>(
+        &self,
+        volume: &str,
+        op: impl FnOnce(&VolumeReader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_read()?;
+        let reader = VolumeReader {
+            name: volume_key(volume),
+            inodes: txn.open_table(INODES)?,
+            dirents: txn.open_table(DIRENTS)?,
+            chunks: txn.open_table(CHUNKS)?,
+        };
+        let volumes = txn.open_table(VOLUMES)?;
+        if volumes.get(reader.name)?.is_none() {
+            return Err(StoreError::NoSuchVolume(volume.to_owned()));
+        }
+        op(&reader)
+    }
+
+    /// Runs `op` in a write transaction of volume `volume`.
+    pub fn write_in<T>(
+        &self,
+        volume: &str,
+        op: impl FnOnce(&mut Writer<'_>, &mut Vol) -> Result<T, StoreError>,
+    ) -> Result<(T, u64), StoreError> {
+        self.write(|w| {
+            let mut vol = w.volume(volume_key(volume))?;
+            op(w, &mut vol)
+        })
+    }
+
+    /// The stat of `name` in directory `parent`.
+    pub fn lookup_at(&self, volume: &str, parent: u64, name: &str) -> Result<Stat, StoreError> {
+        self.read_in(volume, |r| {
+            r.node(parent)?;
+            let ino = lookup(&r.dirents, parent, name)?
+                .ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
+            Ok(stat_of("", ino, &r.node(ino)?))
+        })
+    }
+
+    /// The stat of inode `ino`.
+    pub fn getattr(&self, volume: &str, ino: u64) -> Result<Stat, StoreError> {
+        self.read_in(volume, |r| Ok(stat_of("", ino, &r.node(ino)?)))
+    }
+
+    /// Entries of directory `ino` after `after`.
+    pub fn readdir(
+        &self,
+        volume: &str,
+        ino: u64,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<(String, Stat)>, bool), StoreError> {
+        self.read_in(volume, |r| {
+            if !r.node(ino)?.is_dir() {
+                return Err(StoreError::NotADirectory(format!("inode {ino}")));
+            }
+            self.entries(&r.inodes, &r.dirents, ino, after, limit)
+        })
+    }
+
+    /// Reads `length` bytes at `offset` of file `ino`.
+    pub fn read_at(
+        &self,
+        volume: &str,
+        ino: u64,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.read_in(volume, |r| {
+            let inode = r.node(ino)?;
+            match inode.entry_kind() {
+                EntryKind::Directory => Err(StoreError::IsADirectory(format!("inode {ino}"))),
+                EntryKind::Symlink => Ok(read_symlink(&inode, offset, length)),
+                _ => read_range(&r.chunks, ino, inode.size, offset, length),
+            }
+        })
+    }
+
+    /// Changes the attributes of inode `ino`.
+    pub fn setattr(&self, volume: &str, ino: u64, attr: SetAttr) -> Result<Stat, StoreError> {
+        let (stat, _) = self.write_in(volume, |w, vol| {
+            let mut inode = w.node(vol, ino)?;
+            if let Some(size) = attr.size {
+                if inode.is_dir() {
+                    return Err(StoreError::IsADirectory(format!("inode {ino}")));
+                }
+                w.truncate(vol, ino, &mut inode, size)?;
+            }
+            if let Some(mode) = attr.mode {
+                inode.mode = mode & 0o7777;
+            }
+            if let Some(uid) = attr.uid {
+                inode.uid = uid;
+            }
+            if let Some(gid) = attr.gid {
+                inode.gid = gid;
+            }
+            if let Some(atime) = attr.atime_ns {
+                inode.atime_ns = atime;
+            }
+            if let Some(mtime) = attr.mtime_ns {
+                inode.mtime_ns = mtime;
+            }
+            inode.ctime_ns = w.now;
+            inode.version = w.revision;
+            w.save(ino, &inode)?;
+            w.record(vol, aurae_proto::v0::ChangeKind::Put, ino, 0, "", None);
+            Ok(stat_of("", ino, &inode))
+        })?;
+        Ok(stat)
+    }
+
+    /// Writes `data` at `offset` of file `ino`.
+    pub fn write_at(
+        &self,
+        volume: &str,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Stat, StoreError> {
+        let (stat, _) = self.write_in(volume, |w, vol| {
+            let mut inode = w.node(vol, ino)?;
+            match inode.entry_kind() {
+                EntryKind::Directory => {
+                    return Err(StoreError::IsADirectory(format!("inode {ino}")));
+                }
+                EntryKind::Symlink => return Err(StoreError::IsASymlink(format!("inode {ino}"))),
+                _ => {}
+            }
+            w.write_at(vol, ino, &mut inode, offset, data)?;
+            w.record(vol, aurae_proto::v0::ChangeKind::Put, ino, 0, "", None);
+            Ok(stat_of("", ino, &inode))
+        })?;
+        Ok(stat)
+    }
 }
 
-/// Whether `event` changes something at or under `prefix` (including by removing or
-/// moving an ancestor of it).
-pub fn concerns(event: &WatchEvent, prefix: &StorePath) -> bool {
+/// The key of a volume name: "default" and "" both name the default namespace.
+pub fn volume_key(name: &str) -> &str {
+    if name == "default" {
+        DEFAULT_VOLUME
+    } else {
+        name
+    }
+}
+
+fn read_symlink(inode: &Inode, offset: u64, length: u64) -> Vec<u8> {
+    let bytes = inode.target.as_bytes();
+    let start = (offset as usize).min(bytes.len());
+    let end = start.saturating_add(length as usize).min(bytes.len());
+    bytes[start..end].to_vec()
+}
+
+/// The tables of one read transaction, scoped to a volume.
+struct VolumeReader<'v> {
+    name: &'v str,
+    inodes: redb::ReadOnlyTable<u64, &'static [u8]>,
+    dirents: redb::ReadOnlyTable<(u64, &'static str), u64>,
+    chunks: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
+}
+
+impl VolumeReader<'_> {
+    fn node(&self, ino: u64) -> Result<Inode, StoreError> {
+        match self.inodes.get(ino)? {
+            Some(guard) => {
+                let inode = decode(ino, guard.value())?;
+                if inode.volume == self.name {
+                    Ok(inode)
+                } else {
+                    Err(StoreError::NoSuchInode(ino))
+                }
+            }
+            None => Err(StoreError::NoSuchInode(ino)),
+        }
+    }
+}
+
+/// Whether `event` in `volume` changes something at or under `prefix` (in the default
+/// namespace, including by removing or moving an ancestor of it; in a volume, anything).
+pub fn concerns(event: &WatchEvent, volume: &str, prefix: &StorePath) -> bool {
+    use aurae_proto::v0::ChangeKind;
+    if event.volume != volume_key(volume) {
+        return false;
+    }
+    if !event.volume.is_empty() || prefix.is_root() {
+        return true;
+    }
     let kind = ChangeKind::try_from(event.kind).unwrap_or(ChangeKind::Unspecified);
     let takes_subtree = matches!(kind, ChangeKind::Remove | ChangeKind::Rename);
     let touches = |path: &str| {

@@ -1,7 +1,7 @@
 //! The records the store keeps, encoded with prost so that later versions can add fields
 //! without a migration.
 
-use aurae_proto::v0::{ChangeKind, EntryKind};
+use aurae_proto::v0::EntryKind;
 
 /// An inode: what a path names, without its name.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -39,6 +39,14 @@ pub struct Inode {
     /// Symlink target.
     #[prost(string, tag = "11")]
     pub target: String,
+    /// The volume the inode belongs to ("" for the default namespace): an inode number
+    /// from one volume never opens anything in another.
+    #[prost(string, tag = "12")]
+    pub volume: String,
+    /// For directories, the parent directory (directories have exactly one), so that a
+    /// rename can refuse to move a directory into its own subtree.
+    #[prost(uint64, tag = "13")]
+    pub parent: u64,
 }
 
 impl Inode {
@@ -52,9 +60,11 @@ impl Inode {
         self.entry_kind() == EntryKind::Directory
     }
 
-    /// A new inode of `kind` with `mode`, stamped `now` at `revision`.
-    pub fn new(kind: EntryKind, mode: u32, now: i64, revision: u64) -> Self {
+    /// A new inode of `kind` with `mode` in `volume`, stamped `now` at `revision`.
+    pub fn new(kind: EntryKind, mode: u32, volume: &str, now: i64, revision: u64) -> Self {
         Self {
+            volume: volume.to_owned(),
+            parent: 0,
             kind: kind as i32,
             mode: mode & 0o7777,
             uid: 0,
@@ -70,27 +80,19 @@ impl Inode {
     }
 }
 
-/// One committed change, kept in the change log for Watch.
+/// A volume: a filesystem with its own root inode and quota.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct ChangeRecord {
-    /// [`ChangeKind`] as i32.
-    #[prost(int32, tag = "1")]
-    pub kind: i32,
-    /// The path changed.
-    #[prost(string, tag = "2")]
-    pub path: String,
-    /// For renames, the new path.
-    #[prost(string, tag = "3")]
-    pub to: String,
-}
-
-impl ChangeRecord {
-    /// A change of `kind` at `path`.
-    pub fn new(kind: ChangeKind, path: &str, to: &str) -> Self {
-        Self {
-            kind: kind as i32,
-            path: path.to_owned(),
-            to: to.to_owned(),
-        }
-    }
+pub struct VolumeRecord {
+    /// The root directory inode.
+    #[prost(uint64, tag = "1")]
+    pub root: u64,
+    /// Bytes of content allowed (0: no quota).
+    #[prost(uint64, tag = "2")]
+    pub quota_bytes: u64,
+    /// Bytes of content held.
+    #[prost(uint64, tag = "3")]
+    pub used_bytes: u64,
+    /// Inodes held (the root included).
+    #[prost(uint64, tag = "4")]
+    pub files: u64,
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the namespace semantics, on a real database in a temporary directory.
 
 use super::*;
+use aurae_proto::v0::ChangeKind;
 
 fn p(s: &str) -> StorePath {
     s.parse().unwrap()
@@ -210,7 +211,9 @@ fn changes_are_logged_by_revision_and_prefix() {
     put(&store, "/b/two", b"2");
     store.rename(&p("/a/one"), &p("/b/one")).unwrap();
     store.remove(&p("/b"), true).unwrap();
-    let (events, last) = store.changes_after(&p("/b"), start).unwrap();
+    let (events, last) = store
+        .changes_after(start, |e| concerns(e, "", &p("/b")))
+        .unwrap();
     assert_eq!(last, store.revision().unwrap());
     let seen: Vec<(i32, &str)> = events.iter().map(|e| (e.kind, e.path.as_str())).collect();
     assert_eq!(
@@ -223,7 +226,9 @@ fn changes_are_logged_by_revision_and_prefix() {
         ]
     );
     // Removing an ancestor concerns a watcher of a deeper prefix.
-    let (deep, _) = store.changes_after(&p("/b/two"), start).unwrap();
+    let (deep, _) = store
+        .changes_after(start, |e| concerns(e, "", &p("/b/two")))
+        .unwrap();
     assert_eq!(deep.last().unwrap().kind, ChangeKind::Remove as i32);
 }
 
@@ -253,4 +258,216 @@ fn a_corrupt_database_is_reported_and_left_untouched() {
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Unopenable { .. }), "{err}");
     assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+}
+
+fn file_in(store: &Store, volume: &str, parent: u64, name: &str) -> u64 {
+    let (ino, _) = store
+        .write_in(volume, |w, vol| {
+            let inode = w.fresh(vol, EntryKind::File, 0o644);
+            w.create(vol, parent, name, inode, None)
+        })
+        .unwrap();
+    ino
+}
+
+#[test]
+fn writes_touch_only_their_chunks_and_holes_read_as_zeros() {
+    let (_dir, store) = store();
+    let ino = file_in(&store, "", ROOT_INO, "f");
+    let far = CHUNK_SIZE as u64 * 2 + 10;
+    store.write_at("", ino, far, b"tail").unwrap();
+    assert_eq!(store.getattr("", ino).unwrap().size, far + 4);
+    let hole = store.read_at("", ino, 0, 16).unwrap();
+    assert_eq!(hole, vec![0u8; 16]);
+    store
+        .write_at("", ino, CHUNK_SIZE as u64 - 2, b"span")
+        .unwrap();
+    let around = store.read_at("", ino, CHUNK_SIZE as u64 - 3, 6).unwrap();
+    assert_eq!(around, b"\0span\0");
+    assert_eq!(
+        store.read_at("", ino, far, 100).unwrap(),
+        b"tail",
+        "short read at EOF"
+    );
+    assert!(store.read_at("", ino, far + 100, 10).unwrap().is_empty());
+}
+
+#[test]
+fn truncate_drops_bytes_for_good() {
+    let (_dir, store) = store();
+    let ino = file_in(&store, "", ROOT_INO, "f");
+    store
+        .write_at("", ino, 0, &vec![7u8; CHUNK_SIZE + 100])
+        .unwrap();
+    let shrink = SetAttr {
+        size: Some(10),
+        ..Default::default()
+    };
+    store.setattr("", ino, shrink).unwrap();
+    let grow = SetAttr {
+        size: Some(CHUNK_SIZE as u64 + 50),
+        ..Default::default()
+    };
+    store.setattr("", ino, grow).unwrap();
+    let content = store.read_at("", ino, 0, u64::MAX).unwrap();
+    assert_eq!(content.len(), CHUNK_SIZE + 50);
+    assert!(content[..10].iter().all(|b| *b == 7));
+    assert!(
+        content[10..].iter().all(|b| *b == 0),
+        "old bytes came back after truncate"
+    );
+}
+
+#[test]
+fn volumes_are_isolated_and_enforce_their_quota() {
+    let (_dir, store) = store();
+    let volume = store.create_volume("data", 100).unwrap();
+    assert!(matches!(
+        store.create_volume("data", 0),
+        Err(StoreError::VolumeExists(_))
+    ));
+    assert!(matches!(
+        store.create_volume("Bad/Name", 0),
+        Err(StoreError::InvalidName(_))
+    ));
+    let ino = file_in(&store, "data", volume.root_inode, "f");
+    store.write_at("data", ino, 0, &[1u8; 60]).unwrap();
+    let err = store.write_at("data", ino, 60, &[1u8; 60]).unwrap_err();
+    assert!(matches!(err, StoreError::QuotaExceeded { .. }), "{err}");
+    assert_eq!(err.errno(), "ENOSPC");
+    assert_eq!(
+        store.getattr("data", ino).unwrap().size,
+        60,
+        "a refused write changes nothing"
+    );
+    // Inodes of one volume do not exist in another.
+    assert!(matches!(
+        store.getattr("", ino),
+        Err(StoreError::NoSuchInode(_))
+    ));
+    assert!(store.lookup_at("", ROOT_INO, "f").is_err());
+    let listed = store.volume("data").unwrap();
+    assert_eq!((listed.used_bytes, listed.files), (60, 2));
+    // Freeing space makes room again.
+    store
+        .write_in("data", |w, vol| {
+            w.unlink(vol, volume.root_inode, "f", UnlinkKind::File, None)
+        })
+        .unwrap();
+    assert_eq!(store.volume("data").unwrap().used_bytes, 0);
+    store.delete_volume("data").unwrap();
+    assert!(matches!(
+        store.volume("data"),
+        Err(StoreError::NoSuchVolume(_))
+    ));
+    assert!(store.delete_volume("default").is_err());
+}
+
+#[test]
+fn hard_links_share_content_and_outlive_one_name() {
+    let (_dir, store) = store();
+    let ino = file_in(&store, "", ROOT_INO, "a");
+    store.write_at("", ino, 0, b"shared").unwrap();
+    store
+        .write_in("", |w, vol| w.link(vol, ino, ROOT_INO, "b"))
+        .unwrap();
+    assert_eq!(store.getattr("", ino).unwrap().nlink, 2);
+    store
+        .write_in("", |w, vol| {
+            w.unlink(vol, ROOT_INO, "a", UnlinkKind::File, None)
+        })
+        .unwrap();
+    assert_eq!(store.get(&p("/b")).unwrap().0, b"shared");
+    assert_eq!(store.getattr("", ino).unwrap().nlink, 1);
+    let dir = store
+        .mkdir(&p("/d"), 0o755, Parents::MustExist)
+        .unwrap()
+        .0
+        .inode;
+    let err = store
+        .write_in("", |w, vol| w.link(vol, dir, ROOT_INO, "d2"))
+        .unwrap_err();
+    assert_eq!(err.errno(), "EPERM");
+}
+
+#[test]
+fn unlink_and_rmdir_refuse_the_wrong_kind() {
+    let (_dir, store) = store();
+    store.mkdir(&p("/d/e"), 0o755, Parents::Create).unwrap();
+    put(&store, "/f", b"");
+    let unlink =
+        |name: &str, kind| store.write_in("", |w, vol| w.unlink(vol, ROOT_INO, name, kind, None));
+    assert_eq!(unlink("d", UnlinkKind::File).unwrap_err().errno(), "EISDIR");
+    assert_eq!(
+        unlink("f", UnlinkKind::Directory).unwrap_err().errno(),
+        "ENOTDIR"
+    );
+    assert_eq!(
+        unlink("d", UnlinkKind::Directory).unwrap_err().errno(),
+        "ENOTEMPTY"
+    );
+    assert_eq!(
+        unlink("nope", UnlinkKind::File).unwrap_err().errno(),
+        "ENOENT"
+    );
+    assert_eq!(
+        unlink("..", UnlinkKind::File).unwrap_err().errno(),
+        "EINVAL"
+    );
+}
+
+#[test]
+fn rename_by_inode_refuses_cycles_and_honours_no_replace() {
+    let (_dir, store) = store();
+    let a = store
+        .mkdir(&p("/a/b/c"), 0o755, Parents::Create)
+        .unwrap()
+        .0
+        .inode;
+    let top = store.stat(&p("/a")).unwrap().inode;
+    let cycle = store.write_in("", |w, vol| {
+        w.rename(vol, ROOT_INO, "a", a, "a", false, None)
+    });
+    assert_eq!(cycle.unwrap_err().errno(), "EINVAL");
+    put(&store, "/x", b"1");
+    put(&store, "/y", b"2");
+    let kept = store.write_in("", |w, vol| {
+        w.rename(vol, ROOT_INO, "x", ROOT_INO, "y", true, None)
+    });
+    assert_eq!(kept.unwrap_err().errno(), "EEXIST");
+    // A directory moved keeps its parent link right: moving it back under itself is still refused.
+    store
+        .write_in("", |w, vol| {
+            w.rename(vol, top, "b", ROOT_INO, "b", false, None)
+        })
+        .unwrap();
+    let b = store.stat(&p("/b")).unwrap().inode;
+    let cycle = store.write_in("", |w, vol| {
+        w.rename(vol, ROOT_INO, "b", a, "b", false, None)
+    });
+    assert_eq!(cycle.unwrap_err().errno(), "EINVAL");
+    assert_eq!(store.lookup_at("", b, "c").unwrap().inode, a);
+}
+
+#[test]
+fn events_carry_inodes_for_cache_invalidation() {
+    let (_dir, store) = store();
+    let start = store.revision().unwrap();
+    let stat = put(&store, "/k", b"v");
+    store.rename(&p("/k"), &p("/k2")).unwrap();
+    let (events, _) = store.changes_after(start, |_| true).unwrap();
+    let put_event = &events[0];
+    assert_eq!(
+        (
+            put_event.inode,
+            put_event.parent_inode,
+            put_event.name.as_str()
+        ),
+        (stat.inode, ROOT_INO, "k")
+    );
+    let rename = events.last().unwrap();
+    assert_eq!(
+        (rename.to_parent_inode, rename.to_name.as_str()),
+        (ROOT_INO, "k2")
+    );
 }

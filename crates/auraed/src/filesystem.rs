@@ -1,0 +1,358 @@
+//! The `aurae.v0.Filesystem` gRPC service: the store addressed by volume and inode, for
+//! FUSE clients such as auraefs.
+//!
+//! Names are validated at the edge, blocking store calls run off the async runtime, and
+//! every error carries its errno. Reads stream in chunks and writes are applied chunk by
+//! chunk as they arrive, so a 1 GiB file never sits in memory.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aurae_proto::v0 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::storage::StoreState;
+use crate::store::{CHUNK_SIZE, SetAttr, Store, StoreError, UnlinkKind, stat_of, writer};
+
+/// Largest ReadDir page.
+const READDIR_MAX: usize = 10_000;
+
+/// The `aurae.v0.Filesystem` gRPC service.
+#[derive(Debug, Clone)]
+pub struct FilesystemService {
+    store: StoreState,
+}
+
+fn attr(stat: pb::Stat) -> Response<pb::Attr> {
+    Response::new(pb::Attr { stat: Some(stat) })
+}
+
+fn name(text: &str) -> Result<(), Status> {
+    writer::check_name(text).map_err(Status::from)
+}
+
+impl FilesystemService {
+    /// A service over `store`.
+    pub fn new(store: StoreState) -> Self {
+        Self { store }
+    }
+
+    fn store(&self) -> Result<Arc<Store>, Status> {
+        self.store
+            .clone()
+            .map_err(|why| Status::unavailable(format!("storage is unavailable: {why}")))
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store()?;
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| Status::internal(format!("filesystem call did not finish: {e}")))?
+            .map_err(Status::from)
+    }
+}
+
+type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::filesystem_server::Filesystem for FilesystemService {
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::Attr>, Status> {
+        let r = request.into_inner();
+        name(&r.name)?;
+        Ok(attr(
+            self.run(move |s| s.lookup_at(&r.volume, r.parent, &r.name))
+                .await?,
+        ))
+    }
+
+    async fn get_attr(
+        &self,
+        request: Request<pb::InodeRequest>,
+    ) -> Result<Response<pb::Attr>, Status> {
+        let r = request.into_inner();
+        Ok(attr(
+            self.run(move |s| s.getattr(&r.volume, r.inode)).await?,
+        ))
+    }
+
+    async fn set_attr(
+        &self,
+        request: Request<pb::SetAttrRequest>,
+    ) -> Result<Response<pb::Attr>, Status> {
+        let r = request.into_inner();
+        let change = SetAttr {
+            mode: r.mode,
+            uid: r.uid,
+            gid: r.gid,
+            size: r.size,
+            atime_ns: r.atime_ns,
+            mtime_ns: r.mtime_ns,
+        };
+        Ok(attr(
+            self.run(move |s| s.setattr(&r.volume, r.inode, change))
+                .await?,
+        ))
+    }
+
+    async fn read_dir(
+        &self,
+        request: Request<pb::ReadDirRequest>,
+    ) -> Result<Response<pb::ReadDirResponse>, Status> {
+        let r = request.into_inner();
+        let limit = match r.limit as usize {
+            0 => 1000,
+            n => n.min(READDIR_MAX),
+        };
+        let (entries, more) = self
+            .run(move |s| s.readdir(&r.volume, r.inode, &r.after, limit))
+            .await?;
+        let entries = entries
+            .into_iter()
+            .map(|(name, stat)| pb::DirEntry {
+                name,
+                stat: Some(stat),
+            })
+            .collect();
+        Ok(Response::new(pb::ReadDirResponse { entries, more }))
+    }
+
+    async fn make_node(
+        &self,
+        request: Request<pb::MakeNodeRequest>,
+    ) -> Result<Response<pb::Attr>, Status> {
+        let r = request.into_inner();
+        name(&r.name)?;
+        let kind = match r.kind() {
+            kind @ (pb::EntryKind::File | pb::EntryKind::Directory) => kind,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "MakeNode creates files and directories, not {}",
+                    other.as_str_name()
+                )));
+            }
+        };
+        let (stat, _) = self
+            .run(move |s| {
+                s.write_in(&r.volume, |w, vol| {
+                    let mut inode = w.fresh(vol, kind, r.mode);
+                    inode.uid = r.uid;
+                    inode.gid = r.gid;
+                    let ino = w.create(vol, r.parent, &r.name, inode, None)?;
+                    Ok(stat_of("", ino, &w.node(vol, ino)?))
+                })
+            })
+            .await?;
+        Ok(attr(stat))
+    }
+
+    async fn make_symlink(
+        &self,
+        request: Request<pb::MakeSymlinkRequest>,
+    ) -> Result<Response<pb::Attr>, Status> {
+        let r = request.into_inner();
+        name(&r.name)?;
+        if r.target.is_empty() || r.target.contains('\0') || r.target.len() > 4096 {
+            return Err(Status::invalid_argument(
+                "a symlink target must be 1 to 4096 bytes without NUL",
+            ));
+        }
+        let (stat, _) = self
+            .run(move |s| {
+                s.write_in(&r.volume, |w, vol| {
+                    let mut inode = w.fresh(vol, pb::EntryKind::Symlink, 0o777);
+                    inode.uid = r.uid;
+                    inode.gid = r.gid;
+                    inode.size = r.target.len() as u64;
+                    inode.target = r.target;
+                    let ino = w.create(vol, r.parent, &r.name, inode, None)?;
+                    Ok(stat_of("", ino, &w.node(vol, ino)?))
+                })
+            })
+            .await?;
+        Ok(attr(stat))
+    }
+
+    async fn link(&self, request: Request<pb::LinkRequest>) -> Result<Response<pb::Attr>, Status> {
+        let r = request.into_inner();
+        name(&r.new_name)?;
+        let (stat, _) = self
+            .run(move |s| {
+                s.write_in(&r.volume, |w, vol| {
+                    let inode = w.link(vol, r.inode, r.new_parent, &r.new_name)?;
+                    Ok(stat_of("", r.inode, &inode))
+                })
+            })
+            .await?;
+        Ok(attr(stat))
+    }
+
+    async fn unlink(
+        &self,
+        request: Request<pb::UnlinkRequest>,
+    ) -> Result<Response<pb::UnlinkResponse>, Status> {
+        let r = request.into_inner();
+        name(&r.name)?;
+        let kind = if r.directory {
+            UnlinkKind::Directory
+        } else {
+            UnlinkKind::File
+        };
+        self.run(move |s| {
+            s.write_in(&r.volume, |w, vol| {
+                w.unlink(vol, r.parent, &r.name, kind, None)
+            })
+        })
+        .await?;
+        Ok(Response::new(pb::UnlinkResponse {}))
+    }
+
+    async fn rename(
+        &self,
+        request: Request<pb::RenameAtRequest>,
+    ) -> Result<Response<pb::RenameAtResponse>, Status> {
+        let r = request.into_inner();
+        name(&r.name)?;
+        name(&r.new_name)?;
+        self.run(move |s| {
+            s.write_in(&r.volume, |w, vol| {
+                w.rename(
+                    vol,
+                    r.parent,
+                    &r.name,
+                    r.new_parent,
+                    &r.new_name,
+                    r.no_replace,
+                    None,
+                )
+            })
+        })
+        .await?;
+        Ok(Response::new(pb::RenameAtResponse {}))
+    }
+
+    type ReadStream = ReadStream;
+
+    async fn read(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<ReadStream>, Status> {
+        let r = request.into_inner();
+        let store = self.store()?;
+        // The first piece is read here so that errors (ENOENT, EISDIR) fail the call itself.
+        let piece = (CHUNK_SIZE as u64 * 4).min(r.length);
+        let first = {
+            let volume = r.volume.clone();
+            self.run(move |s| s.read_at(&volume, r.inode, r.offset, piece))
+                .await?
+        };
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut offset = r.offset + first.len() as u64;
+            let end = r.offset.saturating_add(r.length);
+            let mut data = first;
+            loop {
+                let short = (data.len() as u64) < piece;
+                if !data.is_empty() && tx.send(Ok(pb::ReadChunk { data })).await.is_err() {
+                    return;
+                }
+                if short || offset >= end {
+                    return;
+                }
+                let (store, volume, length) =
+                    (store.clone(), r.volume.clone(), piece.min(end - offset));
+                let next = tokio::task::spawn_blocking(move || {
+                    store.read_at(&volume, r.inode, offset, length)
+                })
+                .await;
+                data = match next {
+                    Ok(Ok(data)) => data,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                offset += data.len() as u64;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn write(
+        &self,
+        request: Request<Streaming<pb::WriteChunk>>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let mut stream = request.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Err(Status::invalid_argument("Write needs at least one chunk"));
+        };
+        let (volume, ino) = (first.volume, first.inode);
+        let mut offset = first.offset;
+        let mut written = 0u64;
+        let mut data = first.data;
+        let stat = loop {
+            let length = data.len() as u64;
+            let volume = volume.clone();
+            let stat = self
+                .run(move |s| s.write_at(&volume, ino, offset, &data))
+                .await?;
+            offset += length;
+            written += length;
+            match stream.message().await? {
+                Some(next) => data = next.data,
+                None => break stat,
+            }
+        };
+        Ok(Response::new(pb::WriteResponse {
+            written,
+            attr: Some(pb::Attr { stat: Some(stat) }),
+        }))
+    }
+
+    async fn stat_fs(
+        &self,
+        request: Request<pb::StatFsRequest>,
+    ) -> Result<Response<pb::StatFsResponse>, Status> {
+        let volume_name = request.into_inner().volume;
+        let store = self.store()?;
+        let volume = self.run(move |s| s.volume(&volume_name)).await?;
+        const BLOCK: u64 = 4096;
+        // Without a quota the volume can grow as far as the data directory's filesystem.
+        let (blocks, free) = if volume.quota_bytes > 0 {
+            let blocks = volume.quota_bytes / BLOCK;
+            (
+                blocks,
+                blocks.saturating_sub(volume.used_bytes.div_ceil(BLOCK)),
+            )
+        } else {
+            let vfs = nix::sys::statvfs::statvfs(store.path())
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let fragment = vfs.fragment_size() as u64;
+            let total = vfs.blocks() as u64 * fragment / BLOCK;
+            (
+                total.max(volume.used_bytes.div_ceil(BLOCK)),
+                vfs.blocks_available() as u64 * fragment / BLOCK,
+            )
+        };
+        Ok(Response::new(pb::StatFsResponse {
+            block_size: BLOCK,
+            blocks,
+            blocks_free: free,
+            files: volume.files + 1_000_000,
+            files_free: 1_000_000,
+            name_max: aurae_core::path::MAX_NAME_LEN as u32,
+        }))
+    }
+}

@@ -1,0 +1,601 @@
+//! One write transaction over the namespace: the primitives every mutation is made of.
+//!
+//! Each primitive keeps the invariants together: directory link counts and times,
+//! volume usage and quota, content chunks (never a byte stored beyond a file's size),
+//! and the change events of the transaction. Nothing here commits: [`super::Store`]
+//! does, after the whole operation succeeded, so a failure leaves nothing behind.
+
+use aurae_core::path::StorePath;
+use aurae_proto::v0::{ChangeKind, EntryKind, WatchEvent};
+use prost::Message;
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::record::{Inode, VolumeRecord};
+use super::{
+    CHANGES, CHANGES_KEPT, CHUNK_SIZE, CHUNKS, DIRENTS, INODES, META, META_NEXT_INO, META_REVISION,
+    StoreError, VOLUMES, get_inode, lookup, now_ns, resolve,
+};
+
+/// The volume an operation works in.
+#[derive(Debug, Clone)]
+pub struct Vol {
+    /// Its name ("" for the default namespace).
+    pub name: String,
+    /// Its record.
+    pub record: VolumeRecord,
+}
+
+/// How Unlink treats directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlinkKind {
+    /// unlink(2): files and symlinks only.
+    File,
+    /// rmdir(2): empty directories only.
+    Directory,
+    /// Anything; directories with everything in them.
+    Recursive,
+    /// Anything but a non-empty directory.
+    Any,
+}
+
+/// The tables of one write transaction, and the revision it commits as.
+pub struct Writer<'t> {
+    meta: Table<'t, &'static str, u64>,
+    pub(super) inodes: Table<'t, u64, &'static [u8]>,
+    pub(super) dirents: Table<'t, (u64, &'static str), u64>,
+    chunks: Table<'t, (u64, u64), &'static [u8]>,
+    changes: Table<'t, u64, &'static [u8]>,
+    volumes: Table<'t, &'static str, &'static [u8]>,
+    /// The revision this transaction commits as.
+    pub revision: u64,
+    /// Its timestamp.
+    pub now: i64,
+    events: Vec<WatchEvent>,
+}
+
+impl<'t> Writer<'t> {
+    /// Opens the tables of `txn`.
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        let meta = txn.open_table(META)?;
+        let revision = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0) + 1;
+        Ok(Self {
+            meta,
+            inodes: txn.open_table(INODES)?,
+            dirents: txn.open_table(DIRENTS)?,
+            chunks: txn.open_table(CHUNKS)?,
+            changes: txn.open_table(CHANGES)?,
+            volumes: txn.open_table(VOLUMES)?,
+            revision,
+            now: now_ns(),
+            events: Vec::new(),
+        })
+    }
+
+    /// The volume called `name`.
+    pub fn volume(&self, name: &str) -> Result<Vol, StoreError> {
+        let guard = self
+            .volumes
+            .get(name)?
+            .ok_or_else(|| StoreError::NoSuchVolume(name.to_owned()))?;
+        let record = VolumeRecord::decode(guard.value()).map_err(|e| StoreError::Damaged {
+            ino: 0,
+            reason: format!("volume '{name}': {e}"),
+        })?;
+        Ok(Vol {
+            name: name.to_owned(),
+            record,
+        })
+    }
+
+    /// Saves a volume record.
+    pub fn save_volume(&mut self, vol: &Vol) -> Result<(), StoreError> {
+        self.volumes
+            .insert(vol.name.as_str(), vol.record.encode_to_vec().as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a volume record.
+    pub fn drop_volume(&mut self, name: &str) -> Result<(), StoreError> {
+        self.volumes.remove(name)?;
+        Ok(())
+    }
+
+    /// An inode of `vol`; inodes of other volumes do not exist here.
+    pub fn node(&self, vol: &Vol, ino: u64) -> Result<Inode, StoreError> {
+        match self.inodes.get(ino)? {
+            Some(guard) => {
+                let inode = super::decode(ino, guard.value())?;
+                if inode.volume == vol.name {
+                    Ok(inode)
+                } else {
+                    Err(StoreError::NoSuchInode(ino))
+                }
+            }
+            None => Err(StoreError::NoSuchInode(ino)),
+        }
+    }
+
+    /// A directory inode of `vol`.
+    pub fn dir(&self, vol: &Vol, ino: u64) -> Result<Inode, StoreError> {
+        let inode = self.node(vol, ino)?;
+        if inode.is_dir() {
+            Ok(inode)
+        } else {
+            Err(StoreError::NotADirectory(format!("inode {ino}")))
+        }
+    }
+
+    /// Saves an inode.
+    pub fn save(&mut self, ino: u64, inode: &Inode) -> Result<(), StoreError> {
+        self.inodes.insert(ino, inode.encode_to_vec().as_slice())?;
+        Ok(())
+    }
+
+    /// Resolves a path of the default namespace.
+    pub fn resolve(&self, path: &StorePath) -> Result<(u64, Inode), StoreError> {
+        resolve(&self.inodes, &self.dirents, path)
+    }
+
+    /// The inode named `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Option<u64>, StoreError> {
+        lookup(&self.dirents, parent, name)
+    }
+
+    fn allocate(&mut self, inode: &Inode) -> Result<u64, StoreError> {
+        let ino = self
+            .meta
+            .get(META_NEXT_INO)?
+            .map(|g| g.value())
+            .unwrap_or(super::ROOT_INO + 1);
+        self.meta.insert(META_NEXT_INO, ino + 1)?;
+        self.save(ino, inode)?;
+        Ok(ino)
+    }
+
+    /// A fresh inode of `kind` in `vol` (not linked anywhere yet).
+    pub fn fresh(&self, vol: &Vol, kind: EntryKind, mode: u32) -> Inode {
+        Inode::new(kind, mode, &vol.name, self.now, self.revision)
+    }
+
+    /// Allocates a volume's root directory.
+    pub fn allocate_root(&mut self, name: &str) -> Result<u64, StoreError> {
+        let mut root = Inode::new(EntryKind::Directory, 0o755, name, self.now, self.revision);
+        let ino = self.allocate(&root)?;
+        root.parent = ino;
+        self.save(ino, &root)?;
+        Ok(ino)
+    }
+
+    /// Marks a directory's content as changed (an entry came or went).
+    fn touch_dir(&mut self, ino: u64, nlink_delta: i32) -> Result<(), StoreError> {
+        let mut dir = get_inode(&self.inodes, ino)?;
+        dir.mtime_ns = self.now;
+        dir.ctime_ns = self.now;
+        dir.version = self.revision;
+        dir.nlink = dir.nlink.saturating_add_signed(nlink_delta);
+        self.save(ino, &dir)
+    }
+
+    /// Changes `vol`'s usage by `bytes` and `files`, refusing to exceed its quota.
+    pub fn account(&mut self, vol: &mut Vol, bytes: i64, files: i64) -> Result<(), StoreError> {
+        let record = &mut vol.record;
+        let used = record.used_bytes.saturating_add_signed(bytes);
+        if bytes > 0 && record.quota_bytes > 0 && used > record.quota_bytes {
+            return Err(StoreError::QuotaExceeded {
+                volume: vol.name.clone(),
+                quota: record.quota_bytes,
+            });
+        }
+        record.used_bytes = used;
+        record.files = record.files.saturating_add_signed(files);
+        self.save_volume(vol)
+    }
+
+    /// Links a new inode as `name` in `parent`; EEXIST if the name is taken.
+    pub fn create(
+        &mut self,
+        vol: &mut Vol,
+        parent: u64,
+        name: &str,
+        mut inode: Inode,
+        path: Option<&StorePath>,
+    ) -> Result<u64, StoreError> {
+        self.dir(vol, parent)?;
+        check_name(name)?;
+        if self.lookup(parent, name)?.is_some() {
+            return Err(StoreError::Exists(shown(path, name)));
+        }
+        let is_dir = inode.is_dir();
+        if is_dir {
+            inode.parent = parent;
+        }
+        self.account(vol, inode.size as i64, 1)?;
+        let ino = self.allocate(&inode)?;
+        self.dirents.insert((parent, name), ino)?;
+        self.touch_dir(parent, i32::from(is_dir))?;
+        let kind = match inode.entry_kind() {
+            EntryKind::Directory => ChangeKind::Mkdir,
+            EntryKind::Symlink => ChangeKind::Symlink,
+            _ => ChangeKind::Put,
+        };
+        self.record(vol, kind, ino, parent, name, path);
+        Ok(ino)
+    }
+
+    /// Adds a hard link to file `ino`.
+    pub fn link(
+        &mut self,
+        vol: &Vol,
+        ino: u64,
+        parent: u64,
+        name: &str,
+    ) -> Result<Inode, StoreError> {
+        let mut inode = self.node(vol, ino)?;
+        if inode.is_dir() {
+            return Err(StoreError::NotPermitted(
+                "directories cannot be hard linked",
+            ));
+        }
+        self.dir(vol, parent)?;
+        check_name(name)?;
+        if self.lookup(parent, name)?.is_some() {
+            return Err(StoreError::Exists(name.to_owned()));
+        }
+        inode.nlink += 1;
+        inode.ctime_ns = self.now;
+        inode.version = self.revision;
+        self.save(ino, &inode)?;
+        self.dirents.insert((parent, name), ino)?;
+        self.touch_dir(parent, 0)?;
+        self.record(vol, ChangeKind::Put, ino, parent, name, None);
+        Ok(inode)
+    }
+
+    /// Drops one link to `ino`; frees it when no link is left.
+    fn release(&mut self, vol: &mut Vol, ino: u64, mut inode: Inode) -> Result<(), StoreError> {
+        inode.nlink = inode.nlink.saturating_sub(1);
+        if inode.is_dir() || inode.nlink == 0 {
+            self.chunks
+                .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
+            self.inodes.remove(ino)?;
+            let freed = if inode.entry_kind() == EntryKind::File {
+                inode.size
+            } else {
+                0
+            };
+            self.account(vol, -(freed as i64), -1)
+        } else {
+            inode.ctime_ns = self.now;
+            inode.version = self.revision;
+            self.save(ino, &inode)
+        }
+    }
+
+    fn children(&self, dir: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut children = Vec::new();
+        for entry in self.dirents.range((dir, "")..)? {
+            let (key, child) = entry?;
+            let (parent, name) = key.value();
+            if parent != dir {
+                break;
+            }
+            children.push((name.to_owned(), child.value()));
+        }
+        Ok(children)
+    }
+
+    /// Whether directory `ino` has entries.
+    pub fn has_children(&self, ino: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .dirents
+            .range((ino, "")..)?
+            .next()
+            .transpose()?
+            .is_some_and(|(key, _)| key.value().0 == ino))
+    }
+
+    /// Removes everything below directory `ino`.
+    pub fn remove_children(&mut self, vol: &mut Vol, ino: u64) -> Result<(), StoreError> {
+        for (name, child) in self.children(ino)? {
+            let inode = get_inode(&self.inodes, child)?;
+            if inode.is_dir() {
+                self.remove_children(vol, child)?;
+            }
+            self.dirents.remove((ino, name.as_str()))?;
+            self.release(vol, child, inode)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `name` from `parent` as `kind` says.
+    pub fn unlink(
+        &mut self,
+        vol: &mut Vol,
+        parent: u64,
+        name: &str,
+        kind: UnlinkKind,
+        path: Option<&StorePath>,
+    ) -> Result<(), StoreError> {
+        self.dir(vol, parent)?;
+        check_name(name)?;
+        let ino = self
+            .lookup(parent, name)?
+            .ok_or_else(|| StoreError::NotFound(shown(path, name)))?;
+        let inode = self.node(vol, ino)?;
+        let is_dir = inode.is_dir();
+        match (kind, is_dir) {
+            (UnlinkKind::File, true) => return Err(StoreError::IsADirectory(shown(path, name))),
+            (UnlinkKind::Directory, false) => {
+                return Err(StoreError::NotADirectory(shown(path, name)));
+            }
+            _ => {}
+        }
+        if is_dir && self.has_children(ino)? {
+            if kind != UnlinkKind::Recursive {
+                return Err(StoreError::NotEmpty(shown(path, name)));
+            }
+            self.remove_children(vol, ino)?;
+        }
+        self.dirents.remove((parent, name))?;
+        self.release(vol, ino, inode)?;
+        self.touch_dir(parent, if is_dir { -1 } else { 0 })?;
+        self.record(vol, ChangeKind::Remove, ino, parent, name, path);
+        Ok(())
+    }
+
+    /// Whether directory `ancestor` is `dir` or above it.
+    fn is_ancestor(&self, ancestor: u64, mut dir: u64) -> Result<bool, StoreError> {
+        loop {
+            if dir == ancestor {
+                return Ok(true);
+            }
+            let inode = get_inode(&self.inodes, dir)?;
+            if inode.parent == 0 || inode.parent == dir {
+                return Ok(false);
+            }
+            dir = inode.parent;
+        }
+    }
+
+    /// Moves `name` in `parent` to `new_name` in `new_parent` with rename(2) semantics.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rename(
+        &mut self,
+        vol: &mut Vol,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        no_replace: bool,
+        paths: Option<(&StorePath, &StorePath)>,
+    ) -> Result<(u64, Inode), StoreError> {
+        let (from_path, to_path) = paths.unzip();
+        self.dir(vol, parent)?;
+        self.dir(vol, new_parent)?;
+        check_name(new_name)?;
+        let ino = self
+            .lookup(parent, name)?
+            .ok_or_else(|| StoreError::NotFound(shown(from_path, name)))?;
+        let mut inode = self.node(vol, ino)?;
+        if parent == new_parent && name == new_name {
+            return Ok((ino, inode));
+        }
+        if inode.is_dir() && self.is_ancestor(ino, new_parent)? {
+            return Err(StoreError::InvalidMove {
+                from: shown(from_path, name),
+                to: shown(to_path, new_name),
+                why: "a directory cannot move into itself",
+            });
+        }
+        if let Some(existing) = self.lookup(new_parent, new_name)? {
+            if no_replace {
+                return Err(StoreError::Exists(shown(to_path, new_name)));
+            }
+            if existing != ino {
+                let target = self.node(vol, existing)?;
+                let to = || shown(to_path, new_name);
+                match (inode.is_dir(), target.is_dir()) {
+                    (true, true) if self.has_children(existing)? => {
+                        return Err(StoreError::NotEmpty(to()));
+                    }
+                    (false, true) => return Err(StoreError::IsADirectory(to())),
+                    (true, false) => return Err(StoreError::NotADirectory(to())),
+                    _ => {}
+                }
+                let target_is_dir = target.is_dir();
+                self.release(vol, existing, target)?;
+                if target_is_dir {
+                    self.touch_dir(new_parent, -1)?;
+                }
+            }
+        }
+        self.dirents.remove((parent, name))?;
+        self.dirents.insert((new_parent, new_name), ino)?;
+        let moved_dir = i32::from(inode.is_dir());
+        self.touch_dir(parent, -moved_dir)?;
+        self.touch_dir(new_parent, moved_dir)?;
+        if inode.is_dir() {
+            inode.parent = new_parent;
+        }
+        inode.ctime_ns = self.now;
+        inode.version = self.revision;
+        self.save(ino, &inode)?;
+        let mut event = self.event(vol, ChangeKind::Rename, ino, parent, name, from_path);
+        event.to = to_path.map(ToString::to_string).unwrap_or_default();
+        event.to_parent_inode = new_parent;
+        event.to_name = new_name.to_owned();
+        self.events.push(event);
+        Ok((ino, inode))
+    }
+
+    /// Replaces a file's whole content.
+    pub fn replace_content(
+        &mut self,
+        vol: &mut Vol,
+        ino: u64,
+        inode: &mut Inode,
+        content: &[u8],
+    ) -> Result<(), StoreError> {
+        self.account(vol, content.len() as i64 - inode.size as i64, 0)?;
+        self.chunks
+            .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
+        for (index, chunk) in content.chunks(CHUNK_SIZE).enumerate() {
+            self.chunks.insert((ino, index as u64), chunk)?;
+        }
+        inode.size = content.len() as u64;
+        self.modified(inode);
+        self.save(ino, inode)
+    }
+
+    /// Writes `data` at `offset`, rewriting only the chunks it touches.
+    pub fn write_at(
+        &mut self,
+        vol: &mut Vol,
+        ino: u64,
+        inode: &mut Inode,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(StoreError::NotPermitted("write past the largest file size"))?;
+        if end > inode.size {
+            self.account(vol, (end - inode.size) as i64, 0)?;
+        }
+        let chunk = CHUNK_SIZE as u64;
+        let mut written = 0usize;
+        while written < data.len() {
+            let at = offset + written as u64;
+            let index = at / chunk;
+            let within = (at % chunk) as usize;
+            let take = (CHUNK_SIZE - within).min(data.len() - written);
+            let mut bytes = self
+                .chunks
+                .get((ino, index))?
+                .map(|g| g.value().to_vec())
+                .unwrap_or_default();
+            if bytes.len() < within + take {
+                bytes.resize(within + take, 0);
+            }
+            bytes[within..within + take].copy_from_slice(&data[written..written + take]);
+            self.chunks.insert((ino, index), bytes.as_slice())?;
+            written += take;
+        }
+        inode.size = inode.size.max(end);
+        self.modified(inode);
+        self.save(ino, inode)
+    }
+
+    /// Sets a file's size: shrinking drops the bytes beyond it, growing reads as zeros.
+    pub fn truncate(
+        &mut self,
+        vol: &mut Vol,
+        ino: u64,
+        inode: &mut Inode,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        self.account(vol, size as i64 - inode.size as i64, 0)?;
+        if size < inode.size {
+            let chunk = CHUNK_SIZE as u64;
+            let keep_whole = size / chunk;
+            let tail = (size % chunk) as usize;
+            let first_dropped = if tail == 0 {
+                keep_whole
+            } else {
+                keep_whole + 1
+            };
+            self.chunks
+                .retain_in((ino, first_dropped)..=(ino, u64::MAX), |_, _| false)?;
+            if tail > 0 {
+                let trimmed = self
+                    .chunks
+                    .get((ino, keep_whole))?
+                    .map(|g| g.value()[..tail.min(g.value().len())].to_vec());
+                if let Some(trimmed) = trimmed {
+                    self.chunks.insert((ino, keep_whole), trimmed.as_slice())?;
+                }
+            }
+        }
+        inode.size = size;
+        self.modified(inode);
+        self.save(ino, inode)
+    }
+
+    fn modified(&self, inode: &mut Inode) {
+        inode.mtime_ns = self.now;
+        inode.ctime_ns = self.now;
+        inode.version = self.revision;
+    }
+
+    fn event(
+        &self,
+        vol: &Vol,
+        kind: ChangeKind,
+        ino: u64,
+        parent: u64,
+        name: &str,
+        path: Option<&StorePath>,
+    ) -> WatchEvent {
+        WatchEvent {
+            revision: self.revision,
+            kind: kind as i32,
+            path: path.map(ToString::to_string).unwrap_or_default(),
+            volume: vol.name.clone(),
+            inode: ino,
+            parent_inode: parent,
+            name: name.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// Records a change of this transaction.
+    pub fn record(
+        &mut self,
+        vol: &Vol,
+        kind: ChangeKind,
+        ino: u64,
+        parent: u64,
+        name: &str,
+        path: Option<&StorePath>,
+    ) {
+        let event = self.event(vol, kind, ino, parent, name, path);
+        self.events.push(event);
+    }
+
+    /// Writes the revision and the change log; the caller commits.
+    pub fn finish(mut self) -> Result<(u64, Vec<WatchEvent>), StoreError> {
+        self.meta.insert(META_REVISION, self.revision)?;
+        let mut log = Vec::new();
+        for event in &self.events {
+            event
+                .encode_length_delimited(&mut log)
+                .expect("a Vec grows as needed");
+        }
+        self.changes.insert(self.revision, log.as_slice())?;
+        if self.revision > CHANGES_KEPT {
+            self.changes.remove(self.revision - CHANGES_KEPT)?;
+        }
+        Ok((self.revision, self.events))
+    }
+}
+
+/// A name as it appears in errors: the path when known.
+fn shown(path: Option<&StorePath>, name: &str) -> String {
+    path.map_or_else(|| name.to_owned(), ToString::to_string)
+}
+
+/// A single directory entry name: what a path component may be.
+pub fn check_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.contains('/') {
+        return Err(StoreError::InvalidName(name.chars().take(64).collect()));
+    }
+    let as_path = format!("/{name}");
+    let parsed: StorePath = as_path.parse()?;
+    if parsed.as_str() != as_path {
+        return Err(StoreError::InvalidName(name.chars().take(64).collect()));
+    }
+    Ok(())
+}
