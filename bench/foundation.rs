@@ -4,91 +4,23 @@
 //! Run with `bench/run` (or `cargo bench -p auraed --bench foundation`). Prints one
 //! table with the ratios and targets; it measures, it does not assert.
 
+#[path = "common.rs"]
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aurae_client::{AuraeClient, Identity};
-use aurae_core::name::Principal;
-use aurae_core::pki::{self, NodeNames, Overwrite, PkiPaths, Validity};
 use aurae_proto::v0::StatusRequest;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
+use common::{Setup, healthy, percentile, setup, spawn_auraed};
 
 const CALLS: usize = 10_000;
 const WARMUP: usize = 500;
 const STARTS: usize = 20;
 /// Size of the echoed message: about the size of a Status reply.
 const ECHO_BYTES: usize = 256;
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    admin: Identity,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().to_owned();
-    let paths = PkiPaths::new(root.join("pki"));
-    let names = NodeNames {
-        peer: "bench".parse().unwrap(),
-        domain: "local".parse().unwrap(),
-    };
-    let ca = pki::init_server_material(&paths, &names, Overwrite::Refuse).expect("pki");
-    let admin_principal: Principal = "admin@bench@local".parse().unwrap();
-    let admin = Identity {
-        ca_cert: paths.file("ca.crt"),
-        client_cert: root.join("admin.crt"),
-        client_key: root.join("admin.key"),
-    };
-    ca.issue_client(&admin_principal, Validity::days(1))
-        .unwrap()
-        .write(&admin.client_cert, &admin.client_key)
-        .unwrap();
-    Setup {
-        _dir: dir,
-        root,
-        admin,
-    }
-}
-
-fn spawn_auraed(root: &Path, sock: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_auraed"))
-        .arg("--sock")
-        .arg(sock)
-        .arg("--pki-dir")
-        .arg(root.join("pki"))
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .arg("--key")
-        .arg(root.join("id_aura"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn auraed")
-}
-
-async fn healthy(sock: &Path, admin: &Identity) -> bool {
-    let Ok(channel) = aurae_client::connect_mtls(sock, admin).await else {
-        return false;
-    };
-    let reply = AuraeClient::from_channel(channel)
-        .health()
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await;
-    reply.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
 
 fn micros(d: Duration) -> String {
     format!("{:.1} us", d.as_secs_f64() * 1e6)
@@ -104,7 +36,7 @@ async fn start_to_healthy(setup: &Setup) -> Vec<Duration> {
     for i in 0..STARTS {
         let sock = setup.root.join(format!("start-{i}.sock"));
         let started = Instant::now();
-        let mut child = spawn_auraed(&setup.root, &sock);
+        let mut child = spawn_auraed(env!("CARGO_BIN_EXE_auraed"), &setup.root, &sock);
         loop {
             if healthy(&sock, &setup.admin).await {
                 break;
@@ -203,7 +135,7 @@ async fn main() {
     let starts = start_to_healthy(&setup).await;
 
     let sock = setup.root.join("aurae.sock");
-    let mut daemon = spawn_auraed(&setup.root, &sock);
+    let mut daemon = spawn_auraed(env!("CARGO_BIN_EXE_auraed"), &setup.root, &sock);
     while !healthy(&sock, &setup.admin).await {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

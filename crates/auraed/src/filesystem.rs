@@ -142,7 +142,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         };
         let (stat, _) = self
             .run(move |s| {
-                s.write_in(&r.volume, |w, vol| {
+                s.write_in(&r.volume.clone(), move |w, vol| {
                     let mut inode = w.fresh(vol, kind, r.mode);
                     inode.uid = r.uid;
                     inode.gid = r.gid;
@@ -167,12 +167,12 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         }
         let (stat, _) = self
             .run(move |s| {
-                s.write_in(&r.volume, |w, vol| {
+                s.write_in(&r.volume.clone(), move |w, vol| {
                     let mut inode = w.fresh(vol, pb::EntryKind::Symlink, 0o777);
                     inode.uid = r.uid;
                     inode.gid = r.gid;
                     inode.size = r.target.len() as u64;
-                    inode.target = r.target;
+                    inode.target = r.target.clone();
                     let ino = w.create(vol, r.parent, &r.name, inode, None)?;
                     Ok(stat_of("", ino, &w.node(vol, ino)?))
                 })
@@ -186,7 +186,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         name(&r.new_name)?;
         let (stat, _) = self
             .run(move |s| {
-                s.write_in(&r.volume, |w, vol| {
+                s.write_in(&r.volume.clone(), move |w, vol| {
                     let inode = w.link(vol, r.inode, r.new_parent, &r.new_name)?;
                     Ok(stat_of("", r.inode, &inode))
                 })
@@ -207,7 +207,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             UnlinkKind::File
         };
         self.run(move |s| {
-            s.write_in(&r.volume, |w, vol| {
+            s.write_in(&r.volume.clone(), move |w, vol| {
                 w.unlink(vol, r.parent, &r.name, kind, None)
             })
         })
@@ -223,7 +223,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         name(&r.name)?;
         name(&r.new_name)?;
         self.run(move |s| {
-            s.write_in(&r.volume, |w, vol| {
+            s.write_in(&r.volume.clone(), move |w, vol| {
                 w.rename(
                     vol,
                     r.parent,

@@ -304,7 +304,11 @@ async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
             data: data.to_vec(),
         })
         .collect();
-    let written = fs.write(tokio_stream::iter(chunks)).await.unwrap().into_inner();
+    let written = fs
+        .write(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(written.written, payload.len() as u64);
 
     let mut stream = fs
@@ -321,7 +325,10 @@ async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
     while let Some(chunk) = stream.message().await.unwrap() {
         read.extend(chunk.data);
     }
-    assert!(read == payload[1000..1000 + (1 << 20)], "read back other bytes");
+    assert!(
+        read == payload[1000..1000 + (1 << 20)],
+        "read back other bytes"
+    );
 
     // Past the 3 MiB quota: ENOSPC, and nothing of the refused write lands.
     let too_much = WriteChunk {
@@ -336,6 +343,11 @@ async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
 
     let out = layout.aurae(&["volume", "ls", "--json"]);
     let volumes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let data = volumes.as_array().unwrap().iter().find(|v| v["name"] == "data").unwrap();
+    let data = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .unwrap();
     assert_eq!(data["used_bytes"], 2 << 20);
 }

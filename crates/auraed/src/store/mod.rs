@@ -7,6 +7,7 @@
 //! default namespace (volume "") is addressed by path; every volume also by inode, for
 //! FUSE. This module never follows symlinks and never rewrites a database it cannot read.
 
+mod commit;
 pub mod error;
 pub mod record;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
+use commit::Committer;
 pub use error::StoreError;
 use record::{Inode, VolumeRecord};
 pub use writer::{UnlinkKind, Vol, Writer};
@@ -103,9 +105,10 @@ pub struct Committed {
 /// The store: open once per daemon, shared by the services.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
     changes: broadcast::Sender<Arc<Committed>>,
+    committer: Committer,
 }
 
 fn now_ns() -> i64 {
@@ -220,6 +223,46 @@ fn volume_of(name: &str, record: &VolumeRecord) -> Volume {
     }
 }
 
+fn initialize(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let schema = meta.get(META_SCHEMA)?.map(|g| g.value());
+        match schema {
+            Some(found) if found > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    path: path.display().to_string(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                meta.insert(META_NEXT_INO, ROOT_INO + 1)?;
+                let mut root = Inode::new(EntryKind::Directory, 0o755, DEFAULT_VOLUME, now_ns(), 0);
+                root.parent = ROOT_INO;
+                txn.open_table(INODES)?
+                    .insert(ROOT_INO, root.encode_to_vec().as_slice())?;
+            }
+        }
+        let mut volumes = txn.open_table(VOLUMES)?;
+        if volumes.get(DEFAULT_VOLUME)?.is_none() {
+            let record = VolumeRecord {
+                root: ROOT_INO,
+                files: 1,
+                ..Default::default()
+            };
+            volumes.insert(DEFAULT_VOLUME, record.encode_to_vec().as_slice())?;
+        }
+        txn.open_table(DIRENTS)?;
+        txn.open_table(CHUNKS)?;
+        txn.open_table(CHANGES)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the database in `data_dir`, migrating an older schema.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -234,13 +277,16 @@ impl Store {
                 reason: other.to_string(),
             },
         })?;
-        let store = Self {
+        let db = Arc::new(db);
+        let changes = broadcast::channel(1024).0;
+        initialize(&db, &path)?;
+        let committer = Committer::start(db.clone(), changes.clone())?;
+        Ok(Self {
             db,
             path,
-            changes: broadcast::channel(1024).0,
-        };
-        store.initialize()?;
-        Ok(store)
+            changes,
+            committer,
+        })
     }
 
     /// Where the database lives.
@@ -248,67 +294,19 @@ impl Store {
         &self.path
     }
 
-    fn initialize(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let schema = meta.get(META_SCHEMA)?.map(|g| g.value());
-            match schema {
-                Some(found) if found > SCHEMA_VERSION => {
-                    return Err(StoreError::NewerSchema {
-                        path: self.path.display().to_string(),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
-                    meta.insert(META_NEXT_INO, ROOT_INO + 1)?;
-                    let mut root =
-                        Inode::new(EntryKind::Directory, 0o755, DEFAULT_VOLUME, now_ns(), 0);
-                    root.parent = ROOT_INO;
-                    txn.open_table(INODES)?
-                        .insert(ROOT_INO, root.encode_to_vec().as_slice())?;
-                }
-            }
-            let mut volumes = txn.open_table(VOLUMES)?;
-            if volumes.get(DEFAULT_VOLUME)?.is_none() {
-                let record = VolumeRecord {
-                    root: ROOT_INO,
-                    files: 1,
-                    ..Default::default()
-                };
-                volumes.insert(DEFAULT_VOLUME, record.encode_to_vec().as_slice())?;
-            }
-            txn.open_table(DIRENTS)?;
-            txn.open_table(CHUNKS)?;
-            txn.open_table(CHANGES)?;
-        }
-        txn.commit()?;
-        Ok(())
-    }
-
     /// Live change notifications (after commit); pair with [`Store::changes_after`].
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
         self.changes.subscribe()
     }
 
-    /// Runs one write transaction and publishes its events once it is durable.
-    pub fn write<T>(
+    /// Runs `op` in a durable write transaction, possibly shared with concurrent writes
+    /// (group commit), and returns once it is durable. `op` may run more than once: if a
+    /// write of its group fails, the group is undone and each write is run alone.
+    pub fn write<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&mut Writer<'_>) -> Result<T, StoreError>,
+        op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(T, u64), StoreError> {
-        let txn = self.db.begin_write()?;
-        let (value, revision, events) = {
-            let mut writer = Writer::open(&txn)?;
-            let value = op(&mut writer)?;
-            let (revision, events) = writer.finish()?;
-            (value, revision, events)
-        };
-        txn.commit()?;
-        let _ = self.changes.send(Arc::new(Committed { revision, events }));
-        Ok((value, revision))
+        self.committer.run(op)
     }
 
     /// The current revision.
@@ -443,7 +441,9 @@ impl Store {
         content: &[u8],
         options: &PutOptions,
     ) -> Result<(Stat, u64), StoreError> {
-        self.write(|w| {
+        let (path, content, options) = (path.clone(), content.to_vec(), options.clone());
+        self.write(move |w| {
+            let path = &path;
             let mut vol = w.volume(DEFAULT_VOLUME)?;
             let existing = match w.resolve(path) {
                 Ok(found) => Some(found),
@@ -489,7 +489,7 @@ impl Store {
                     (ino, w.node(&vol, ino)?)
                 }
             };
-            w.replace_content(&mut vol, ino, &mut inode, content)?;
+            w.replace_content(&mut vol, ino, &mut inode, &content)?;
             Ok(stat_of(path.as_str(), ino, &inode))
         })
     }
@@ -501,21 +501,24 @@ impl Store {
         mode: u32,
         parents: Parents,
     ) -> Result<(Stat, u64), StoreError> {
-        self.write(|w| {
+        let path = path.clone();
+        self.write(move |w| {
             let mut vol = w.volume(DEFAULT_VOLUME)?;
-            let (ino, inode) = Self::mkdir_in(w, &mut vol, path, mode, parents)?;
+            let (ino, inode) = Self::mkdir_in(w, &mut vol, &path, mode, parents)?;
             Ok(stat_of(path.as_str(), ino, &inode))
         })
     }
 
     /// Creates a symlink to `target` (stored as given, never followed here).
     pub fn symlink(&self, path: &StorePath, target: &str) -> Result<(Stat, u64), StoreError> {
-        self.write(|w| {
+        let (path, target) = (path.clone(), target.to_owned());
+        self.write(move |w| {
+            let path = &path;
             let mut vol = w.volume(DEFAULT_VOLUME)?;
             let parent = Self::parent_dir(w, &mut vol, path, Parents::MustExist)?;
             let (_, name) = path.split_last().expect("not the root");
             let mut inode = w.fresh(&vol, EntryKind::Symlink, 0o777);
-            inode.target = target.to_owned();
+            inode.target = target.clone();
             inode.size = target.len() as u64;
             let ino = w.create(&mut vol, parent, name, inode, Some(path))?;
             Ok(stat_of(path.as_str(), ino, &w.node(&vol, ino)?))
@@ -524,7 +527,9 @@ impl Store {
 
     /// Removes a file, symlink or empty directory; with `recursive`, any directory.
     pub fn remove(&self, path: &StorePath, recursive: bool) -> Result<u64, StoreError> {
-        let ((), revision) = self.write(|w| {
+        let path = path.clone();
+        let ((), revision) = self.write(move |w| {
+            let path = &path;
             let mut vol = w.volume(DEFAULT_VOLUME)?;
             let (parent_path, name) = path.split_last().ok_or(StoreError::NotPermitted(
                 "the root of the namespace cannot be removed",
@@ -551,7 +556,10 @@ impl Store {
                 why: "the root cannot be moved or replaced",
             });
         };
-        self.write(|w| {
+        let (from, to) = (from.clone(), to.clone());
+        let (from_name, to_name) = (from_name.to_owned(), to_name.to_owned());
+        self.write(move |w| {
+            let (from, to) = (&from, &to);
             let mut vol = w.volume(DEFAULT_VOLUME)?;
             let (src, _) = w.resolve(&from_parent)?;
             let (dst, dst_inode) = w.resolve(&to_parent)?;
@@ -561,9 +569,9 @@ impl Store {
             let (ino, inode) = w.rename(
                 &mut vol,
                 src,
-                from_name,
+                &from_name,
                 dst,
-                to_name,
+                &to_name,
                 false,
                 Some((from, to)),
             )?;
@@ -620,7 +628,9 @@ impl Store {
         if checked.as_str() == "default" {
             return Err(StoreError::VolumeExists("default".to_owned()));
         }
-        let (volume, _) = self.write(|w| {
+        let name = name.to_owned();
+        let (volume, _) = self.write(move |w| {
+            let name = name.as_str();
             if w.volume(name).is_ok() {
                 return Err(StoreError::VolumeExists(name.to_owned()));
             }
@@ -674,7 +684,9 @@ impl Store {
                 "the default namespace cannot be deleted",
             ));
         }
-        let ((), revision) = self.write(|w| {
+        let name = name.to_owned();
+        let ((), revision) = self.write(move |w| {
+            let name = name.as_str();
             let mut vol = w.volume(name)?;
             let root = vol.record.root;
             w.remove_children(&mut vol, root)?;
@@ -707,13 +719,14 @@ impl Store {
     }
 
     /// Runs `op` in a write transaction of volume `volume`.
-    pub fn write_in<T>(
+    pub fn write_in<T: Send + 'static>(
         &self,
         volume: &str,
-        op: impl FnOnce(&mut Writer<'_>, &mut Vol) -> Result<T, StoreError>,
+        mut op: impl FnMut(&mut Writer<'_>, &mut Vol) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(T, u64), StoreError> {
-        self.write(|w| {
-            let mut vol = w.volume(volume_key(volume))?;
+        let volume = volume_key(volume).to_owned();
+        self.write(move |w| {
+            let mut vol = w.volume(&volume)?;
             op(w, &mut vol)
         })
     }
@@ -769,7 +782,7 @@ impl Store {
 
     /// Changes the attributes of inode `ino`.
     pub fn setattr(&self, volume: &str, ino: u64, attr: SetAttr) -> Result<Stat, StoreError> {
-        let (stat, _) = self.write_in(volume, |w, vol| {
+        let (stat, _) = self.write_in(volume, move |w, vol| {
             let mut inode = w.node(vol, ino)?;
             if let Some(size) = attr.size {
                 if inode.is_dir() {
@@ -809,7 +822,8 @@ impl Store {
         offset: u64,
         data: &[u8],
     ) -> Result<Stat, StoreError> {
-        let (stat, _) = self.write_in(volume, |w, vol| {
+        let data = data.to_vec();
+        let (stat, _) = self.write_in(volume, move |w, vol| {
             let mut inode = w.node(vol, ino)?;
             match inode.entry_kind() {
                 EntryKind::Directory => {
@@ -818,7 +832,7 @@ impl Store {
                 EntryKind::Symlink => return Err(StoreError::IsASymlink(format!("inode {ino}"))),
                 _ => {}
             }
-            w.write_at(vol, ino, &mut inode, offset, data)?;
+            w.write_at(vol, ino, &mut inode, offset, &data)?;
             w.record(vol, aurae_proto::v0::ChangeKind::Put, ino, 0, "", None);
             Ok(stat_of("", ino, &inode))
         })?;

@@ -261,10 +261,11 @@ fn a_corrupt_database_is_reported_and_left_untouched() {
 }
 
 fn file_in(store: &Store, volume: &str, parent: u64, name: &str) -> u64 {
+    let name = name.to_owned();
     let (ino, _) = store
-        .write_in(volume, |w, vol| {
+        .write_in(volume, move |w, vol| {
             let inode = w.fresh(vol, EntryKind::File, 0o644);
-            w.create(vol, parent, name, inode, None)
+            w.create(vol, parent, &name, inode, None)
         })
         .unwrap();
     ino
@@ -350,7 +351,7 @@ fn volumes_are_isolated_and_enforce_their_quota() {
     assert_eq!((listed.used_bytes, listed.files), (60, 2));
     // Freeing space makes room again.
     store
-        .write_in("data", |w, vol| {
+        .write_in("data", move |w, vol| {
             w.unlink(vol, volume.root_inode, "f", UnlinkKind::File, None)
         })
         .unwrap();
@@ -369,11 +370,11 @@ fn hard_links_share_content_and_outlive_one_name() {
     let ino = file_in(&store, "", ROOT_INO, "a");
     store.write_at("", ino, 0, b"shared").unwrap();
     store
-        .write_in("", |w, vol| w.link(vol, ino, ROOT_INO, "b"))
+        .write_in("", move |w, vol| w.link(vol, ino, ROOT_INO, "b"))
         .unwrap();
     assert_eq!(store.getattr("", ino).unwrap().nlink, 2);
     store
-        .write_in("", |w, vol| {
+        .write_in("", move |w, vol| {
             w.unlink(vol, ROOT_INO, "a", UnlinkKind::File, None)
         })
         .unwrap();
@@ -385,7 +386,7 @@ fn hard_links_share_content_and_outlive_one_name() {
         .0
         .inode;
     let err = store
-        .write_in("", |w, vol| w.link(vol, dir, ROOT_INO, "d2"))
+        .write_in("", move |w, vol| w.link(vol, dir, ROOT_INO, "d2"))
         .unwrap_err();
     assert_eq!(err.errno(), "EPERM");
 }
@@ -395,8 +396,10 @@ fn unlink_and_rmdir_refuse_the_wrong_kind() {
     let (_dir, store) = store();
     store.mkdir(&p("/d/e"), 0o755, Parents::Create).unwrap();
     put(&store, "/f", b"");
-    let unlink =
-        |name: &str, kind| store.write_in("", |w, vol| w.unlink(vol, ROOT_INO, name, kind, None));
+    let unlink = |name: &str, kind| {
+        let name = name.to_owned();
+        store.write_in("", move |w, vol| w.unlink(vol, ROOT_INO, &name, kind, None))
+    };
     assert_eq!(unlink("d", UnlinkKind::File).unwrap_err().errno(), "EISDIR");
     assert_eq!(
         unlink("f", UnlinkKind::Directory).unwrap_err().errno(),
@@ -425,24 +428,24 @@ fn rename_by_inode_refuses_cycles_and_honours_no_replace() {
         .0
         .inode;
     let top = store.stat(&p("/a")).unwrap().inode;
-    let cycle = store.write_in("", |w, vol| {
+    let cycle = store.write_in("", move |w, vol| {
         w.rename(vol, ROOT_INO, "a", a, "a", false, None)
     });
     assert_eq!(cycle.unwrap_err().errno(), "EINVAL");
     put(&store, "/x", b"1");
     put(&store, "/y", b"2");
-    let kept = store.write_in("", |w, vol| {
+    let kept = store.write_in("", move |w, vol| {
         w.rename(vol, ROOT_INO, "x", ROOT_INO, "y", true, None)
     });
     assert_eq!(kept.unwrap_err().errno(), "EEXIST");
     // A directory moved keeps its parent link right: moving it back under itself is still refused.
     store
-        .write_in("", |w, vol| {
+        .write_in("", move |w, vol| {
             w.rename(vol, top, "b", ROOT_INO, "b", false, None)
         })
         .unwrap();
     let b = store.stat(&p("/b")).unwrap().inode;
-    let cycle = store.write_in("", |w, vol| {
+    let cycle = store.write_in("", move |w, vol| {
         w.rename(vol, ROOT_INO, "b", a, "b", false, None)
     });
     assert_eq!(cycle.unwrap_err().errno(), "EINVAL");
@@ -470,4 +473,36 @@ fn events_carry_inodes_for_cache_invalidation() {
         (rename.to_parent_inode, rename.to_name.as_str()),
         (ROOT_INO, "k2")
     );
+}
+
+#[test]
+fn a_failing_write_in_a_group_takes_no_other_write_with_it() {
+    let (_dir, store) = store();
+    let store = std::sync::Arc::new(store);
+    put(&store, "/taken", b"");
+    let threads: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                if i % 8 == 0 {
+                    // Fails after the group may already hold other writes.
+                    let create_only = PutOptions {
+                        if_version: Some(0),
+                        ..Default::default()
+                    };
+                    store.put(&p("/taken"), b"lost", &create_only).is_err()
+                } else {
+                    store
+                        .put(&p(&format!("/g/k{i}")), b"kept", &PutOptions::default())
+                        .is_ok()
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert!(thread.join().unwrap(), "a write got the wrong answer");
+    }
+    let (entries, _) = store.list(&p("/g"), "", 100).unwrap();
+    assert_eq!(entries.len(), 28);
+    assert_eq!(store.get(&p("/taken")).unwrap().0, b"");
 }

@@ -1,0 +1,94 @@
+//! Shared set-up of the benchmarks: PKI in a temporary directory, auraed started on a
+//! temporary socket, percentiles.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aurae_client::{AuraeClient, Identity};
+use aurae_core::name::Principal;
+use aurae_core::pki::{self, NodeNames, Overwrite, PkiPaths, Validity};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+/// A PKI directory with an admin identity, in a temporary directory.
+pub struct Setup {
+    pub _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub admin: Identity,
+}
+
+/// Creates the CA, server and admin certificates.
+pub fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().to_owned();
+    let paths = PkiPaths::new(root.join("pki"));
+    let names = NodeNames {
+        peer: "bench".parse().unwrap(),
+        domain: "local".parse().unwrap(),
+    };
+    let ca = pki::init_server_material(&paths, &names, Overwrite::Refuse).expect("pki");
+    let admin_principal: Principal = "admin@bench@local".parse().unwrap();
+    let admin = Identity {
+        ca_cert: paths.file("ca.crt"),
+        client_cert: root.join("admin.crt"),
+        client_key: root.join("admin.key"),
+    };
+    ca.issue_client(&admin_principal, Validity::days(1))
+        .unwrap()
+        .write(&admin.client_cert, &admin.client_key)
+        .unwrap();
+    Setup {
+        _dir: dir,
+        root,
+        admin,
+    }
+}
+
+/// Starts auraed (quiet) with material present.
+pub fn spawn_auraed(auraed: &str, root: &Path, sock: &Path) -> Child {
+    Command::new(auraed)
+        .arg("--sock")
+        .arg(sock)
+        .arg("--pki-dir")
+        .arg(root.join("pki"))
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--key")
+        .arg(root.join("id_aura"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn auraed")
+}
+
+/// Whether auraed answers SERVING over mTLS.
+pub async fn healthy(sock: &Path, admin: &Identity) -> bool {
+    let Ok(channel) = aurae_client::connect_mtls(sock, admin).await else {
+        return false;
+    };
+    let reply = AuraeClient::from_channel(channel)
+        .health()
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    reply.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
+}
+
+/// The `p` percentile of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+/// Starts auraed on `sock` and waits until it serves over mTLS.
+pub async fn serving_auraed(auraed: &str, setup: &Setup, sock: &Path) -> Child {
+    let child = spawn_auraed(auraed, &setup.root, sock);
+    while !healthy(sock, &setup.admin).await {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child
+}

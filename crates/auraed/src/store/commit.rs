@@ -1,0 +1,144 @@
+//! Group commit: one writer thread runs every write transaction, folding the writes
+//! that queue up while a commit is on disk into the next one.
+//!
+//! Each caller still gets its answer only once its write is durable; a busy store pays
+//! one fsync for many writes instead of one each. If one write of a group fails, the
+//! group is undone and its writes are run again one by one, so a failure never takes
+//! another caller's write with it and never leaves half of itself behind.
+
+use std::any::Any;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use aurae_proto::v0::WatchEvent;
+use redb::Database;
+use tokio::sync::broadcast;
+
+use super::{Committed, StoreError, Writer};
+
+/// Most writes folded into one transaction.
+const MAX_GROUP: usize = 256;
+
+type Value = Box<dyn Any + Send>;
+type Op = Box<dyn FnMut(&mut Writer<'_>) -> Result<Value, StoreError> + Send>;
+
+struct Job {
+    op: Op,
+    reply: SyncSender<Result<(Value, u64), StoreError>>,
+}
+
+/// The handle of the writer thread.
+pub struct Committer {
+    jobs: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Committer")
+    }
+}
+
+impl Committer {
+    /// Starts the writer thread of `db`, publishing committed events on `changes`.
+    pub fn start(
+        db: Arc<Database>,
+        changes: broadcast::Sender<Arc<Committed>>,
+    ) -> Result<Self, StoreError> {
+        let (tx, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".to_owned())
+            .spawn(move || write_loop(&db, &rx, &changes))
+            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            jobs: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `op` in the next group and waits until it is durable.
+    pub fn run<T: Send + 'static>(
+        &self,
+        mut op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(T, u64), StoreError> {
+        let stopped = || StoreError::Database("the store's writer thread has stopped".to_owned());
+        let (reply, answer) = sync_channel(1);
+        let job = Job {
+            op: Box::new(move |w| op(w).map(|v| Box::new(v) as Value)),
+            reply,
+        };
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())?;
+        let (value, revision) = answer.recv().map_err(|_| stopped())??;
+        let value = value
+            .downcast::<T>()
+            .map_err(|_| StoreError::Database("a write answered with another type".to_owned()))?;
+        Ok((*value, revision))
+    }
+}
+
+impl Drop for Committer {
+    /// Stops the writer thread after the writes already queued, so that the database is
+    /// closed when the store is gone.
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_loop(db: &Database, jobs: &Receiver<Job>, changes: &broadcast::Sender<Arc<Committed>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if group.len() > 1
+            && let Ok((values, revision, events)) = commit(db, &mut group)
+        {
+            let _ = changes.send(Arc::new(Committed { revision, events }));
+            for (job, value) in group.into_iter().zip(values) {
+                let _ = job.reply.send(Ok((value, revision)));
+            }
+            continue;
+        }
+        for mut job in group {
+            let answer = match commit(db, std::slice::from_mut(&mut job)) {
+                Ok((mut values, revision, events)) => {
+                    let _ = changes.send(Arc::new(Committed { revision, events }));
+                    Ok((values.remove(0), revision))
+                }
+                Err(e) => Err(e),
+            };
+            let _ = job.reply.send(answer);
+        }
+    }
+}
+
+type Outcome = (Vec<Value>, u64, Vec<WatchEvent>);
+
+/// Runs `group` in one transaction and commits it durably; any error undoes it all.
+fn commit(db: &Database, group: &mut [Job]) -> Result<Outcome, StoreError> {
+    let txn = db.begin_write()?;
+    let (values, revision, events) = {
+        let mut writer = Writer::open(&txn)?;
+        let mut values = Vec::with_capacity(group.len());
+        for job in group.iter_mut() {
+            values.push((job.op)(&mut writer)?);
+        }
+        let (revision, events) = writer.finish()?;
+        (values, revision, events)
+    };
+    txn.commit()?;
+    Ok((values, revision, events))
+}
