@@ -304,9 +304,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let mut data = first.data;
         let stat = loop {
             let length = data.len() as u64;
-            let volume = volume.clone();
-            let stat = self
-                .run(move |s| s.write_at(&volume, ino, offset, &data))
+            let store = self.store()?;
+            let (stat, _) = store
+                .submit(Store::write_at_op(&volume, ino, offset, data))
                 .await?;
             offset += length;
             written += length;

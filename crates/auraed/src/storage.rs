@@ -91,8 +91,9 @@ impl pb::storage_server::Storage for StorageService {
                 Parents::Create
             },
         };
-        let (stat, revision) = self
-            .run(move |s| s.put(&path, &request.value, &options))
+        let store = self.store()?;
+        let (stat, revision) = store
+            .submit(Store::put_op(path, request.value, options))
             .await?;
         Ok(Response::new(pb::PutResponse {
             stat: Some(stat),

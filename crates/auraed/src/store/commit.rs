@@ -23,9 +23,30 @@ const MAX_GROUP: usize = 256;
 type Value = Box<dyn Any + Send>;
 type Op = Box<dyn FnMut(&mut Writer<'_>) -> Result<Value, StoreError> + Send>;
 
+type Answer = Result<(Value, u64), StoreError>;
+
+/// Where a job's answer goes: a blocked thread or an awaiting task.
+enum Reply {
+    Blocking(SyncSender<Answer>),
+    Async(tokio::sync::oneshot::Sender<Answer>),
+}
+
+impl Reply {
+    fn send(self, answer: Answer) {
+        match self {
+            Self::Blocking(tx) => {
+                let _ = tx.send(answer);
+            }
+            Self::Async(tx) => {
+                let _ = tx.send(answer);
+            }
+        }
+    }
+}
+
 struct Job {
     op: Op,
-    reply: SyncSender<Result<(Value, u64), StoreError>>,
+    reply: Reply,
 }
 
 /// The handle of the writer thread.
@@ -57,13 +78,31 @@ impl Committer {
         })
     }
 
-    /// Runs `op` in the next group and waits until it is durable.
+    /// Runs `op` in the next group and blocks until it is durable.
     pub fn run<T: Send + 'static>(
         &self,
-        mut op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(T, u64), StoreError> {
-        let stopped = || StoreError::Database("the store's writer thread has stopped".to_owned());
         let (reply, answer) = sync_channel(1);
+        self.enqueue(op, Reply::Blocking(reply))?;
+        unbox(answer.recv().map_err(|_| stopped())?)
+    }
+
+    /// Runs `op` in the next group; resolves once it is durable. No thread blocks.
+    pub async fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(T, u64), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.enqueue(op, Reply::Async(reply))?;
+        unbox(answer.await.map_err(|_| stopped())?)
+    }
+
+    fn enqueue<T: Send + 'static>(
+        &self,
+        mut op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        reply: Reply,
+    ) -> Result<(), StoreError> {
         let job = Job {
             op: Box::new(move |w| op(w).map(|v| Box::new(v) as Value)),
             reply,
@@ -74,13 +113,20 @@ impl Committer {
             .as_ref()
             .ok_or_else(stopped)?
             .send(job)
-            .map_err(|_| stopped())?;
-        let (value, revision) = answer.recv().map_err(|_| stopped())??;
-        let value = value
-            .downcast::<T>()
-            .map_err(|_| StoreError::Database("a write answered with another type".to_owned()))?;
-        Ok((*value, revision))
+            .map_err(|_| stopped())
     }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database("the store's writer thread has stopped".to_owned())
+}
+
+fn unbox<T: 'static>(answer: Answer) -> Result<(T, u64), StoreError> {
+    let (value, revision) = answer?;
+    let value = value
+        .downcast::<T>()
+        .map_err(|_| StoreError::Database("a write answered with another type".to_owned()))?;
+    Ok((*value, revision))
 }
 
 impl Drop for Committer {
@@ -108,7 +154,7 @@ fn write_loop(db: &Database, jobs: &Receiver<Job>, changes: &broadcast::Sender<A
         {
             let _ = changes.send(Arc::new(Committed { revision, events }));
             for (job, value) in group.into_iter().zip(values) {
-                let _ = job.reply.send(Ok((value, revision)));
+                job.reply.send(Ok((value, revision)));
             }
             continue;
         }
@@ -120,7 +166,7 @@ fn write_loop(db: &Database, jobs: &Receiver<Job>, changes: &broadcast::Sender<A
                 }
                 Err(e) => Err(e),
             };
-            let _ = job.reply.send(answer);
+            job.reply.send(answer);
         }
     }
 }

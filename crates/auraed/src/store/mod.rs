@@ -441,8 +441,16 @@ impl Store {
         content: &[u8],
         options: &PutOptions,
     ) -> Result<(Stat, u64), StoreError> {
-        let (path, content, options) = (path.clone(), content.to_vec(), options.clone());
-        self.write(move |w| {
+        self.write(Self::put_op(path.clone(), content.to_vec(), options.clone()))
+    }
+
+    /// The write [`Store::put`] runs, for [`Store::submit`].
+    pub fn put_op(
+        path: StorePath,
+        content: Vec<u8>,
+        options: PutOptions,
+    ) -> impl FnMut(&mut Writer<'_>) -> Result<Stat, StoreError> + Send + 'static {
+        move |w| {
             let path = &path;
             let mut vol = w.volume(DEFAULT_VOLUME)?;
             let existing = match w.resolve(path) {
@@ -491,7 +499,7 @@ impl Store {
             };
             w.replace_content(&mut vol, ino, &mut inode, &content)?;
             Ok(stat_of(path.as_str(), ino, &inode))
-        })
+        }
     }
 
     /// Creates a directory (with `Parents::Create`: and its parents, succeeding if present).
@@ -722,13 +730,17 @@ impl Store {
     pub fn write_in<T: Send + 'static>(
         &self,
         volume: &str,
-        mut op: impl FnMut(&mut Writer<'_>, &mut Vol) -> Result<T, StoreError> + Send + 'static,
+        op: impl FnMut(&mut Writer<'_>, &mut Vol) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(T, u64), StoreError> {
-        let volume = volume_key(volume).to_owned();
-        self.write(move |w| {
-            let mut vol = w.volume(&volume)?;
-            op(w, &mut vol)
-        })
+        self.write(in_volume(volume, op))
+    }
+
+    /// Like [`Store::write`], but resolves without blocking a thread: for async callers.
+    pub async fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(T, u64), StoreError> {
+        self.committer.submit(op).await
     }
 
     /// The stat of `name` in directory `parent`.
@@ -822,8 +834,18 @@ impl Store {
         offset: u64,
         data: &[u8],
     ) -> Result<Stat, StoreError> {
-        let data = data.to_vec();
-        let (stat, _) = self.write_in(volume, move |w, vol| {
+        let (stat, _) = self.write(Self::write_at_op(volume, ino, offset, data.to_vec()))?;
+        Ok(stat)
+    }
+
+    /// The write [`Store::write_at`] runs, for [`Store::submit`].
+    pub fn write_at_op(
+        volume: &str,
+        ino: u64,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> impl FnMut(&mut Writer<'_>) -> Result<Stat, StoreError> + Send + 'static {
+        in_volume(volume, move |w, vol| {
             let mut inode = w.node(vol, ino)?;
             match inode.entry_kind() {
                 EntryKind::Directory => {
@@ -835,8 +857,19 @@ impl Store {
             w.write_at(vol, ino, &mut inode, offset, &data)?;
             w.record(vol, aurae_proto::v0::ChangeKind::Put, ino, 0, "", None);
             Ok(stat_of("", ino, &inode))
-        })?;
-        Ok(stat)
+        })
+    }
+}
+
+/// `op` run in volume `volume`.
+pub fn in_volume<T>(
+    volume: &str,
+    mut op: impl FnMut(&mut Writer<'_>, &mut Vol) -> Result<T, StoreError> + Send + 'static,
+) -> impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static {
+    let volume = volume_key(volume).to_owned();
+    move |w| {
+        let mut vol = w.volume(&volume)?;
+        op(w, &mut vol)
     }
 }
 
