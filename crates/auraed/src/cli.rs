@@ -41,11 +41,12 @@ pub struct Args {
 }
 
 impl Args {
-    /// The key path, with the `$HOME/.ssh/id_aura` default resolved.
+    /// The key path, with the `$HOME/.ssh/id_aura` default resolved. A kernel starts
+    /// init with `HOME=/`: there, as without HOME, root's home `/root` is meant.
     pub fn key_path(&self) -> PathBuf {
         self.key.clone().unwrap_or_else(|| {
             let home = std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
+                .filter(|h| !h.is_empty() && h.as_encoded_bytes() != b"/")
                 .unwrap_or_else(|| "/root".into());
             PathBuf::from(home).join(".ssh/id_aura")
         })

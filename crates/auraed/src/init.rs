@@ -33,8 +33,6 @@ struct EarlyMount {
     fstype: &'static str,
     flags: MsFlags,
     data: Option<&'static str>,
-    /// A file that exists once the filesystem is mounted.
-    marker: &'static str,
 }
 
 const EARLY_MOUNTS: &[EarlyMount] = &[
@@ -45,7 +43,6 @@ const EARLY_MOUNTS: &[EarlyMount] = &[
             .union(MsFlags::MS_NODEV)
             .union(MsFlags::MS_NOEXEC),
         data: None,
-        marker: "/proc/self",
     },
     EarlyMount {
         target: "/sys",
@@ -54,21 +51,18 @@ const EARLY_MOUNTS: &[EarlyMount] = &[
             .union(MsFlags::MS_NODEV)
             .union(MsFlags::MS_NOEXEC),
         data: None,
-        marker: "/sys/kernel",
     },
     EarlyMount {
         target: "/dev",
         fstype: "devtmpfs",
         flags: MsFlags::MS_NOSUID,
         data: Some("mode=0755"),
-        marker: "/dev/null",
     },
     EarlyMount {
         target: "/run",
         fstype: "tmpfs",
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
         data: Some("mode=0755"),
-        marker: "/run/.aurae-run",
     },
     EarlyMount {
         target: "/sys/fs/cgroup",
@@ -77,7 +71,6 @@ const EARLY_MOUNTS: &[EarlyMount] = &[
             .union(MsFlags::MS_NODEV)
             .union(MsFlags::MS_NOEXEC),
         data: None,
-        marker: "/sys/fs/cgroup/cgroup.controllers",
     },
 ];
 
@@ -88,24 +81,27 @@ fn is_mountpoint(target: &str) -> bool {
     })
 }
 
+/// Whether `target` is mounted: `/proc` by its own content (mountinfo lives there), the
+/// others by `/proc/self/mountinfo`, never by files that an image may ship statically
+/// (a `/dev/null` node in an initramfs is not a mounted `/dev`).
+fn is_mounted(target: &str) -> bool {
+    if target == "/proc" {
+        Path::new("/proc/self/mountinfo").exists()
+    } else {
+        is_mountpoint(target)
+    }
+}
+
 /// Mounts `/proc`, `/sys`, `/dev`, `/run` and the cgroup filesystem where they are absent.
 /// Failures are logged and skipped: a missing mount limits the daemon, it does not stop it.
 pub fn mount_early_filesystems() {
     for m in EARLY_MOUNTS {
-        let present =
-            Path::new(m.marker).exists() || (m.target != "/proc" && is_mountpoint(m.target));
-        // /sys/fs/cgroup on a cgroup v1 host is a tmpfs of controllers: leave it alone.
-        if present || (m.fstype == "cgroup2" && Path::new("/sys/fs/cgroup/memory").exists()) {
+        if is_mounted(m.target) {
             continue;
         }
         let _ = std::fs::create_dir_all(m.target);
         match mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, m.data) {
-            Ok(()) => {
-                if m.target == "/run" {
-                    let _ = std::fs::write(m.marker, b"");
-                }
-                tracing::info!(target = m.target, fstype = m.fstype, "mounted")
-            }
+            Ok(()) => tracing::info!(target = m.target, fstype = m.fstype, "mounted"),
             Err(e) => {
                 tracing::warn!(target = m.target, fstype = m.fstype, error = %e, "mount failed")
             }

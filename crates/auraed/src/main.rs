@@ -1,5 +1,7 @@
 //! `auraed`: parse flags, set up logging, hand over to [`auraed::run`].
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -23,6 +25,7 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     auraed::run(args).into()
 }
