@@ -309,9 +309,13 @@ impl Store {
         self.committer.run(op)
     }
 
-    /// The current revision.
+    /// The current revision: the change log's last key.
     pub fn revision(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
+        let changes = txn.open_table(CHANGES)?;
+        if let Some((key, _)) = changes.last()? {
+            return Ok(key.value());
+        }
         let meta = txn.open_table(META)?;
         Ok(meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0))
     }
@@ -441,7 +445,11 @@ impl Store {
         content: &[u8],
         options: &PutOptions,
     ) -> Result<(Stat, u64), StoreError> {
-        self.write(Self::put_op(path.clone(), content.to_vec(), options.clone()))
+        self.write(Self::put_op(
+            path.clone(),
+            content.to_vec(),
+            options.clone(),
+        ))
     }
 
     /// The write [`Store::put`] runs, for [`Store::submit`].

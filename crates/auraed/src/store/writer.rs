@@ -57,13 +57,19 @@ impl<'t> Writer<'t> {
     /// Opens the tables of `txn`.
     pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
         let meta = txn.open_table(META)?;
-        let revision = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0) + 1;
+        let changes = txn.open_table(CHANGES)?;
+        // The change log's last key is the last revision: no counter to rewrite per commit.
+        let last = match changes.last()? {
+            Some((key, _)) => key.value(),
+            None => meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0),
+        };
+        let revision = last + 1;
         Ok(Self {
             meta,
             inodes: txn.open_table(INODES)?,
             dirents: txn.open_table(DIRENTS)?,
             chunks: txn.open_table(CHUNKS)?,
-            changes: txn.open_table(CHANGES)?,
+            changes,
             volumes: txn.open_table(VOLUMES)?,
             revision,
             now: now_ns(),
@@ -176,8 +182,12 @@ impl<'t> Writer<'t> {
         self.save(ino, &dir)
     }
 
-    /// Changes `vol`'s usage by `bytes` and `files`, refusing to exceed its quota.
+    /// Changes `vol`'s usage by `bytes` and `files`, refusing to exceed its quota. The
+    /// default namespace has no quota and keeps no count: its writes skip this record.
     pub fn account(&mut self, vol: &mut Vol, bytes: i64, files: i64) -> Result<(), StoreError> {
+        if vol.name.is_empty() {
+            return Ok(());
+        }
         let record = &mut vol.record;
         let used = record.used_bytes.saturating_add_signed(bytes);
         if bytes > 0 && record.quota_bytes > 0 && used > record.quota_bytes {
@@ -567,7 +577,6 @@ impl<'t> Writer<'t> {
 
     /// Writes the revision and the change log; the caller commits.
     pub fn finish(mut self) -> Result<(u64, Vec<WatchEvent>), StoreError> {
-        self.meta.insert(META_REVISION, self.revision)?;
         let mut log = Vec::new();
         for event in &self.events {
             event
