@@ -351,3 +351,48 @@ async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
         .unwrap();
     assert_eq!(data["used_bytes"], 2 << 20);
 }
+
+#[tokio::test]
+async fn large_values_stream_through_the_cli_and_replace_atomically() {
+    use std::io::Write;
+    let (layout, _daemon) = serving_daemon().await;
+    let big: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 241) as u8).collect();
+    let mut put = std::process::Command::new(common::aurae_bin())
+        .args([
+            "--sock",
+            layout.sock.to_str().unwrap(),
+            "kv",
+            "put",
+            "/big/blob",
+        ])
+        .env("HOME", &layout.home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin.take().unwrap().write_all(&big).unwrap();
+    let out = put.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let got = layout.aurae(&["kv", "get", "/big/blob"]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(
+        got.stdout == big,
+        "streamed value differs ({} bytes back)",
+        got.stdout.len()
+    );
+    let (_, listing, _) = kv(&layout, &["ls", "/big"]);
+    assert_eq!(
+        listing.lines().count(),
+        1,
+        "the upload left a temporary entry: {listing}"
+    );
+}

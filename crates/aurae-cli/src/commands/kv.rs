@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 
 use aurae_client::AuraeClient;
 use aurae_proto::v0::{
-    ChangeKind, EntryKind, GetRequest, ListRequest, MkdirRequest, PutRequest, RemoveRequest,
-    RenameRequest, Stat, StatRequest, WatchRequest,
+    ChangeKind, EntryKind, GetRequest, ListRequest, MkdirRequest, PutRequest, ReadRequest,
+    RemoveRequest, RenameRequest, Stat, StatRequest, WatchRequest, WriteChunk,
 };
 use serde_json::json;
 
@@ -16,6 +16,9 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
     let client = AuraeClient::connect(&connect.options().resolve()?).await?;
     let mut storage = client.storage();
     match command {
+        KvCommand::Get { path, json } if !json => {
+            stream_out(&client, &mut storage, path).await?;
+        }
         KvCommand::Get { path, json } => {
             let reply = storage
                 .get(GetRequest { path })
@@ -37,14 +40,22 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
             mode,
             no_parents,
         } => {
-            let value = match value {
-                Some(value) => value.into_bytes(),
-                None => {
-                    let mut bytes = Vec::new();
-                    std::io::stdin().read_to_end(&mut bytes)?;
-                    bytes
-                }
+            let (value, rest) = match value {
+                Some(value) => (value.into_bytes(), None),
+                None => read_head(std::io::stdin())?,
             };
+            if let Some(rest) = rest {
+                if if_version.is_some() {
+                    anyhow::bail!(
+                        "--if-version works on values up to {} bytes; larger ones are streamed",
+                        STREAM_ABOVE
+                    );
+                }
+                let stat =
+                    stream_in(&client, &mut storage, &path, value, rest, mode, no_parents).await?;
+                println!("{} version {}", stat.path, stat.version);
+                return Ok(());
+            }
             let request = PutRequest {
                 path,
                 value,
@@ -148,10 +159,152 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
     Ok(())
 }
 
-async fn list_all(
-    storage: &mut aurae_proto::v0::storage_client::StorageClient<tonic::transport::Channel>,
+/// Values larger than this are streamed through the Filesystem service in chunks, so
+/// that neither side holds them whole (and no message nears gRPC's 4 MiB limit).
+const STREAM_ABOVE: usize = 2 << 20;
+/// Size of one streamed chunk.
+const STREAM_CHUNK: usize = 1 << 20;
+
+type Storage = aurae_proto::v0::storage_client::StorageClient<tonic::transport::Channel>;
+
+/// Reads up to [`STREAM_ABOVE`] bytes; if more follow, hands back the reader too.
+fn read_head<R: Read>(mut input: R) -> anyhow::Result<(Vec<u8>, Option<R>)> {
+    let mut head = Vec::new();
+    (&mut input)
+        .take(STREAM_ABOVE as u64 + 1)
+        .read_to_end(&mut head)?;
+    if head.len() > STREAM_ABOVE {
+        Ok((head, Some(input)))
+    } else {
+        Ok((head, None))
+    }
+}
+
+/// Uploads a large value to a hidden name beside `path`, then renames it over `path`:
+/// readers see the old value or the whole new one, never a part.
+async fn stream_in(
+    client: &AuraeClient,
+    storage: &mut Storage,
+    path: &str,
+    head: Vec<u8>,
+    mut rest: impl Read + Send + 'static,
+    mode: Option<u32>,
+    no_parents: bool,
+) -> anyhow::Result<Stat> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let upload = format!("{dir}/.{name}.upload-{}", std::process::id());
+    let created = storage
+        .put(PutRequest {
+            path: upload.clone(),
+            value: Vec::new(),
+            mode,
+            if_version: Some(0),
+            no_parents,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .stat
+        .unwrap_or_default();
+    let (tx, rx) = tokio::sync::mpsc::channel::<WriteChunk>(4);
+    let inode = created.inode;
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let send = |data: Vec<u8>| {
+            let chunk = WriteChunk {
+                volume: String::new(),
+                inode,
+                offset: 0,
+                data,
+            };
+            tx.blocking_send(chunk).is_ok()
+        };
+        for piece in head.chunks(STREAM_CHUNK) {
+            if !send(piece.to_vec()) {
+                return Ok(());
+            }
+        }
+        loop {
+            let mut data = Vec::with_capacity(STREAM_CHUNK);
+            (&mut rest)
+                .take(STREAM_CHUNK as u64)
+                .read_to_end(&mut data)?;
+            if data.is_empty() || !send(data) {
+                return Ok(());
+            }
+        }
+    });
+    let written = client
+        .filesystem()
+        .write(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    let read = reader.await?;
+    let cleanup = async |storage: &mut Storage| {
+        let request = RemoveRequest {
+            path: upload.clone(),
+            recursive: false,
+        };
+        let _ = storage.remove(request).await;
+    };
+    if let Err(status) = written {
+        cleanup(storage).await;
+        return Err(rpc_error(status));
+    }
+    if let Err(e) = read {
+        cleanup(storage).await;
+        return Err(e.into());
+    }
+    let request = RenameRequest {
+        from: upload.clone(),
+        to: path.to_owned(),
+    };
+    match storage.rename(request).await {
+        Ok(reply) => Ok(reply.into_inner().stat.unwrap_or_default()),
+        Err(status) => {
+            cleanup(storage).await;
+            Err(rpc_error(status))
+        }
+    }
+}
+
+/// Writes a file's value to stdout, streaming large ones in chunks.
+async fn stream_out(
+    client: &AuraeClient,
+    storage: &mut Storage,
     path: String,
-) -> anyhow::Result<Vec<Stat>> {
+) -> anyhow::Result<()> {
+    let stat = storage
+        .stat(StatRequest { path: path.clone() })
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .stat
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    if stat.kind != EntryKind::File as i32 || stat.size <= STREAM_ABOVE as u64 {
+        let reply = storage.get(GetRequest { path }).await.map_err(rpc_error)?;
+        out.write_all(&reply.into_inner().value)?;
+        return Ok(());
+    }
+    let request = ReadRequest {
+        volume: String::new(),
+        inode: stat.inode,
+        offset: 0,
+        length: stat.size,
+    };
+    let mut stream = client
+        .filesystem()
+        .read(request)
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    while let Some(chunk) = stream.message().await.map_err(rpc_error)? {
+        out.write_all(&chunk.data)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn list_all(storage: &mut Storage, path: String) -> anyhow::Result<Vec<Stat>> {
     let mut entries = Vec::new();
     let mut page_token = String::new();
     loop {

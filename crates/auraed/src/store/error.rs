@@ -111,6 +111,18 @@ pub enum StoreError {
     /// A directory entry name is not valid.
     #[error("'{0}' is not a valid name: 1 to 255 bytes, no '/' or NUL, not '.' or '..'")]
     InvalidName(String),
+    /// A value too large to be answered whole.
+    #[error(
+        "{path} holds {size} bytes, more than Get returns ({limit}); read it in chunks with Filesystem.Read (`aurae kv get` does)"
+    )]
+    TooLarge {
+        /// The path.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A stored record could not be decoded.
     #[error("stored record for inode {ino} is damaged: {reason}")]
     Damaged {
@@ -150,6 +162,7 @@ impl StoreError {
             Self::QuotaExceeded { .. } => "ENOSPC",
             Self::NotPermitted(_) => "EPERM",
             Self::InvalidName(_) => "EINVAL",
+            Self::TooLarge { .. } => "EFBIG",
             Self::Exists(_) | Self::IsASymlink(_) => "EEXIST",
             Self::NotADirectory(_) => "ENOTDIR",
             Self::IsADirectory(_) => "EISDIR",
@@ -170,6 +183,7 @@ impl StoreError {
             }
             Self::QuotaExceeded { .. } => Code::ResourceExhausted,
             Self::NotPermitted(_) => Code::PermissionDenied,
+            Self::TooLarge { .. } => Code::FailedPrecondition,
             Self::NotADirectory(_)
             | Self::IsADirectory(_)
             | Self::IsASymlink(_)

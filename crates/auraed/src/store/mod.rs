@@ -38,6 +38,8 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub const CHUNK_SIZE: usize = 64 * 1024;
 /// How many revisions the change log keeps for Watch to resume from.
 pub const CHANGES_KEPT: u64 = 100_000;
+/// Largest value Get answers whole; larger ones are read in chunks.
+pub const GET_MAX: u64 = 64 << 20;
 /// The default namespace's root directory inode.
 pub const ROOT_INO: u64 = 1;
 /// The default namespace's volume name.
@@ -336,6 +338,11 @@ impl Store {
         match inode.entry_kind() {
             EntryKind::Directory => Err(StoreError::IsADirectory(path.to_string())),
             EntryKind::Symlink => Err(StoreError::IsASymlink(path.to_string())),
+            _ if inode.size > GET_MAX => Err(StoreError::TooLarge {
+                path: path.to_string(),
+                size: inode.size,
+                limit: GET_MAX,
+            }),
             _ => {
                 let content = read_range(&txn.open_table(CHUNKS)?, ino, inode.size, 0, inode.size)?;
                 Ok((content, stat_of(path.as_str(), ino, &inode)))
