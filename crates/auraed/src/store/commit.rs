@@ -1,24 +1,32 @@
 //! Group commit: one writer thread runs every write transaction, folding the writes
 //! that queue up while a commit is on disk into the next one.
 //!
-//! Each caller still gets its answer only once its write is durable; a busy store pays
-//! one fsync for many writes instead of one each. If one write of a group fails, the
-//! group is undone and its writes are run again one by one, so a failure never takes
-//! another caller's write with it and never leaves half of itself behind.
+//! A group becomes durable with one append to the write-ahead log and one fdatasync;
+//! redb then commits it in memory, and a checkpoint (a durable redb commit, after which
+//! the log is emptied) follows when the log grows large or the store falls idle. Each
+//! caller gets its answer only once its write is in the synced log. If one write of a
+//! group fails, the group is undone and its writes are run again one by one, so a
+//! failure never takes another caller's write with it and never leaves half of itself.
 
 use std::any::Any;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use aurae_proto::v0::WatchEvent;
-use redb::Database;
+use redb::{Database, Durability};
 use tokio::sync::broadcast;
 
+use super::wal::{Record, Wal};
 use super::{Committed, StoreError, Writer};
 
 /// Most writes folded into one transaction.
 const MAX_GROUP: usize = 256;
+/// Log size that triggers a checkpoint.
+const CHECKPOINT_BYTES: u64 = 64 << 20;
+/// Idle time after which the log is checkpointed.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 
 type Value = Box<dyn Any + Send>;
 type Op = Box<dyn FnMut(&mut Writer<'_>) -> Result<Value, StoreError> + Send>;
@@ -65,12 +73,13 @@ impl Committer {
     /// Starts the writer thread of `db`, publishing committed events on `changes`.
     pub fn start(
         db: Arc<Database>,
+        wal: Wal,
         changes: broadcast::Sender<Arc<Committed>>,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = channel();
         let thread = std::thread::Builder::new()
             .name("store-writer".to_owned())
-            .spawn(move || write_loop(&db, &rx, &changes))
+            .spawn(move || write_loop(&db, wal, &rx, &changes))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             jobs: Mutex::new(Some(tx)),
@@ -140,8 +149,21 @@ impl Drop for Committer {
     }
 }
 
-fn write_loop(db: &Database, jobs: &Receiver<Job>, changes: &broadcast::Sender<Arc<Committed>>) {
-    while let Ok(first) = jobs.recv() {
+fn write_loop(
+    db: &Database,
+    mut wal: Wal,
+    jobs: &Receiver<Job>,
+    changes: &broadcast::Sender<Arc<Committed>>,
+) {
+    loop {
+        let first = match jobs.recv_timeout(CHECKPOINT_IDLE) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                checkpoint(db, &mut wal);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -150,41 +172,73 @@ fn write_loop(db: &Database, jobs: &Receiver<Job>, changes: &broadcast::Sender<A
             }
         }
         if group.len() > 1
-            && let Ok((values, revision, events)) = commit(db, &mut group)
+            && let Ok((values, revision, events)) = commit(db, &mut wal, &mut group)
         {
             let _ = changes.send(Arc::new(Committed { revision, events }));
             for (job, value) in group.into_iter().zip(values) {
                 job.reply.send(Ok((value, revision)));
             }
-            continue;
+        } else {
+            for mut job in group {
+                let answer = match commit(db, &mut wal, std::slice::from_mut(&mut job)) {
+                    Ok((mut values, revision, events)) => {
+                        let _ = changes.send(Arc::new(Committed { revision, events }));
+                        Ok((values.remove(0), revision))
+                    }
+                    Err(e) => Err(e),
+                };
+                job.reply.send(answer);
+            }
         }
-        for mut job in group {
-            let answer = match commit(db, std::slice::from_mut(&mut job)) {
-                Ok((mut values, revision, events)) => {
-                    let _ = changes.send(Arc::new(Committed { revision, events }));
-                    Ok((values.remove(0), revision))
-                }
-                Err(e) => Err(e),
-            };
-            job.reply.send(answer);
+        if wal.len() > CHECKPOINT_BYTES {
+            checkpoint(db, &mut wal);
         }
+    }
+    checkpoint(db, &mut wal);
+}
+
+/// Makes every commit so far durable in redb itself, then empties the log.
+fn checkpoint(db: &Database, wal: &mut Wal) {
+    if wal.is_empty() {
+        return;
+    }
+    let result = db
+        .begin_write()
+        .map_err(StoreError::from)
+        .and_then(|txn| txn.commit().map_err(StoreError::from))
+        .and_then(|()| wal.reset_to(0));
+    if let Err(e) = result {
+        // The log still holds everything: nothing is lost, the next checkpoint retries.
+        tracing::warn!(error = %e, "checkpoint failed");
     }
 }
 
 type Outcome = (Vec<Value>, u64, Vec<WatchEvent>);
 
-/// Runs `group` in one transaction and commits it durably; any error undoes it all.
-fn commit(db: &Database, group: &mut [Job]) -> Result<Outcome, StoreError> {
-    let txn = db.begin_write()?;
-    let (values, revision, events) = {
+/// Runs `group` in one transaction, makes it durable in the log, then commits it to redb;
+/// any error undoes it all.
+fn commit(db: &Database, wal: &mut Wal, group: &mut [Job]) -> Result<Outcome, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+    let (values, revision, events, mutations) = {
         let mut writer = Writer::open(&txn)?;
         let mut values = Vec::with_capacity(group.len());
         for job in group.iter_mut() {
             values.push((job.op)(&mut writer)?);
         }
-        let (revision, events) = writer.finish()?;
-        (values, revision, events)
+        let (revision, events, mutations) = writer.finish()?;
+        (values, revision, events, mutations)
     };
-    txn.commit()?;
+    let logged_from = wal.len();
+    wal.append(&Record {
+        revision,
+        mutations,
+    })?;
+    if let Err(e) = txn.commit() {
+        // Not committed, so it must not come back from the log either.
+        wal.reset_to(logged_from)?;
+        return Err(e.into());
+    }
     Ok((values, revision, events))
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod record;
 #[cfg(test)]
 mod tests;
+pub mod wal;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,10 +29,13 @@ use tokio::sync::broadcast;
 use commit::Committer;
 pub use error::StoreError;
 use record::{Inode, VolumeRecord};
+use wal::Wal;
 pub use writer::{UnlinkKind, Vol, Writer};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "aurae.redb";
+/// The write-ahead log beside it.
+pub const WAL_FILE: &str = "aurae.wal";
 /// The schema this build writes; older ones are migrated at open.
 pub const SCHEMA_VERSION: u64 = 1;
 /// Size of a content chunk: a small write rewrites one chunk, not the file.
@@ -265,6 +269,32 @@ fn initialize(db: &Database, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Replays the acknowledged writes the log holds beyond redb's last durable commit,
+/// makes them durable, and hands back the emptied log.
+fn recover(db: &Database, wal_path: &Path) -> Result<Wal, StoreError> {
+    let (mut wal, records) = Wal::open(wal_path)?;
+    let durable = {
+        let txn = db.begin_read()?;
+        let changes = txn.open_table(CHANGES)?;
+        changes.last()?.map(|(key, _)| key.value()).unwrap_or(0)
+    };
+    let pending: Vec<_> = records.iter().filter(|r| r.revision > durable).collect();
+    if !pending.is_empty() {
+        let txn = db.begin_write()?;
+        for record in &pending {
+            writer::replay(&txn, &record.mutations)?;
+        }
+        txn.commit()?;
+        tracing::info!(
+            writes = pending.len(),
+            from = durable + 1,
+            "replayed the write-ahead log"
+        );
+    }
+    wal.reset_to(0)?;
+    Ok(wal)
+}
+
 impl Store {
     /// Opens (or creates) the database in `data_dir`, migrating an older schema.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -282,7 +312,8 @@ impl Store {
         let db = Arc::new(db);
         let changes = broadcast::channel(1024).0;
         initialize(&db, &path)?;
-        let committer = Committer::start(db.clone(), changes.clone())?;
+        let wal = recover(&db, &data_dir.join(WAL_FILE))?;
+        let committer = Committer::start(db.clone(), wal, changes.clone())?;
         Ok(Self {
             db,
             path,
@@ -713,7 +744,7 @@ impl Store {
             let mut vol = w.volume(name)?;
             let root = vol.record.root;
             w.remove_children(&mut vol, root)?;
-            w.inodes.remove(root)?;
+            w.free_root(root)?;
             w.drop_volume(name)
         })?;
         Ok(revision)

@@ -11,6 +11,7 @@ use prost::Message;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::record::{Inode, VolumeRecord};
+use super::wal::Mutation;
 use super::{
     CHANGES, CHANGES_KEPT, CHUNK_SIZE, CHUNKS, DIRENTS, INODES, META, META_NEXT_INO, META_REVISION,
     StoreError, VOLUMES, get_inode, lookup, now_ns, resolve,
@@ -41,8 +42,8 @@ pub enum UnlinkKind {
 /// The tables of one write transaction, and the revision it commits as.
 pub struct Writer<'t> {
     meta: Table<'t, &'static str, u64>,
-    pub(super) inodes: Table<'t, u64, &'static [u8]>,
-    pub(super) dirents: Table<'t, (u64, &'static str), u64>,
+    inodes: Table<'t, u64, &'static [u8]>,
+    dirents: Table<'t, (u64, &'static str), u64>,
     chunks: Table<'t, (u64, u64), &'static [u8]>,
     changes: Table<'t, u64, &'static [u8]>,
     volumes: Table<'t, &'static str, &'static [u8]>,
@@ -51,6 +52,8 @@ pub struct Writer<'t> {
     /// Its timestamp.
     pub now: i64,
     events: Vec<WatchEvent>,
+    /// Every change made to the tables, for the write-ahead log.
+    mutations: Vec<Mutation>,
 }
 
 impl<'t> Writer<'t> {
@@ -74,7 +77,89 @@ impl<'t> Writer<'t> {
             revision,
             now: now_ns(),
             events: Vec::new(),
+            mutations: Vec::new(),
         })
+    }
+
+    // ---- the only places the tables change: each change is also logged ----
+
+    fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.meta.insert(key, value)?;
+        self.mutations.push(Mutation::Meta(key.to_owned(), value));
+        Ok(())
+    }
+
+    fn set_inode(&mut self, ino: u64, record: Option<Vec<u8>>) -> Result<(), StoreError> {
+        match &record {
+            Some(bytes) => {
+                self.inodes.insert(ino, bytes.as_slice())?;
+            }
+            None => {
+                self.inodes.remove(ino)?;
+            }
+        }
+        self.mutations.push(Mutation::Inode(ino, record));
+        Ok(())
+    }
+
+    fn set_dirent(
+        &mut self,
+        parent: u64,
+        name: &str,
+        child: Option<u64>,
+    ) -> Result<(), StoreError> {
+        match child {
+            Some(child) => {
+                self.dirents.insert((parent, name), child)?;
+            }
+            None => {
+                self.dirents.remove((parent, name))?;
+            }
+        }
+        self.mutations
+            .push(Mutation::Dirent(parent, name.to_owned(), child));
+        Ok(())
+    }
+
+    fn set_chunk(&mut self, ino: u64, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.chunks.insert((ino, index), bytes)?;
+        self.mutations
+            .push(Mutation::Chunk(ino, index, Some(bytes.to_vec())));
+        Ok(())
+    }
+
+    fn drop_chunks_from(&mut self, ino: u64, from: u64) -> Result<(), StoreError> {
+        self.chunks
+            .retain_in((ino, from)..=(ino, u64::MAX), |_, _| false)?;
+        self.mutations.push(Mutation::ChunksFrom(ino, from));
+        Ok(())
+    }
+
+    fn set_change(&mut self, revision: u64, log: Option<Vec<u8>>) -> Result<(), StoreError> {
+        match &log {
+            Some(bytes) => {
+                self.changes.insert(revision, bytes.as_slice())?;
+            }
+            None => {
+                self.changes.remove(revision)?;
+            }
+        }
+        self.mutations.push(Mutation::Change(revision, log));
+        Ok(())
+    }
+
+    fn set_volume(&mut self, name: &str, record: Option<Vec<u8>>) -> Result<(), StoreError> {
+        match &record {
+            Some(bytes) => {
+                self.volumes.insert(name, bytes.as_slice())?;
+            }
+            None => {
+                self.volumes.remove(name)?;
+            }
+        }
+        self.mutations
+            .push(Mutation::Volume(name.to_owned(), record));
+        Ok(())
     }
 
     /// The volume called `name`.
@@ -95,15 +180,17 @@ impl<'t> Writer<'t> {
 
     /// Saves a volume record.
     pub fn save_volume(&mut self, vol: &Vol) -> Result<(), StoreError> {
-        self.volumes
-            .insert(vol.name.as_str(), vol.record.encode_to_vec().as_slice())?;
-        Ok(())
+        self.set_volume(&vol.name, Some(vol.record.encode_to_vec()))
     }
 
     /// Removes a volume record.
     pub fn drop_volume(&mut self, name: &str) -> Result<(), StoreError> {
-        self.volumes.remove(name)?;
-        Ok(())
+        self.set_volume(name, None)
+    }
+
+    /// Frees a volume's root inode (its entries must be gone).
+    pub fn free_root(&mut self, ino: u64) -> Result<(), StoreError> {
+        self.set_inode(ino, None)
     }
 
     /// An inode of `vol`; inodes of other volumes do not exist here.
@@ -133,8 +220,7 @@ impl<'t> Writer<'t> {
 
     /// Saves an inode.
     pub fn save(&mut self, ino: u64, inode: &Inode) -> Result<(), StoreError> {
-        self.inodes.insert(ino, inode.encode_to_vec().as_slice())?;
-        Ok(())
+        self.set_inode(ino, Some(inode.encode_to_vec()))
     }
 
     /// Resolves a path of the default namespace.
@@ -153,7 +239,7 @@ impl<'t> Writer<'t> {
             .get(META_NEXT_INO)?
             .map(|g| g.value())
             .unwrap_or(super::ROOT_INO + 1);
-        self.meta.insert(META_NEXT_INO, ino + 1)?;
+        self.set_meta(META_NEXT_INO, ino + 1)?;
         self.save(ino, inode)?;
         Ok(ino)
     }
@@ -221,7 +307,7 @@ impl<'t> Writer<'t> {
         }
         self.account(vol, inode.size as i64, 1)?;
         let ino = self.allocate(&inode)?;
-        self.dirents.insert((parent, name), ino)?;
+        self.set_dirent(parent, name, Some(ino))?;
         self.touch_dir(parent, i32::from(is_dir))?;
         let kind = match inode.entry_kind() {
             EntryKind::Directory => ChangeKind::Mkdir,
@@ -255,7 +341,7 @@ impl<'t> Writer<'t> {
         inode.ctime_ns = self.now;
         inode.version = self.revision;
         self.save(ino, &inode)?;
-        self.dirents.insert((parent, name), ino)?;
+        self.set_dirent(parent, name, Some(ino))?;
         self.touch_dir(parent, 0)?;
         self.record(vol, ChangeKind::Put, ino, parent, name, None);
         Ok(inode)
@@ -265,9 +351,8 @@ impl<'t> Writer<'t> {
     fn release(&mut self, vol: &mut Vol, ino: u64, mut inode: Inode) -> Result<(), StoreError> {
         inode.nlink = inode.nlink.saturating_sub(1);
         if inode.is_dir() || inode.nlink == 0 {
-            self.chunks
-                .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
-            self.inodes.remove(ino)?;
+            self.drop_chunks_from(ino, 0)?;
+            self.set_inode(ino, None)?;
             let freed = if inode.entry_kind() == EntryKind::File {
                 inode.size
             } else {
@@ -311,7 +396,7 @@ impl<'t> Writer<'t> {
             if inode.is_dir() {
                 self.remove_children(vol, child)?;
             }
-            self.dirents.remove((ino, name.as_str()))?;
+            self.set_dirent(ino, &name, None)?;
             self.release(vol, child, inode)?;
         }
         Ok(())
@@ -346,7 +431,7 @@ impl<'t> Writer<'t> {
             }
             self.remove_children(vol, ino)?;
         }
-        self.dirents.remove((parent, name))?;
+        self.set_dirent(parent, name, None)?;
         self.release(vol, ino, inode)?;
         self.touch_dir(parent, if is_dir { -1 } else { 0 })?;
         self.record(vol, ChangeKind::Remove, ino, parent, name, path);
@@ -419,8 +504,8 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        self.dirents.remove((parent, name))?;
-        self.dirents.insert((new_parent, new_name), ino)?;
+        self.set_dirent(parent, name, None)?;
+        self.set_dirent(new_parent, new_name, Some(ino))?;
         let moved_dir = i32::from(inode.is_dir());
         self.touch_dir(parent, -moved_dir)?;
         self.touch_dir(new_parent, moved_dir)?;
@@ -447,10 +532,9 @@ impl<'t> Writer<'t> {
         content: &[u8],
     ) -> Result<(), StoreError> {
         self.account(vol, content.len() as i64 - inode.size as i64, 0)?;
-        self.chunks
-            .retain_in((ino, 0)..=(ino, u64::MAX), |_, _| false)?;
+        self.drop_chunks_from(ino, 0)?;
         for (index, chunk) in content.chunks(CHUNK_SIZE).enumerate() {
-            self.chunks.insert((ino, index as u64), chunk)?;
+            self.set_chunk(ino, index as u64, chunk)?;
         }
         inode.size = content.len() as u64;
         self.modified(inode);
@@ -491,7 +575,7 @@ impl<'t> Writer<'t> {
                 bytes.resize(within + take, 0);
             }
             bytes[within..within + take].copy_from_slice(&data[written..written + take]);
-            self.chunks.insert((ino, index), bytes.as_slice())?;
+            self.set_chunk(ino, index, &bytes)?;
             written += take;
         }
         inode.size = inode.size.max(end);
@@ -517,15 +601,14 @@ impl<'t> Writer<'t> {
             } else {
                 keep_whole + 1
             };
-            self.chunks
-                .retain_in((ino, first_dropped)..=(ino, u64::MAX), |_, _| false)?;
+            self.drop_chunks_from(ino, first_dropped)?;
             if tail > 0 {
                 let trimmed = self
                     .chunks
                     .get((ino, keep_whole))?
                     .map(|g| g.value()[..tail.min(g.value().len())].to_vec());
                 if let Some(trimmed) = trimmed {
-                    self.chunks.insert((ino, keep_whole), trimmed.as_slice())?;
+                    self.set_chunk(ino, keep_whole, &trimmed)?;
                 }
             }
         }
@@ -575,19 +658,19 @@ impl<'t> Writer<'t> {
         self.events.push(event);
     }
 
-    /// Writes the revision and the change log; the caller commits.
-    pub fn finish(mut self) -> Result<(u64, Vec<WatchEvent>), StoreError> {
+    /// Writes the change log; the caller logs the mutations and commits.
+    pub fn finish(mut self) -> Result<(u64, Vec<WatchEvent>, Vec<Mutation>), StoreError> {
         let mut log = Vec::new();
         for event in &self.events {
             event
                 .encode_length_delimited(&mut log)
                 .expect("a Vec grows as needed");
         }
-        self.changes.insert(self.revision, log.as_slice())?;
+        self.set_change(self.revision, Some(log))?;
         if self.revision > CHANGES_KEPT {
-            self.changes.remove(self.revision - CHANGES_KEPT)?;
+            self.set_change(self.revision - CHANGES_KEPT, None)?;
         }
-        Ok((self.revision, self.events))
+        Ok((self.revision, self.events, self.mutations))
     }
 }
 
@@ -605,6 +688,57 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
     let parsed: StorePath = as_path.parse()?;
     if parsed.as_str() != as_path {
         return Err(StoreError::InvalidName(name.chars().take(64).collect()));
+    }
+    Ok(())
+}
+
+/// Applies logged mutations to the tables of `txn`: the replay of the write-ahead log.
+pub fn replay(txn: &WriteTransaction, mutations: &[Mutation]) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let mut inodes = txn.open_table(INODES)?;
+    let mut dirents = txn.open_table(DIRENTS)?;
+    let mut chunks = txn.open_table(CHUNKS)?;
+    let mut changes = txn.open_table(CHANGES)?;
+    let mut volumes = txn.open_table(VOLUMES)?;
+    for m in mutations {
+        match m {
+            Mutation::Meta(key, value) => {
+                meta.insert(key.as_str(), *value)?;
+            }
+            Mutation::Inode(ino, Some(bytes)) => {
+                inodes.insert(*ino, bytes.as_slice())?;
+            }
+            Mutation::Inode(ino, None) => {
+                inodes.remove(*ino)?;
+            }
+            Mutation::Dirent(parent, name, Some(child)) => {
+                dirents.insert((*parent, name.as_str()), *child)?;
+            }
+            Mutation::Dirent(parent, name, None) => {
+                dirents.remove((*parent, name.as_str()))?;
+            }
+            Mutation::Chunk(ino, index, Some(bytes)) => {
+                chunks.insert((*ino, *index), bytes.as_slice())?;
+            }
+            Mutation::Chunk(ino, index, None) => {
+                chunks.remove((*ino, *index))?;
+            }
+            Mutation::ChunksFrom(ino, from) => {
+                chunks.retain_in((*ino, *from)..=(*ino, u64::MAX), |_, _| false)?;
+            }
+            Mutation::Change(revision, Some(bytes)) => {
+                changes.insert(*revision, bytes.as_slice())?;
+            }
+            Mutation::Change(revision, None) => {
+                changes.remove(*revision)?;
+            }
+            Mutation::Volume(name, Some(bytes)) => {
+                volumes.insert(name.as_str(), bytes.as_slice())?;
+            }
+            Mutation::Volume(name, None) => {
+                volumes.remove(name.as_str())?;
+            }
+        }
     }
     Ok(())
 }
