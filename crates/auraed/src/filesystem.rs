@@ -298,16 +298,19 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let Some(first) = stream.message().await? else {
             return Err(Status::invalid_argument("Write needs at least one chunk"));
         };
-        let (volume, ino) = (first.volume, first.inode);
+        let (volume, ino, lazy) = (first.volume, first.inode, first.lazy);
         let mut offset = first.offset;
         let mut written = 0u64;
         let mut data = first.data;
         let stat = loop {
             let length = data.len() as u64;
             let store = self.store()?;
-            let (stat, _) = store
-                .submit(Store::write_at_op(&volume, ino, offset, data))
-                .await?;
+            let op = Store::write_at_op(&volume, ino, offset, data);
+            let (stat, _) = if lazy {
+                store.submit_lazy(op).await?
+            } else {
+                store.submit(op).await?
+            };
             offset += length;
             written += length;
             match stream.message().await? {
@@ -319,6 +322,17 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             written,
             attr: Some(pb::Attr { stat: Some(stat) }),
         }))
+    }
+
+    async fn fsync(
+        &self,
+        request: Request<pb::FsyncRequest>,
+    ) -> Result<Response<pb::FsyncResponse>, Status> {
+        let r = request.into_inner();
+        // Validates the volume and inode, so that fsync on a stale handle says so.
+        self.run(move |s| s.getattr(&r.volume, r.inode)).await?;
+        self.store()?.flush().await?;
+        Ok(Response::new(pb::FsyncResponse {}))
     }
 
     async fn stat_fs(

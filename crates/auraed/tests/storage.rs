@@ -302,6 +302,7 @@ async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
             inode: file.inode,
             offset: 0,
             data: data.to_vec(),
+            lazy: false,
         })
         .collect();
     let written = fs
@@ -336,6 +337,7 @@ async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
         inode: file.inode,
         offset: 2 << 20,
         data: vec![1; 2 << 20],
+        lazy: false,
     };
     let err = fs.write(tokio_stream::iter([too_much])).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted);
@@ -395,4 +397,71 @@ async fn large_values_stream_through_the_cli_and_replace_atomically() {
         1,
         "the upload left a temporary entry: {listing}"
     );
+}
+
+// Multi-threaded: this thread blocks while killing and restarting the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_filesystem_writes_survive_kill_9_of_auraed() {
+    use aurae_proto::v0::{EntryKind, FsyncRequest, MakeNodeRequest, ReadRequest, WriteChunk};
+    let (layout, mut daemon) = serving_daemon().await;
+    let client = admin(&layout).await;
+    let mut fs = client.filesystem();
+    let file = fs
+        .make_node(MakeNodeRequest {
+            volume: String::new(),
+            parent: 1,
+            name: "lazy".into(),
+            kind: EntryKind::File as i32,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stat
+        .unwrap();
+    let chunk = |offset: u64, data: &[u8]| WriteChunk {
+        volume: String::new(),
+        inode: file.inode,
+        offset,
+        data: data.to_vec(),
+        lazy: true,
+    };
+    fs.write(tokio_stream::iter([chunk(0, b"acknowledged, ")]))
+        .await
+        .unwrap();
+    fs.fsync(FsyncRequest {
+        volume: String::new(),
+        inode: file.inode,
+    })
+    .await
+    .unwrap();
+    fs.write(tokio_stream::iter([chunk(14, b"then lazy")]))
+        .await
+        .unwrap();
+    drop(fs);
+    drop(client);
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+
+    let _daemon = Daemon::start(&layout);
+    wait_serving(&layout, Duration::from_secs(2)).await;
+    let mut stream = admin(&layout)
+        .await
+        .filesystem()
+        .read(ReadRequest {
+            volume: String::new(),
+            inode: file.inode,
+            offset: 0,
+            length: 100,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut content = Vec::new();
+    while let Some(piece) = stream.message().await.unwrap() {
+        content.extend(piece.data);
+    }
+    assert_eq!(content, b"acknowledged, then lazy");
 }

@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 
 use aurae_client::AuraeClient;
 use aurae_proto::v0::{
-    ChangeKind, EntryKind, GetRequest, ListRequest, MkdirRequest, PutRequest, ReadRequest,
-    RemoveRequest, RenameRequest, Stat, StatRequest, WatchRequest, WriteChunk,
+    ChangeKind, EntryKind, FsyncRequest, GetRequest, ListRequest, MkdirRequest, PutRequest,
+    ReadRequest, RemoveRequest, RenameRequest, Stat, StatRequest, WatchRequest, WriteChunk,
 };
 use serde_json::json;
 
@@ -215,6 +215,8 @@ async fn stream_in(
                 inode,
                 offset: 0,
                 data,
+                // Synced once, by the Fsync below, instead of once per chunk.
+                lazy: true,
             };
             tx.blocking_send(chunk).is_ok()
         };
@@ -252,6 +254,17 @@ async fn stream_in(
     if let Err(e) = read {
         cleanup(storage).await;
         return Err(e.into());
+    }
+    let synced = client
+        .filesystem()
+        .fsync(FsyncRequest {
+            volume: String::new(),
+            inode,
+        })
+        .await;
+    if let Err(status) = synced {
+        cleanup(storage).await;
+        return Err(rpc_error(status));
     }
     let request = RenameRequest {
         from: upload.clone(),

@@ -18,7 +18,7 @@ use aurae_proto::v0::WatchEvent;
 use redb::{Database, Durability};
 use tokio::sync::broadcast;
 
-use super::wal::{Record, Wal};
+use super::wal::{Record, Sync, Wal};
 use super::{Committed, StoreError, Writer};
 
 /// Most writes folded into one transaction.
@@ -52,9 +52,11 @@ impl Reply {
     }
 }
 
+/// A write to run, or (without one) a request to make every logged write durable.
 struct Job {
-    op: Op,
+    op: Option<Op>,
     reply: Reply,
+    sync: Sync,
 }
 
 /// The handle of the writer thread.
@@ -93,7 +95,7 @@ impl Committer {
         op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(T, u64), StoreError> {
         let (reply, answer) = sync_channel(1);
-        self.enqueue(op, Reply::Blocking(reply))?;
+        self.enqueue(Some(boxed(op)), Reply::Blocking(reply), Sync::Now)?;
         unbox(answer.recv().map_err(|_| stopped())?)
     }
 
@@ -102,20 +104,29 @@ impl Committer {
         &self,
         op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(T, u64), StoreError> {
+        self.submit_with(op, Sync::Now).await
+    }
+
+    /// Like [`Committer::submit`], with the log synced now or at the next flush.
+    pub async fn submit_with<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        sync: Sync,
+    ) -> Result<(T, u64), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.enqueue(op, Reply::Async(reply))?;
+        self.enqueue(Some(boxed(op)), Reply::Async(reply), sync)?;
         unbox(answer.await.map_err(|_| stopped())?)
     }
 
-    fn enqueue<T: Send + 'static>(
-        &self,
-        mut op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
-        reply: Reply,
-    ) -> Result<(), StoreError> {
-        let job = Job {
-            op: Box::new(move |w| op(w).map(|v| Box::new(v) as Value)),
-            reply,
-        };
+    /// Makes every write so far durable, lazy ones included.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.enqueue(None, Reply::Async(reply), Sync::Now)?;
+        unbox::<()>(answer.await.map_err(|_| stopped())?).map(|_| ())
+    }
+
+    fn enqueue(&self, op: Option<Op>, reply: Reply, sync: Sync) -> Result<(), StoreError> {
+        let job = Job { op, reply, sync };
         self.jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -124,6 +135,12 @@ impl Committer {
             .send(job)
             .map_err(|_| stopped())
     }
+}
+
+fn boxed<T: Send + 'static>(
+    mut op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+) -> Op {
+    Box::new(move |w| op(w).map(|v| Box::new(v) as Value))
 }
 
 fn stopped() -> StoreError {
@@ -171,24 +188,19 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if group.len() > 1
-            && let Ok((values, revision, events)) = commit(db, &mut wal, &mut group)
-        {
-            let _ = changes.send(Arc::new(Committed { revision, events }));
-            for (job, value) in group.into_iter().zip(values) {
-                job.reply.send(Ok((value, revision)));
-            }
+        let (writes, flushes): (Vec<Job>, Vec<Job>) =
+            group.into_iter().partition(|job| job.op.is_some());
+        // One durable write or flush in the group makes the whole group's log append sync.
+        let sync = if flushes.is_empty() && writes.iter().all(|j| j.sync == Sync::Later) {
+            Sync::Later
         } else {
-            for mut job in group {
-                let answer = match commit(db, &mut wal, std::slice::from_mut(&mut job)) {
-                    Ok((mut values, revision, events)) => {
-                        let _ = changes.send(Arc::new(Committed { revision, events }));
-                        Ok((values.remove(0), revision))
-                    }
-                    Err(e) => Err(e),
-                };
-                job.reply.send(answer);
-            }
+            Sync::Now
+        };
+        run_group(db, &mut wal, writes, sync, changes);
+        for flush in flushes {
+            flush
+                .reply
+                .send(wal.sync().map(|()| (Box::new(()) as Value, 0)));
         }
         if wal.len() > CHECKPOINT_BYTES {
             checkpoint(db, &mut wal);
@@ -213,11 +225,48 @@ fn checkpoint(db: &Database, wal: &mut Wal) {
     }
 }
 
+/// Commits `writes` as one group, or one by one if the group fails, and answers them.
+fn run_group(
+    db: &Database,
+    wal: &mut Wal,
+    mut writes: Vec<Job>,
+    sync: Sync,
+    changes: &broadcast::Sender<Arc<Committed>>,
+) {
+    if writes.is_empty() {
+        return;
+    }
+    if writes.len() > 1
+        && let Ok((values, revision, events)) = commit(db, wal, &mut writes, sync)
+    {
+        let _ = changes.send(Arc::new(Committed { revision, events }));
+        for (job, value) in writes.into_iter().zip(values) {
+            job.reply.send(Ok((value, revision)));
+        }
+        return;
+    }
+    for mut job in writes {
+        let answer = match commit(db, wal, std::slice::from_mut(&mut job), sync) {
+            Ok((mut values, revision, events)) => {
+                let _ = changes.send(Arc::new(Committed { revision, events }));
+                Ok((values.remove(0), revision))
+            }
+            Err(e) => Err(e),
+        };
+        job.reply.send(answer);
+    }
+}
+
 type Outcome = (Vec<Value>, u64, Vec<WatchEvent>);
 
 /// Runs `group` in one transaction, makes it durable in the log, then commits it to redb;
 /// any error undoes it all.
-fn commit(db: &Database, wal: &mut Wal, group: &mut [Job]) -> Result<Outcome, StoreError> {
+fn commit(
+    db: &Database,
+    wal: &mut Wal,
+    group: &mut [Job],
+    sync: Sync,
+) -> Result<Outcome, StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::None)
         .map_err(|e| StoreError::Database(e.to_string()))?;
@@ -225,16 +274,20 @@ fn commit(db: &Database, wal: &mut Wal, group: &mut [Job]) -> Result<Outcome, St
         let mut writer = Writer::open(&txn)?;
         let mut values = Vec::with_capacity(group.len());
         for job in group.iter_mut() {
-            values.push((job.op)(&mut writer)?);
+            let op = job.op.as_mut().expect("only writes are committed");
+            values.push(op(&mut writer)?);
         }
         let (revision, events, mutations) = writer.finish()?;
         (values, revision, events, mutations)
     };
     let logged_from = wal.len();
-    wal.append(&Record {
-        revision,
-        mutations,
-    })?;
+    wal.append(
+        &Record {
+            revision,
+            mutations,
+        },
+        sync,
+    )?;
     if let Err(e) = txn.commit() {
         // Not committed, so it must not come back from the log either.
         wal.reset_to(logged_from)?;

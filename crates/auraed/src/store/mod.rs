@@ -789,6 +789,20 @@ impl Store {
         self.committer.submit(op).await
     }
 
+    /// Like [`Store::submit`], answered once the write is in the log but before the log is
+    /// synced: it survives a crash of auraed, and a power cut after [`Store::flush`].
+    pub async fn submit_lazy<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(T, u64), StoreError> {
+        self.committer.submit_with(op, wal::Sync::Later).await
+    }
+
+    /// Makes every write so far durable (fsync(2) for lazy writes).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.committer.flush().await
+    }
+
     /// The stat of `name` in directory `parent`.
     pub fn lookup_at(&self, volume: &str, parent: u64, name: &str) -> Result<Stat, StoreError> {
         self.read_in(volume, |r| {

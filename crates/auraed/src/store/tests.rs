@@ -506,3 +506,21 @@ fn a_failing_write_in_a_group_takes_no_other_write_with_it() {
     assert_eq!(entries.len(), 28);
     assert_eq!(store.get(&p("/taken")).unwrap().0, b"");
 }
+
+#[tokio::test]
+async fn lazy_writes_are_visible_at_once_and_kept_after_flush_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ino = {
+        let store = Store::open(dir.path()).unwrap();
+        let ino = file_in(&store, "", ROOT_INO, "lazy");
+        store
+            .submit_lazy(Store::write_at_op("", ino, 0, b"not yet synced".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(store.read_at("", ino, 0, 100).unwrap(), b"not yet synced");
+        store.flush().await.unwrap();
+        ino
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.read_at("", ino, 0, 100).unwrap(), b"not yet synced");
+}

@@ -166,6 +166,15 @@ pub struct Record {
     pub mutations: Vec<Mutation>,
 }
 
+/// When an appended frame must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// Before the append returns.
+    Now,
+    /// At the next [`Wal::sync`] (or a later `Now` append).
+    Later,
+}
+
 /// Frame header: payload length and CRC-32 of the payload.
 const HEADER: usize = 8;
 /// Size the log is zero-filled to once, so that appends overwrite in place.
@@ -178,6 +187,8 @@ pub struct Wal {
     path: PathBuf,
     /// Where the next frame goes: the end of the intact frames.
     head: u64,
+    /// Whether frames were written since the last fdatasync.
+    unsynced: bool,
 }
 
 fn io(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -208,6 +219,7 @@ impl Wal {
             file,
             path: path.to_owned(),
             head: intact as u64,
+            unsynced: false,
         };
         // Whatever follows the intact frames (a torn append) must never be read again.
         wal.reset_to(intact as u64)?;
@@ -224,8 +236,9 @@ impl Wal {
         self.head == 0
     }
 
-    /// Appends `record` and syncs it: once this returns, the write is durable.
-    pub fn append(&mut self, record: &Record) -> Result<(), StoreError> {
+    /// Appends `record`; with [`Sync::Now`] it is durable when this returns, with
+    /// [`Sync::Later`] once [`Wal::sync`] ran (it survives a crash of the process anyway).
+    pub fn append(&mut self, record: &Record, sync: Sync) -> Result<(), StoreError> {
         let mut payload = Vec::new();
         put_u64(&mut payload, record.revision);
         put_u64(&mut payload, record.mutations.len() as u64);
@@ -241,11 +254,15 @@ impl Wal {
         let result = (|| {
             self.file.seek(SeekFrom::Start(self.head))?;
             self.file.write_all(&frame)?;
-            self.file.sync_data()
+            match sync {
+                Sync::Now => self.file.sync_data(),
+                Sync::Later => Ok(()),
+            }
         })();
         match result {
             Ok(()) => {
                 self.head += frame.len() as u64;
+                self.unsynced = sync == Sync::Later;
                 Ok(())
             }
             Err(e) => {
@@ -254,6 +271,17 @@ impl Wal {
                 Err(io(&self.path, "cannot append to the write-ahead log")(e))
             }
         }
+    }
+
+    /// Makes every appended frame durable.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        if self.unsynced {
+            self.file
+                .sync_data()
+                .map_err(io(&self.path, "cannot sync the write-ahead log"))?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     /// Moves the head back to `at` (0 after a checkpoint; the start of a frame to undo),
@@ -266,6 +294,7 @@ impl Wal {
         })()
         .map_err(io(&self.path, "cannot reset the write-ahead log"))?;
         self.head = at;
+        self.unsynced = false;
         Ok(())
     }
 }
@@ -348,8 +377,8 @@ mod tests {
         {
             let (mut wal, old) = Wal::open(&path).unwrap();
             assert!(old.is_empty());
-            wal.append(&record(1)).unwrap();
-            wal.append(&record(2)).unwrap();
+            wal.append(&record(1), Sync::Now).unwrap();
+            wal.append(&record(2), Sync::Now).unwrap();
         }
         // A crash in the middle of a third append.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -372,9 +401,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
         let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.append(&record(1)).unwrap();
+        wal.append(&record(1), Sync::Now).unwrap();
         let first = wal.len() as usize;
-        wal.append(&record(2)).unwrap();
+        wal.append(&record(2), Sync::Now).unwrap();
         drop(wal);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[first + HEADER + 3] ^= 0x40;
@@ -389,7 +418,7 @@ mod tests {
         let path = dir.path().join("wal");
         let (mut wal, _) = Wal::open(&path).unwrap();
         for revision in 1..=3 {
-            wal.append(&record(revision)).unwrap();
+            wal.append(&record(revision), Sync::Later).unwrap();
         }
         // A checkpoint, then one new write that is shorter than the old frames.
         wal.reset_to(0).unwrap();
@@ -397,14 +426,14 @@ mod tests {
             revision: 4,
             mutations: vec![Mutation::Meta("x".into(), 1)],
         };
-        wal.append(&short).unwrap();
+        wal.append(&short, Sync::Now).unwrap();
         drop(wal);
         let (_, records) = Wal::open(&path).unwrap();
         assert_eq!(records, vec![short]);
         // An undone append is gone too.
         let (mut wal, _) = Wal::open(&path).unwrap();
         let before = wal.len();
-        wal.append(&record(5)).unwrap();
+        wal.append(&record(5), Sync::Now).unwrap();
         wal.reset_to(before).unwrap();
         drop(wal);
         assert_eq!(Wal::open(&path).unwrap().1.len(), 1);
