@@ -6,7 +6,6 @@
 //! chunk as they arrive, so a 1 GiB file never sits in memory.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use aurae_proto::v0 as pb;
 use tokio::sync::mpsc;
@@ -15,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::storage::StoreState;
-use crate::store::{CHUNK_SIZE, SetAttr, Store, StoreError, UnlinkKind, stat_of, writer};
+use crate::store::{CHUNK_SIZE, SetAttr, Store, UnlinkKind, stat_of, writer};
 
 /// Largest ReadDir page.
 const READDIR_MAX: usize = 10_000;
@@ -39,23 +38,6 @@ impl FilesystemService {
     pub fn new(store: StoreState) -> Self {
         Self { store }
     }
-
-    fn store(&self) -> Result<Arc<Store>, Status> {
-        self.store
-            .clone()
-            .map_err(|why| Status::unavailable(format!("storage is unavailable: {why}")))
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
-        let store = self.store()?;
-        tokio::task::spawn_blocking(move || op(&store))
-            .await
-            .map_err(|e| Status::internal(format!("filesystem call did not finish: {e}")))?
-            .map_err(Status::from)
-    }
 }
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadChunk, Status>> + Send>>;
@@ -69,7 +51,8 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let r = request.into_inner();
         name(&r.name)?;
         Ok(attr(
-            self.run(move |s| s.lookup_at(&r.volume, r.parent, &r.name))
+            self.store
+                .run(move |s| s.lookup_at(&r.volume, r.parent, &r.name))
                 .await?,
         ))
     }
@@ -80,7 +63,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
     ) -> Result<Response<pb::Attr>, Status> {
         let r = request.into_inner();
         Ok(attr(
-            self.run(move |s| s.getattr(&r.volume, r.inode)).await?,
+            self.store
+                .run(move |s| s.getattr(&r.volume, r.inode))
+                .await?,
         ))
     }
 
@@ -98,7 +83,8 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             mtime_ns: r.mtime_ns,
         };
         Ok(attr(
-            self.run(move |s| s.setattr(&r.volume, r.inode, change))
+            self.store
+                .run(move |s| s.setattr(&r.volume, r.inode, change))
                 .await?,
         ))
     }
@@ -113,6 +99,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             n => n.min(READDIR_MAX),
         };
         let (entries, more) = self
+            .store
             .run(move |s| s.readdir(&r.volume, r.inode, &r.after, limit))
             .await?;
         let entries = entries
@@ -141,6 +128,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             }
         };
         let (stat, _) = self
+            .store
             .run(move |s| {
                 s.write_in(&r.volume.clone(), move |w, vol| {
                     let mut inode = w.fresh(vol, kind, r.mode);
@@ -166,6 +154,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             ));
         }
         let (stat, _) = self
+            .store
             .run(move |s| {
                 s.write_in(&r.volume.clone(), move |w, vol| {
                     let mut inode = w.fresh(vol, pb::EntryKind::Symlink, 0o777);
@@ -185,6 +174,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let r = request.into_inner();
         name(&r.new_name)?;
         let (stat, _) = self
+            .store
             .run(move |s| {
                 s.write_in(&r.volume.clone(), move |w, vol| {
                     let inode = w.link(vol, r.inode, r.new_parent, &r.new_name)?;
@@ -206,12 +196,13 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         } else {
             UnlinkKind::File
         };
-        self.run(move |s| {
-            s.write_in(&r.volume.clone(), move |w, vol| {
-                w.unlink(vol, r.parent, &r.name, kind, None)
+        self.store
+            .run(move |s| {
+                s.write_in(&r.volume.clone(), move |w, vol| {
+                    w.unlink(vol, r.parent, &r.name, kind, None)
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(Response::new(pb::UnlinkResponse {}))
     }
 
@@ -222,20 +213,21 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let r = request.into_inner();
         name(&r.name)?;
         name(&r.new_name)?;
-        self.run(move |s| {
-            s.write_in(&r.volume.clone(), move |w, vol| {
-                w.rename(
-                    vol,
-                    r.parent,
-                    &r.name,
-                    r.new_parent,
-                    &r.new_name,
-                    r.no_replace,
-                    None,
-                )
+        self.store
+            .run(move |s| {
+                s.write_in(&r.volume.clone(), move |w, vol| {
+                    w.rename(
+                        vol,
+                        r.parent,
+                        &r.name,
+                        r.new_parent,
+                        &r.new_name,
+                        r.no_replace,
+                        None,
+                    )
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(Response::new(pb::RenameAtResponse {}))
     }
 
@@ -246,12 +238,13 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<ReadStream>, Status> {
         let r = request.into_inner();
-        let store = self.store()?;
+        let store = self.store.store()?;
         // The first piece is read here so that errors (ENOENT, EISDIR) fail the call itself.
         let piece = (CHUNK_SIZE as u64 * 4).min(r.length);
         let first = {
             let volume = r.volume.clone();
-            self.run(move |s| s.read_at(&volume, r.inode, r.offset, piece))
+            self.store
+                .run(move |s| s.read_at(&volume, r.inode, r.offset, piece))
                 .await?
         };
         let (tx, rx) = mpsc::channel(4);
@@ -304,7 +297,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let mut data = first.data;
         let stat = loop {
             let length = data.len() as u64;
-            let store = self.store()?;
+            let store = self.store.store()?;
             let op = Store::write_at_op(&volume, ino, offset, data);
             let (stat, _) = if lazy {
                 store.submit_lazy(op).await?
@@ -330,8 +323,10 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
     ) -> Result<Response<pb::FsyncResponse>, Status> {
         let r = request.into_inner();
         // Validates the volume and inode, so that fsync on a stale handle says so.
-        self.run(move |s| s.getattr(&r.volume, r.inode)).await?;
-        self.store()?.flush().await?;
+        self.store
+            .run(move |s| s.getattr(&r.volume, r.inode))
+            .await?;
+        self.store.store()?.flush().await?;
         Ok(Response::new(pb::FsyncResponse {}))
     }
 
@@ -340,8 +335,8 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         request: Request<pb::StatFsRequest>,
     ) -> Result<Response<pb::StatFsResponse>, Status> {
         let volume_name = request.into_inner().volume;
-        let store = self.store()?;
-        let volume = self.run(move |s| s.volume(&volume_name)).await?;
+        let store = self.store.store()?;
+        let volume = self.store.run(move |s| s.volume(&volume_name)).await?;
         const BLOCK: u64 = 4096;
         // Without a quota the volume can grow as far as the data directory's filesystem.
         let (blocks, free) = if volume.quota_bytes > 0 {

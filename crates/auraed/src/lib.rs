@@ -144,7 +144,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         tracing::error!(dir = %args.data_dir.display(), error = %e, "cannot create the data directory; changes will not persist");
     }
     let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir));
-    let store = match store::Store::open(&args.data_dir) {
+    let store = storage::StoreState::new(match store::Store::open(&args.data_dir) {
         Ok(store) => {
             tracing::info!(database = %store.path().display(), "database open");
             Ok(Arc::new(store))
@@ -153,7 +153,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
             tracing::error!(error = %e, "database unavailable; Storage answers UNAVAILABLE");
             Err(e.to_string())
         }
-    };
+    });
     let bound = match bind_socket(args, pid1).await {
         Ok(bound) => bound,
         Err(code) => return code,

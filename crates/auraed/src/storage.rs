@@ -21,8 +21,35 @@ use crate::store::{self, Committed, Parents, PutOptions, Store, StoreError};
 const PAGE_DEFAULT: usize = 1000;
 const PAGE_MAX: usize = 10_000;
 
-/// The store, or why there is none.
-pub type StoreState = Result<Arc<Store>, String>;
+/// The store as the services reach it: open, or the reason it could not be opened.
+#[derive(Debug, Clone)]
+pub struct StoreState(Result<Arc<Store>, String>);
+
+impl StoreState {
+    /// The store, or why there is none.
+    pub fn new(store: Result<Arc<Store>, String>) -> Self {
+        Self(store)
+    }
+
+    /// The open store; UNAVAILABLE with the reason otherwise.
+    pub fn store(&self) -> Result<Arc<Store>, Status> {
+        self.0
+            .clone()
+            .map_err(|why| Status::unavailable(format!("storage is unavailable: {why}")))
+    }
+
+    /// Runs a blocking store call on the blocking pool.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store()?;
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| Status::internal(format!("storage call did not finish: {e}")))?
+            .map_err(Status::from)
+    }
+}
 
 /// The `aurae.v0.Storage` gRPC service.
 #[derive(Debug, Clone)]
@@ -40,24 +67,6 @@ impl StorageService {
     pub fn new(store: StoreState) -> Self {
         Self { store }
     }
-
-    fn store(&self) -> Result<Arc<Store>, Status> {
-        self.store
-            .clone()
-            .map_err(|why| Status::unavailable(format!("storage is unavailable: {why}")))
-    }
-
-    /// Runs a blocking store call on the blocking pool.
-    async fn run<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
-        let store = self.store()?;
-        tokio::task::spawn_blocking(move || op(&store))
-            .await
-            .map_err(|e| Status::internal(format!("storage call did not finish: {e}")))?
-            .map_err(Status::from)
-    }
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -69,7 +78,7 @@ impl pb::storage_server::Storage for StorageService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let path = path(&request.into_inner().path)?;
-        let (value, stat) = self.run(move |s| s.get(&path)).await?;
+        let (value, stat) = self.store.run(move |s| s.get(&path)).await?;
         Ok(Response::new(pb::GetResponse {
             value,
             stat: Some(stat),
@@ -91,7 +100,7 @@ impl pb::storage_server::Storage for StorageService {
                 Parents::Create
             },
         };
-        let store = self.store()?;
+        let store = self.store.store()?;
         let (stat, revision) = store
             .submit(Store::put_op(path, request.value, options))
             .await?;
@@ -112,7 +121,10 @@ impl pb::storage_server::Storage for StorageService {
             n => n.min(PAGE_MAX),
         };
         let after = request.page_token;
-        let (entries, more) = self.run(move |s| s.list(&path, &after, limit)).await?;
+        let (entries, more) = self
+            .store
+            .run(move |s| s.list(&path, &after, limit))
+            .await?;
         let next_page_token = match (more, entries.last()) {
             (true, Some(last)) => last.path.rsplit('/').next().unwrap_or_default().to_owned(),
             _ => String::new(),
@@ -128,7 +140,7 @@ impl pb::storage_server::Storage for StorageService {
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::StatResponse>, Status> {
         let path = path(&request.into_inner().path)?;
-        let stat = self.run(move |s| s.stat(&path)).await?;
+        let stat = self.store.run(move |s| s.stat(&path)).await?;
         Ok(Response::new(pb::StatResponse { stat: Some(stat) }))
     }
 
@@ -144,7 +156,10 @@ impl pb::storage_server::Storage for StorageService {
             Parents::MustExist
         };
         let mode = request.mode.unwrap_or(0o755);
-        let (stat, revision) = self.run(move |s| s.mkdir(&path, mode, parents)).await?;
+        let (stat, revision) = self
+            .store
+            .run(move |s| s.mkdir(&path, mode, parents))
+            .await?;
         Ok(Response::new(pb::MkdirResponse {
             stat: Some(stat),
             revision,
@@ -162,7 +177,10 @@ impl pb::storage_server::Storage for StorageService {
                 "a symlink target must be non-empty and hold no NUL",
             ));
         }
-        let (stat, revision) = self.run(move |s| s.symlink(&path, &request.target)).await?;
+        let (stat, revision) = self
+            .store
+            .run(move |s| s.symlink(&path, &request.target))
+            .await?;
         Ok(Response::new(pb::SymlinkResponse {
             stat: Some(stat),
             revision,
@@ -176,6 +194,7 @@ impl pb::storage_server::Storage for StorageService {
         let request = request.into_inner();
         let path = path(&request.path)?;
         let revision = self
+            .store
             .run(move |s| s.remove(&path, request.recursive))
             .await?;
         Ok(Response::new(pb::RemoveResponse { revision }))
@@ -187,7 +206,7 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::RenameResponse>, Status> {
         let request = request.into_inner();
         let (from, to) = (path(&request.from)?, path(&request.to)?);
-        let (stat, revision) = self.run(move |s| s.rename(&from, &to)).await?;
+        let (stat, revision) = self.store.run(move |s| s.rename(&from, &to)).await?;
         Ok(Response::new(pb::RenameResponse {
             stat: Some(stat),
             revision,
@@ -209,17 +228,18 @@ impl pb::storage_server::Storage for StorageService {
                 &request.prefix
             })?,
         };
-        let store = self.store()?;
+        let store = self.store.store()?;
         // Subscribe before reading the log: nothing committed in between is lost, and
         // what arrives twice is recognised by its revision.
         let live = store.subscribe();
         let start = match request.after_revision {
-            0 => self.run(|s| s.revision()).await?,
+            0 => self.store.run(|s| s.revision()).await?,
             after => after,
         };
         let backlog = {
             let filter = filter.clone();
-            self.run(move |s| s.changes_after(start, |e| filter.keeps(e)))
+            self.store
+                .run(move |s| s.changes_after(start, |e| filter.keeps(e)))
                 .await?
         };
         let (tx, rx) = mpsc::channel(256);
@@ -233,6 +253,7 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::Volume>, Status> {
         let request = request.into_inner();
         let volume = self
+            .store
             .run(move |s| s.create_volume(&request.name, request.quota_bytes))
             .await?;
         Ok(Response::new(volume))
@@ -242,7 +263,7 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         _request: Request<pb::ListVolumesRequest>,
     ) -> Result<Response<pb::ListVolumesResponse>, Status> {
-        let volumes = self.run(|s| s.list_volumes()).await?;
+        let volumes = self.store.run(|s| s.list_volumes()).await?;
         Ok(Response::new(pb::ListVolumesResponse { volumes }))
     }
 
@@ -251,7 +272,7 @@ impl pb::storage_server::Storage for StorageService {
         request: Request<pb::DeleteVolumeRequest>,
     ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
         let name = request.into_inner().name;
-        self.run(move |s| s.delete_volume(&name)).await?;
+        self.store.run(move |s| s.delete_volume(&name)).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }
 }
