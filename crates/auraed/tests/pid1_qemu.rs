@@ -76,17 +76,12 @@ impl Qemu {
 
     /// The serial console so far, without ANSI colours and carriage returns.
     fn console(&self) -> String {
-        let raw = std::fs::read(&self.serial).unwrap_or_default();
-        strip_ansi(&String::from_utf8_lossy(&raw)).replace('\r', "")
+        console_of(&self.serial)
     }
 
     /// What a failure message should show: the console and QEMU's own output.
     fn report(&self) -> String {
-        let qemu = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!(
-            "\n--- serial console ---\n{}\n--- qemu output ---\n{qemu}",
-            self.console()
-        )
+        report_of(&self.serial, &self.stderr)
     }
 
     /// Polls until `text` is on the console; fails if QEMU exits or `timeout` passes.
@@ -110,18 +105,13 @@ impl Qemu {
 
     /// Waits for QEMU to exit by itself.
     fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < timeout,
+        let (serial, stderr) = (self.serial.clone(), self.stderr.clone());
+        common::wait_for_exit(&mut self.child, timeout, || {
+            format!(
                 "QEMU still runs {timeout:?} after Ctrl-Alt-Del: the guest did not power off{}",
-                self.report()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                report_of(&serial, &stderr)
+            )
+        })
     }
 }
 
@@ -159,6 +149,21 @@ fn monitor(socket: &Path, command: &str) -> String {
 }
 
 /// Removes ANSI escape sequences (`ESC [ ... final byte`) from tracing's coloured output.
+/// The serial console in `serial`, without ANSI colours and carriage returns.
+fn console_of(serial: &Path) -> String {
+    let raw = std::fs::read(serial).unwrap_or_default();
+    strip_ansi(&String::from_utf8_lossy(&raw)).replace('\r', "")
+}
+
+/// The console and QEMU's own output, for a failure message.
+fn report_of(serial: &Path, stderr: &Path) -> String {
+    let qemu = std::fs::read_to_string(stderr).unwrap_or_default();
+    format!(
+        "\n--- serial console ---\n{}\n--- qemu output ---\n{qemu}",
+        console_of(serial)
+    )
+}
+
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();

@@ -39,6 +39,18 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
+/// Waits until `child` exits; fails with `why()` after `timeout`.
+pub fn wait_for_exit(child: &mut Child, timeout: Duration, why: impl Fn() -> String) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < timeout, "{}", why());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The directories one daemon uses; reusable across restarts.
 #[derive(Debug)]
 pub struct Layout {
@@ -198,18 +210,13 @@ impl Daemon {
     }
 
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < timeout,
+        let log = self.log.clone();
+        wait_for_exit(&mut self.child, timeout, || {
+            format!(
                 "auraed did not exit; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
     }
 
     pub fn is_running(&mut self) -> bool {
