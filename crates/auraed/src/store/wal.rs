@@ -177,8 +177,9 @@ pub enum Sync {
 
 /// Frame header: payload length and CRC-32 of the payload.
 const HEADER: usize = 8;
-/// Size the log is zero-filled to once, so that appends overwrite in place.
-pub const CAPACITY: u64 = 32 << 20;
+/// Size a new log is zero-filled to, so that appends overwrite in place. It doubles when a
+/// frame would not fit (once per size: after a checkpoint the space is reused).
+pub const INITIAL_CAPACITY: u64 = 4 << 20;
 
 /// The log file.
 #[derive(Debug)]
@@ -189,6 +190,8 @@ pub struct Wal {
     head: u64,
     /// Whether frames were written since the last fdatasync.
     unsynced: bool,
+    /// Bytes zero-filled so far.
+    capacity: u64,
 }
 
 fn io(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -211,8 +214,9 @@ impl Wal {
         file.read_to_end(&mut bytes)
             .map_err(io(path, "cannot read the write-ahead log"))?;
         let (records, intact) = parse(&bytes);
-        if (bytes.len() as u64) < CAPACITY {
-            zero_fill(&mut file, bytes.len() as u64)
+        let capacity = (bytes.len() as u64).max(INITIAL_CAPACITY);
+        if (bytes.len() as u64) < capacity {
+            zero_fill(&mut file, bytes.len() as u64, capacity)
                 .map_err(io(path, "cannot size the write-ahead log"))?;
         }
         let mut wal = Self {
@@ -220,6 +224,7 @@ impl Wal {
             path: path.to_owned(),
             head: intact as u64,
             unsynced: false,
+            capacity,
         };
         // Whatever follows the intact frames (a torn append) must never be read again.
         wal.reset_to(intact as u64)?;
@@ -251,7 +256,13 @@ impl Wal {
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         frame.extend_from_slice(&payload);
+        let end = self.head + frame.len() as u64;
         let result = (|| {
+            if end > self.capacity {
+                let grown = end.max(self.capacity * 2);
+                zero_fill(&mut self.file, self.capacity, grown)?;
+                self.capacity = grown;
+            }
             self.file.seek(SeekFrom::Start(self.head))?;
             self.file.write_all(&frame)?;
             match sync {
@@ -299,13 +310,13 @@ impl Wal {
     }
 }
 
-/// Writes zeros from `from` up to [`CAPACITY`] and syncs, once per log file.
-fn zero_fill(file: &mut File, from: u64) -> std::io::Result<()> {
+/// Writes zeros from `from` up to `to` and syncs (the file's size changes only here).
+fn zero_fill(file: &mut File, from: u64, to: u64) -> std::io::Result<()> {
     let zeros = vec![0u8; 1 << 20];
     file.seek(SeekFrom::Start(from))?;
     let mut at = from;
-    while at < CAPACITY {
-        let n = zeros.len().min((CAPACITY - at) as usize);
+    while at < to {
+        let n = zeros.len().min((to - at) as usize);
         file.write_all(&zeros[..n])?;
         at += n as u64;
     }
@@ -384,7 +395,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         assert_eq!(
             bytes.len() as u64,
-            CAPACITY,
+            INITIAL_CAPACITY,
             "appends overwrite a zero-filled file"
         );
         let intact = Wal::open(&path).unwrap().0.len() as usize;
@@ -410,6 +421,27 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let (_, records) = Wal::open(&path).unwrap();
         assert_eq!(records, vec![record(1)]);
+    }
+
+    #[test]
+    fn the_log_grows_for_a_frame_larger_than_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        let big = Record {
+            revision: 1,
+            mutations: vec![Mutation::Chunk(
+                2,
+                0,
+                Some(vec![5; INITIAL_CAPACITY as usize]),
+            )],
+        };
+        wal.append(&big, Sync::Now).unwrap();
+        wal.append(&record(2), Sync::Now).unwrap();
+        drop(wal);
+        assert!(std::fs::metadata(&path).unwrap().len() >= 2 * INITIAL_CAPACITY);
+        let (_, records) = Wal::open(&path).unwrap();
+        assert_eq!(records, vec![big, record(2)]);
     }
 
     #[test]
