@@ -2,7 +2,9 @@
 //! FUSE clients such as auraefs.
 //!
 //! Names are validated at the edge, blocking store calls run off the async runtime, and
-//! every error carries its errno. Reads stream in chunks and writes are applied chunk by
+//! every error carries its errno. Changes are answered once they are in the store's log,
+//! as a local filesystem answers from its page cache: they survive a crash of auraed at
+//! once and a power cut after Fsync (fsync(2), fsyncdir). Reads stream in chunks and writes are applied chunk by
 //! chunk as they arrive, so a 1 GiB file never sits in memory.
 
 use std::pin::Pin;
@@ -129,14 +131,12 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         };
         let (stat, _) = self
             .store
-            .run(move |s| {
-                s.write_in(&r.volume.clone(), move |w, vol| {
-                    let mut inode = w.fresh(vol, kind, r.mode);
-                    inode.uid = r.uid;
-                    inode.gid = r.gid;
-                    let ino = w.create(vol, r.parent, &r.name, inode, None)?;
-                    Ok(stat_of("", ino, &w.node(vol, ino)?))
-                })
+            .lazy(&r.volume.clone(), move |w, vol| {
+                let mut inode = w.fresh(vol, kind, r.mode);
+                inode.uid = r.uid;
+                inode.gid = r.gid;
+                let ino = w.create(vol, r.parent, &r.name, inode, None)?;
+                Ok(stat_of("", ino, &w.node(vol, ino)?))
             })
             .await?;
         Ok(attr(stat))
@@ -155,16 +155,14 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         }
         let (stat, _) = self
             .store
-            .run(move |s| {
-                s.write_in(&r.volume.clone(), move |w, vol| {
-                    let mut inode = w.fresh(vol, pb::EntryKind::Symlink, 0o777);
-                    inode.uid = r.uid;
-                    inode.gid = r.gid;
-                    inode.size = r.target.len() as u64;
-                    inode.target = r.target.clone();
-                    let ino = w.create(vol, r.parent, &r.name, inode, None)?;
-                    Ok(stat_of("", ino, &w.node(vol, ino)?))
-                })
+            .lazy(&r.volume.clone(), move |w, vol| {
+                let mut inode = w.fresh(vol, pb::EntryKind::Symlink, 0o777);
+                inode.uid = r.uid;
+                inode.gid = r.gid;
+                inode.size = r.target.len() as u64;
+                inode.target = r.target.clone();
+                let ino = w.create(vol, r.parent, &r.name, inode, None)?;
+                Ok(stat_of("", ino, &w.node(vol, ino)?))
             })
             .await?;
         Ok(attr(stat))
@@ -175,11 +173,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         name(&r.new_name)?;
         let (stat, _) = self
             .store
-            .run(move |s| {
-                s.write_in(&r.volume.clone(), move |w, vol| {
-                    let inode = w.link(vol, r.inode, r.new_parent, &r.new_name)?;
-                    Ok(stat_of("", r.inode, &inode))
-                })
+            .lazy(&r.volume.clone(), move |w, vol| {
+                let inode = w.link(vol, r.inode, r.new_parent, &r.new_name)?;
+                Ok(stat_of("", r.inode, &inode))
             })
             .await?;
         Ok(attr(stat))
@@ -197,10 +193,8 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             UnlinkKind::File
         };
         self.store
-            .run(move |s| {
-                s.write_in(&r.volume.clone(), move |w, vol| {
-                    w.unlink(vol, r.parent, &r.name, kind, None)
-                })
+            .lazy(&r.volume.clone(), move |w, vol| {
+                w.unlink(vol, r.parent, &r.name, kind, None)
             })
             .await?;
         Ok(Response::new(pb::UnlinkResponse {}))
@@ -214,18 +208,16 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         name(&r.name)?;
         name(&r.new_name)?;
         self.store
-            .run(move |s| {
-                s.write_in(&r.volume.clone(), move |w, vol| {
-                    w.rename(
-                        vol,
-                        r.parent,
-                        &r.name,
-                        r.new_parent,
-                        &r.new_name,
-                        r.no_replace,
-                        None,
-                    )
-                })
+            .lazy(&r.volume.clone(), move |w, vol| {
+                w.rename(
+                    vol,
+                    r.parent,
+                    &r.name,
+                    r.new_parent,
+                    &r.new_name,
+                    r.no_replace,
+                    None,
+                )
             })
             .await?;
         Ok(Response::new(pb::RenameAtResponse {}))

@@ -15,7 +15,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::store::{self, Committed, Parents, PutOptions, Store, StoreError};
+use crate::store::{self, Committed, Parents, PutOptions, Store, StoreError, Vol, Writer};
 
 /// Default and largest page of List.
 const PAGE_DEFAULT: usize = 1000;
@@ -36,6 +36,18 @@ impl StoreState {
         self.0
             .clone()
             .map_err(|why| Status::unavailable(format!("storage is unavailable: {why}")))
+    }
+
+    /// Runs `op` in `volume` as a lazy write: answered once logged (see [`Store::submit_lazy`]).
+    pub async fn lazy<T: Send + 'static>(
+        &self,
+        volume: &str,
+        op: impl FnMut(&mut Writer<'_>, &mut Vol) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(T, u64), Status> {
+        Ok(self
+            .store()?
+            .submit_lazy(store::in_volume(volume, op))
+            .await?)
     }
 
     /// Runs a blocking store call on the blocking pool.

@@ -854,7 +854,16 @@ impl Store {
 
     /// Changes the attributes of inode `ino`.
     pub fn setattr(&self, volume: &str, ino: u64, attr: SetAttr) -> Result<Stat, StoreError> {
-        let (stat, _) = self.write_in(volume, move |w, vol| {
+        let (stat, _) = self.write_in(volume, Self::setattr_op(ino, attr))?;
+        Ok(stat)
+    }
+
+    /// The write [`Store::setattr`] runs, for [`in_volume`] and [`Store::submit_lazy`].
+    pub fn setattr_op(
+        ino: u64,
+        attr: SetAttr,
+    ) -> impl FnMut(&mut Writer<'_>, &mut Vol) -> Result<Stat, StoreError> + Send + 'static {
+        move |w, vol| {
             let mut inode = w.node(vol, ino)?;
             if let Some(size) = attr.size {
                 if inode.is_dir() {
@@ -882,8 +891,7 @@ impl Store {
             w.save(ino, &inode)?;
             w.record(vol, aurae_proto::v0::ChangeKind::Put, ino, 0, "", None);
             Ok(stat_of("", ino, &inode))
-        })?;
-        Ok(stat)
+        }
     }
 
     /// Writes `data` at `offset` of file `ino`.
