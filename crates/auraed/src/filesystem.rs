@@ -54,8 +54,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         name(&r.name)?;
         Ok(attr(
             self.store
-                .run(move |s| s.lookup_at(&r.volume, r.parent, &r.name))
-                .await?,
+                .read(|s| s.lookup_at(&r.volume, r.parent, &r.name))?,
         ))
     }
 
@@ -64,11 +63,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         request: Request<pb::InodeRequest>,
     ) -> Result<Response<pb::Attr>, Status> {
         let r = request.into_inner();
-        Ok(attr(
-            self.store
-                .run(move |s| s.getattr(&r.volume, r.inode))
-                .await?,
-        ))
+        Ok(attr(self.store.read(|s| s.getattr(&r.volume, r.inode))?))
     }
 
     async fn set_attr(
@@ -84,11 +79,11 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             atime_ns: r.atime_ns,
             mtime_ns: r.mtime_ns,
         };
-        Ok(attr(
-            self.store
-                .run(move |s| s.setattr(&r.volume, r.inode, change))
-                .await?,
-        ))
+        let (stat, _) = self
+            .store
+            .lazy(&r.volume.clone(), Store::setattr_op(r.inode, change))
+            .await?;
+        Ok(attr(stat))
     }
 
     async fn read_dir(
