@@ -1,0 +1,252 @@
+//! Keeps the kernel's caches honest when the volume changes elsewhere.
+//!
+//! A task follows the volume's Watch stream and turns every change made by someone else
+//! (another mount, `aurae kv put`, a workload) into `inval_inode` / `inval_entry`
+//! notifications, so it shows in the mount at once rather than after the 1 s TTL. Changes
+//! this mount made itself are recognised by their revision and skipped: the kernel saw
+//! them already. Notifications are sent from a thread of their own: they may wait for a
+//! directory lock that an in-flight request holds, and must never stall a request or the
+//! async runtime. This module never changes the volume.
+
+use std::collections::{HashSet, VecDeque};
+use std::ffi::OsStr;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use aurae_proto::v0 as pb;
+use fuser::{INodeNo, Notifier};
+use tokio_stream::StreamExt;
+
+use crate::attr::InodeMap;
+use crate::handles::lock;
+use crate::transport::VolumeTransport;
+
+/// How many of this mount's own revisions are remembered.
+const OWN_REVISIONS_KEPT: usize = 4096;
+
+/// Wait before re-subscribing after the Watch stream broke.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+
+/// The revisions of changes this mount made (as the replies' stats tell them).
+#[derive(Debug, Default)]
+pub struct OwnChanges {
+    inner: Mutex<(VecDeque<u64>, HashSet<u64>)>,
+}
+
+impl OwnChanges {
+    /// Remembers that revision `revision` was this mount's own change.
+    pub fn note(&self, revision: u64) {
+        if revision == 0 {
+            return;
+        }
+        let mut guard = lock(&self.inner);
+        let (order, set) = &mut *guard;
+        if set.insert(revision) {
+            order.push_back(revision);
+            if order.len() > OWN_REVISIONS_KEPT
+                && let Some(old) = order.pop_front()
+            {
+                set.remove(&old);
+            }
+        }
+    }
+
+    /// Whether revision `revision` was this mount's own change.
+    pub fn is_own(&self, revision: u64) -> bool {
+        lock(&self.inner).1.contains(&revision)
+    }
+}
+
+/// One kernel cache invalidation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// An inode's attributes, and with `data` its cached pages too.
+    Inode {
+        /// The FUSE inode.
+        ino: INodeNo,
+        /// Whether cached file content is dropped as well.
+        data: bool,
+    },
+    /// A name in a directory (positive or negative dentry).
+    Entry {
+        /// The directory's FUSE inode.
+        parent: INodeNo,
+        /// The name.
+        name: String,
+    },
+}
+
+/// The invalidations one change calls for.
+pub fn invalidations(event: &pb::WatchEvent, inodes: &InodeMap) -> Vec<Invalidation> {
+    let mut out = Vec::new();
+    let entry = |parent: u64, name: &str, out: &mut Vec<Invalidation>| {
+        if parent != 0 && !name.is_empty() {
+            out.push(Invalidation::Entry {
+                parent: inodes.to_fuse(parent),
+                name: name.to_owned(),
+            });
+            out.push(Invalidation::Inode {
+                ino: inodes.to_fuse(parent),
+                data: false,
+            });
+        }
+    };
+    entry(event.parent_inode, &event.name, &mut out);
+    entry(event.to_parent_inode, &event.to_name, &mut out);
+    if event.inode != 0 {
+        let kind = pb::ChangeKind::try_from(event.kind).unwrap_or(pb::ChangeKind::Unspecified);
+        out.push(Invalidation::Inode {
+            ino: inodes.to_fuse(event.inode),
+            data: kind == pb::ChangeKind::Put,
+        });
+    }
+    out
+}
+
+fn apply(notifier: &Notifier, invalidation: &Invalidation) {
+    let result = match invalidation {
+        // offset 0, length 0: attributes and every cached page; offset -1: attributes only.
+        Invalidation::Inode { ino, data: true } => notifier.inval_inode(*ino, 0, 0),
+        Invalidation::Inode { ino, data: false } => notifier.inval_inode(*ino, -1, 0),
+        Invalidation::Entry { parent, name } => notifier.inval_entry(*parent, OsStr::new(name)),
+    };
+    if let Err(e) = result {
+        tracing::debug!(?invalidation, error = %e, "kernel refused an invalidation");
+    }
+}
+
+/// Starts the invalidation thread and the Watch task on `runtime`; both end when the
+/// runtime shuts down.
+pub fn start<T: VolumeTransport>(
+    runtime: &tokio::runtime::Handle,
+    transport: Arc<T>,
+    notifier: Notifier,
+    inodes: InodeMap,
+    own: Arc<OwnChanges>,
+) -> std::io::Result<()> {
+    let (sender, receiver) = mpsc::channel::<Vec<Invalidation>>();
+    std::thread::Builder::new()
+        .name("auraefs-inval".into())
+        .spawn(move || {
+            for batch in receiver {
+                for invalidation in &batch {
+                    apply(&notifier, invalidation);
+                }
+            }
+        })?;
+    runtime.spawn(follow(transport, sender, inodes, own));
+    Ok(())
+}
+
+async fn follow<T: VolumeTransport>(
+    transport: Arc<T>,
+    sender: mpsc::Sender<Vec<Invalidation>>,
+    inodes: InodeMap,
+    own: Arc<OwnChanges>,
+) {
+    let mut last = 0u64;
+    // Consecutive failures: the first is a warning, the rest (auraed restarting) debug.
+    let mut failures = 0u32;
+    loop {
+        match transport.watch(last).await {
+            Ok(mut stream) => {
+                if failures > 0 {
+                    tracing::info!(after = last, "following the volume's changes again");
+                }
+                failures = 0;
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(event) => {
+                            last = last.max(event.revision);
+                            if own.is_own(event.revision) {
+                                continue;
+                            }
+                            if sender.send(invalidations(&event, &inodes)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(status) => {
+                            if status.code() == tonic::Code::OutOfRange {
+                                // Too far behind: start over from now (the 1 s TTL covers the gap).
+                                last = 0;
+                            }
+                            tracing::warn!(code = ?status.code(), message = status.message(), "the change stream broke; subscribing again");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(code = ?status.code(), message = status.message(), "cannot follow the volume's changes; retrying every second");
+                } else {
+                    tracing::debug!(code = ?status.code(), message = status.message(), failures, "cannot follow the volume's changes yet");
+                }
+            }
+        }
+        tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_revisions_are_remembered_boundedly() {
+        let own = OwnChanges::default();
+        own.note(5);
+        assert!(own.is_own(5));
+        assert!(!own.is_own(6));
+        for revision in 100..100 + OWN_REVISIONS_KEPT as u64 {
+            own.note(revision);
+        }
+        assert!(!own.is_own(5), "the oldest revision was forgotten");
+        assert!(own.is_own(100 + OWN_REVISIONS_KEPT as u64 - 1));
+        own.note(0);
+        assert!(!own.is_own(0));
+    }
+
+    #[test]
+    fn a_rename_invalidates_both_names_and_both_directories() {
+        let event = pb::WatchEvent {
+            kind: pb::ChangeKind::Rename as i32,
+            inode: 30,
+            parent_inode: 7,
+            name: "a".into(),
+            to_parent_inode: 8,
+            to_name: "b".into(),
+            ..Default::default()
+        };
+        let got = invalidations(&event, &InodeMap::new(7));
+        assert!(got.contains(&Invalidation::Entry {
+            parent: INodeNo::ROOT,
+            name: "a".into()
+        }));
+        assert!(got.contains(&Invalidation::Entry {
+            parent: INodeNo(8),
+            name: "b".into()
+        }));
+        assert!(got.contains(&Invalidation::Inode {
+            ino: INodeNo(30),
+            data: false
+        }));
+    }
+
+    #[test]
+    fn a_write_drops_cached_content() {
+        let event = pb::WatchEvent {
+            kind: pb::ChangeKind::Put as i32,
+            inode: 12,
+            ..Default::default()
+        };
+        assert_eq!(
+            invalidations(&event, &InodeMap::new(1)),
+            [Invalidation::Inode {
+                ino: INodeNo(12),
+                data: true
+            }]
+        );
+    }
+}
