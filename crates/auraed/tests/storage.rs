@@ -149,17 +149,22 @@ async fn watch_streams_changes_and_resumes_from_a_revision() {
     assert_eq!(replayed.kind, ChangeKind::Rename as i32);
 }
 
+/// Writes each writer of the kill -9 test attempts: far more than land before the kill.
+const WRITES_PER_WRITER: usize = 20_000;
+
 // Multi-threaded: the writers must keep going while this thread kills the daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_kill_9() {
     let (layout, mut daemon) = serving_daemon().await;
     let client = admin(&layout).await;
+    let landed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let mut storage = client.storage();
+            let landed = landed.clone();
             tokio::spawn(async move {
                 let mut acknowledged = BTreeMap::new();
-                for i in 0..1000 {
+                for i in 0..WRITES_PER_WRITER {
                     let path = format!("/crash/w{w}/k{i:04}");
                     // Values of varying size, several chunks for some.
                     let value = format!("{path}:").repeat(1 + (i % 7) * 3000).into_bytes();
@@ -173,6 +178,7 @@ async fn every_acknowledged_write_survives_kill_9() {
                     match storage.put(request).await {
                         Ok(_) => {
                             acknowledged.insert(path, value);
+                            landed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         Err(_) => break,
                     }
@@ -181,8 +187,10 @@ async fn every_acknowledged_write_survives_kill_9() {
             })
         })
         .collect();
-    // Let some writes land, then kill -9 in the middle of the stream.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill -9 in the middle of the stream: once some writes landed, long before all did.
+    common::wait_until(Duration::from_secs(20), "200 acknowledged writes", || {
+        landed.load(std::sync::atomic::Ordering::Relaxed) >= 200
+    });
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
     let mut acknowledged = BTreeMap::new();
@@ -194,7 +202,7 @@ async fn every_acknowledged_write_survives_kill_9() {
         "too few writes landed before the kill to test anything"
     );
     assert!(
-        acknowledged.len() < 4000,
+        acknowledged.len() < 4 * WRITES_PER_WRITER,
         "the kill came after every write finished"
     );
     drop(client);
@@ -214,20 +222,19 @@ async fn every_acknowledged_write_survives_kill_9() {
             "{path} holds other bytes than acknowledged"
         );
     }
-    // Unacknowledged writes are all or nothing: whatever exists is whole.
+    // The write each writer had in flight at the kill is all or nothing: if it is there,
+    // it is whole. (Each writer stops at its first failed write.)
     for w in 0..4 {
-        for i in 0..1000 {
-            let path = format!("/crash/w{w}/k{i:04}");
-            if acknowledged.contains_key(&path) {
-                continue;
-            }
-            if let Ok(reply) = storage.get(GetRequest { path: path.clone() }).await {
-                let expected = format!("{path}:").repeat(1 + (i % 7) * 3000).into_bytes();
-                assert!(
-                    reply.into_inner().value == expected,
-                    "{path} is half-written"
-                );
-            }
+        let i = (0..WRITES_PER_WRITER)
+            .find(|i| !acknowledged.contains_key(&format!("/crash/w{w}/k{i:04}")))
+            .expect("the kill came before the end");
+        let path = format!("/crash/w{w}/k{i:04}");
+        if let Ok(reply) = storage.get(GetRequest { path: path.clone() }).await {
+            let expected = format!("{path}:").repeat(1 + (i % 7) * 3000).into_bytes();
+            assert!(
+                reply.into_inner().value == expected,
+                "{path} is half-written"
+            );
         }
     }
 }
