@@ -64,7 +64,7 @@ async fn as_pid1_a_storm_of_1000_orphans_leaves_no_zombie_and_sigterm_exits_0() 
     // One shell starts 1,000 sleepers and exits: all of them are reparented to auraed.
     let storm = Command::new("nsenter")
         .args(["-t", &host_pid.to_string(), "-p", "sh", "-c"])
-        .arg("i=0; while [ $i -lt 1000 ]; do sleep 2 & i=$((i+1)); done; exit 0")
+        .arg("i=0; while [ $i -lt 1000 ]; do sleep 4 & i=$((i+1)); done; exit 0")
         .status()
         .expect("nsenter (util-linux) is needed for this test");
     assert!(storm.success());
