@@ -775,7 +775,7 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Directory changes are durable when answered; this syncs the files' lazy writes too.
+        // Entries created, renamed or removed are logged like writes: Fsync makes them durable.
         reply_empty(reply, self.block(self.transport.fsync(self.store(ino))));
     }
 
