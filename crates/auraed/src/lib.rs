@@ -144,16 +144,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         tracing::error!(dir = %args.data_dir.display(), error = %e, "cannot create the data directory; changes will not persist");
     }
     let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir));
-    let store = storage::StoreState::new(match store::Store::open(&args.data_dir) {
-        Ok(store) => {
-            tracing::info!(database = %store.path().display(), "database open");
-            Ok(Arc::new(store))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "database unavailable; Storage answers UNAVAILABLE");
-            Err(e.to_string())
-        }
-    });
+    let store = storage::StoreState::open(&args.data_dir);
     let bound = match bind_socket(args, pid1).await {
         Ok(bound) => bound,
         Err(code) => return code,
@@ -173,6 +164,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let store = node.store.clone();
     let mut serving = tokio::spawn(server::serve(listener, node, stop_rx));
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -183,6 +175,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         }
     }
     let _ = stop_tx.send(true);
+    store.close_watches();
     if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
         tracing::warn!("connections still open after the grace period; closing them");
     }

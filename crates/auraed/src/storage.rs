@@ -21,21 +21,69 @@ use crate::store::{self, Committed, Parents, PutOptions, Store, StoreError, Vol,
 const PAGE_DEFAULT: usize = 1000;
 const PAGE_MAX: usize = 10_000;
 
-/// The store as the services reach it: open, or the reason it could not be opened.
+/// The store as the services reach it: open, or the reason it is not (yet).
 #[derive(Debug, Clone)]
-pub struct StoreState(Result<Arc<Store>, String>);
+pub struct StoreState(Arc<std::sync::RwLock<Result<Arc<Store>, String>>>);
 
 impl StoreState {
     /// The store, or why there is none.
     pub fn new(store: Result<Arc<Store>, String>) -> Self {
-        Self(store)
+        Self(Arc::new(std::sync::RwLock::new(store)))
+    }
+
+    /// Opens the store in `data_dir` now, or keeps trying every second while another
+    /// process holds it (an auraed that is still shutting down): until then the services
+    /// answer UNAVAILABLE with the reason.
+    pub fn open(data_dir: &std::path::Path) -> Self {
+        let state = Self::new(Err("not opened yet".to_owned()));
+        match Store::open(data_dir) {
+            Ok(store) => state.set(Ok(Arc::new(store))),
+            Err(e @ StoreError::Locked { .. }) => {
+                tracing::warn!(error = %e, "database locked; retrying every second");
+                state.set(Err(e.to_string()));
+                let (state, dir) = (state.clone(), data_dir.to_owned());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        let dir = dir.clone();
+                        match tokio::task::spawn_blocking(move || Store::open(&dir)).await {
+                            Ok(Ok(store)) => return state.set(Ok(Arc::new(store))),
+                            Ok(Err(StoreError::Locked { .. })) => continue,
+                            Ok(Err(e)) => return state.set(Err(e.to_string())),
+                            Err(e) => return state.set(Err(e.to_string())),
+                        }
+                    }
+                });
+            }
+            Err(e) => state.set(Err(e.to_string())),
+        }
+        state
+    }
+
+    fn set(&self, store: Result<Arc<Store>, String>) {
+        match &store {
+            Ok(store) => tracing::info!(database = %store.path().display(), "database open"),
+            Err(why) => {
+                tracing::error!(error = %why, "database unavailable; Storage answers UNAVAILABLE")
+            }
+        }
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = store;
     }
 
     /// The open store; UNAVAILABLE with the reason otherwise.
     pub fn store(&self) -> Result<Arc<Store>, Status> {
         self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .clone()
             .map_err(|why| Status::unavailable(format!("storage is unavailable: {why}")))
+    }
+
+    /// Ends every Watch stream, so that a shutdown does not wait on them.
+    pub fn close_watches(&self) {
+        if let Ok(store) = self.store() {
+            store.close_watches();
+        }
     }
 
     /// Runs `op` in `volume` as a lazy write: answered once logged (see [`Store::submit_lazy`]).
@@ -317,6 +365,7 @@ async fn forward_changes(
     mut live: broadcast::Receiver<Arc<Committed>>,
     tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
 ) {
+    let mut closing = store.closing();
     let (mut pending, mut seen) = backlog;
     loop {
         for event in pending.drain(..) {
@@ -327,6 +376,7 @@ async fn forward_changes(
         let received = tokio::select! {
             received = live.recv() => received,
             () = tx.closed() => return,
+            _ = closing.wait_for(|closing| *closing) => return,
         };
         match received {
             Ok(committed) if committed.revision > seen => {

@@ -239,9 +239,22 @@ async fn every_acknowledged_write_survives_kill_9() {
     }
 }
 
-#[tokio::test]
-async fn a_locked_database_leaves_auraed_running_with_a_clear_error() {
-    let (layout, _first) = serving_daemon().await;
+// Multi-threaded: this thread blocks while the first daemon shuts down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_reported_then_taken_over_when_its_holder_exits() {
+    let (layout, mut first) = serving_daemon().await;
+    // A watcher of the first daemon: its shutdown must not wait for the stream to end.
+    let mut watch = admin(&layout)
+        .await
+        .storage()
+        .watch(WatchRequest {
+            prefix: "/".into(),
+            after_revision: 0,
+            volume: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     // A second daemon on the same data directory and PKI, another socket.
     let second = Layout {
         root: tempfile::tempdir().unwrap(),
@@ -263,6 +276,35 @@ async fn a_locked_database_leaves_auraed_running_with_a_clear_error() {
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("locked"), "{}", err.message());
     assert!(second_daemon.is_running());
+
+    let started = std::time::Instant::now();
+    assert_eq!(first.terminate().code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "shutdown waited {:?} for an open Watch stream",
+        started.elapsed()
+    );
+    assert!(
+        matches!(watch.message().await, Ok(None) | Err(_)),
+        "the watch ended"
+    );
+    // The second daemon takes the database over once the first let go of it.
+    let channel = aurae_client::connect_mtls(&second.sock, &layout.admin())
+        .await
+        .unwrap();
+    let mut storage = AuraeClient::from_channel(channel).storage();
+    let mut opened = false;
+    for _ in 0..50 {
+        if storage.stat(StatRequest { path: "/".into() }).await.is_ok() {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        opened,
+        "the second daemon never opened the released database"
+    );
 }
 
 #[tokio::test]

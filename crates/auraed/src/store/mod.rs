@@ -115,6 +115,7 @@ pub struct Store {
     path: PathBuf,
     changes: broadcast::Sender<Arc<Committed>>,
     committer: Committer,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 fn now_ns() -> i64 {
@@ -319,12 +320,23 @@ impl Store {
             path,
             changes,
             committer,
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Tells watchers to end their streams: the daemon is shutting down.
+    pub fn close_watches(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Turns true when watchers should end.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Live change notifications (after commit); pair with [`Store::changes_after`].
