@@ -116,13 +116,13 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let r = request.into_inner();
         name(&r.name)?;
         let kind = match r.kind() {
-            kind @ (pb::EntryKind::File | pb::EntryKind::Directory) => kind,
-            other => {
+            pb::EntryKind::Symlink | pb::EntryKind::Unspecified => {
                 return Err(Status::invalid_argument(format!(
-                    "MakeNode creates files and directories, not {}",
-                    other.as_str_name()
+                    "MakeNode creates files, directories and special files, not {}; symlinks come from MakeSymlink",
+                    r.kind().as_str_name()
                 )));
             }
+            kind => kind,
         };
         let (stat, _) = self
             .store
@@ -130,6 +130,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
                 let mut inode = w.fresh(vol, kind, r.mode);
                 inode.uid = r.uid;
                 inode.gid = r.gid;
+                if matches!(kind, pb::EntryKind::CharDevice | pb::EntryKind::BlockDevice) {
+                    inode.rdev = r.rdev;
+                }
                 let ino = w.create(vol, r.parent, &r.name, inode, None)?;
                 Ok(stat_of("", ino, &w.node(vol, ino)?))
             })

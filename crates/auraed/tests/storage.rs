@@ -333,6 +333,7 @@ async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
             mode: 0o600,
             uid: 1000,
             gid: 1000,
+            rdev: 0,
         })
         .await
         .unwrap()
@@ -464,6 +465,7 @@ async fn lazy_filesystem_writes_survive_kill_9_of_auraed() {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            rdev: 0,
         })
         .await
         .unwrap()

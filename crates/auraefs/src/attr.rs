@@ -53,6 +53,10 @@ pub fn file_type(kind: i32) -> FileType {
     match pb::EntryKind::try_from(kind) {
         Ok(pb::EntryKind::Directory) => FileType::Directory,
         Ok(pb::EntryKind::Symlink) => FileType::Symlink,
+        Ok(pb::EntryKind::Fifo) => FileType::NamedPipe,
+        Ok(pb::EntryKind::Socket) => FileType::Socket,
+        Ok(pb::EntryKind::CharDevice) => FileType::CharDevice,
+        Ok(pb::EntryKind::BlockDevice) => FileType::BlockDevice,
         _ => FileType::RegularFile,
     }
 }
@@ -90,7 +94,7 @@ pub fn file_attr(stat: &pb::Stat, inodes: &InodeMap) -> FileAttr {
         nlink: stat.nlink,
         uid: stat.uid,
         gid: stat.gid,
-        rdev: 0,
+        rdev: stat.rdev,
         blksize: BLOCK_SIZE,
         flags: 0,
     }

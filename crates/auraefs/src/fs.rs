@@ -156,6 +156,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         name: &OsStr,
         kind: pb::EntryKind,
         mode: u32,
+        rdev: u32,
     ) -> Result<pb::Stat, Errno> {
         let name = name_of(name)?;
         let parent = self.store(parent);
@@ -168,6 +169,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
             mode,
             uid,
             gid,
+            rdev,
         };
         let stat = self.block(self.transport.make_node(node))?;
         self.own.note(stat.version);
@@ -307,7 +309,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         mode: u32,
         flags: i32,
     ) -> Result<(FileAttr, u64), Errno> {
-        let stat = match self.make(req, parent, name, pb::EntryKind::File, mode) {
+        let stat = match self.make(req, parent, name, pb::EntryKind::File, mode, 0) {
             Ok(stat) => stat,
             // The kernel thought the name free (a stale negative entry): open what is there.
             Err(e) if e == Errno::EEXIST && flags & libc::O_EXCL == 0 => {
@@ -522,17 +524,23 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
         name: &OsStr,
         mode: u32,
         _umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        // The store holds regular files, directories and symlinks only.
-        let file_type = mode & libc::S_IFMT;
-        if file_type != libc::S_IFREG && file_type != 0 {
-            reply.error(Errno::EPERM);
-            return;
-        }
+        // The store keeps special files as nodes; the kernel gives them their behaviour.
+        let kind = match mode & libc::S_IFMT {
+            0 | libc::S_IFREG => pb::EntryKind::File,
+            libc::S_IFIFO => pb::EntryKind::Fifo,
+            libc::S_IFSOCK => pb::EntryKind::Socket,
+            libc::S_IFCHR => pb::EntryKind::CharDevice,
+            libc::S_IFBLK => pb::EntryKind::BlockDevice,
+            _ => {
+                reply.error(Errno::EINVAL);
+                return;
+            }
+        };
         let result = self
-            .make(req, parent, name, pb::EntryKind::File, mode)
+            .make(req, parent, name, kind, mode, rdev)
             .map(|stat| self.attr_of(&stat));
         reply_entry(reply, result);
     }
@@ -547,7 +555,7 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
         reply: ReplyEntry,
     ) {
         let result = self
-            .make(req, parent, name, pb::EntryKind::Directory, mode)
+            .make(req, parent, name, pb::EntryKind::Directory, mode, 0)
             .map(|stat| self.attr_of(&stat));
         reply_entry(reply, result);
     }

@@ -68,7 +68,7 @@ pub struct NewNode<'a> {
     pub parent: u64,
     /// Its name there.
     pub name: &'a str,
-    /// File or directory.
+    /// File, directory or special file.
     pub kind: pb::EntryKind,
     /// Permission bits.
     pub mode: u32,
@@ -76,6 +76,8 @@ pub struct NewNode<'a> {
     pub uid: u32,
     /// Group.
     pub gid: u32,
+    /// Device number of a device node.
+    pub rdev: u32,
 }
 
 /// Every call the filesystem makes on its volume, addressed by store inode.
@@ -266,6 +268,7 @@ impl VolumeTransport for GrpcTransport {
             mode: node.mode,
             uid: node.uid,
             gid: node.gid,
+            rdev: node.rdev,
         };
         stat_of(call("MakeNode", self.client.filesystem().make_node(request)).await?)
     }

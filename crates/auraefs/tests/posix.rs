@@ -168,13 +168,6 @@ fn errnos_are_the_ones_posix_promises() {
         errno_of(fs::hard_link(root.join("d"), root.join("dlink"))),
         nix::libc::EPERM
     );
-    assert_eq!(
-        nix::unistd::mkfifo(
-            &root.join("fifo"),
-            nix::sys::stat::Mode::from_bits_truncate(0o644)
-        ),
-        Err(nix::errno::Errno::EPERM)
-    );
 }
 
 #[test]
@@ -573,4 +566,38 @@ fn acknowledged_writes_survive_a_crash_of_auraed_and_fsync_succeeds() {
     assert_eq!(fs::read(mount.join("logged")).unwrap(), expected);
     fs::write(mount.join("after-restart"), b"ok").unwrap();
     assert_eq!(fs::read(mount.join("after-restart")).unwrap(), b"ok");
+}
+
+#[test]
+fn fifos_sockets_and_device_nodes_are_kept_as_what_they_are() {
+    use std::os::unix::fs::FileTypeExt;
+    let node = Node::start();
+    node.create_volume("special", 0);
+    let mount = node.mount("special", "");
+    let root = &mount.path;
+    nix::unistd::mkfifo(
+        &root.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+    let device = nix::sys::stat::makedev(1, 3);
+    nix::sys::stat::mknod(
+        &root.join("null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        device,
+    )
+    .unwrap();
+    let kind = |name: &str| fs::symlink_metadata(root.join(name)).unwrap();
+    assert!(kind("pipe").file_type().is_fifo());
+    assert_eq!(kind("pipe").mode() & 0o777, 0o640);
+    assert!(kind("sock").file_type().is_socket());
+    assert!(kind("null").file_type().is_char_device());
+    assert_eq!(kind("null").rdev(), device);
+    // The kernel gives a FIFO its behaviour: a writer and a reader meet through it.
+    let path = root.join("pipe");
+    let writer = std::thread::spawn(move || fs::write(path, b"through the pipe").unwrap());
+    assert_eq!(fs::read(root.join("pipe")).unwrap(), b"through the pipe");
+    writer.join().unwrap();
 }

@@ -340,6 +340,10 @@ fn kind_name(stat: &Stat) -> &'static str {
         EntryKind::Directory => "directory",
         EntryKind::File => "file",
         EntryKind::Symlink => "symlink",
+        EntryKind::Fifo => "fifo",
+        EntryKind::Socket => "socket",
+        EntryKind::CharDevice => "char device",
+        EntryKind::BlockDevice => "block device",
         EntryKind::Unspecified => "unknown",
     }
 }
@@ -348,6 +352,10 @@ fn ls_line(stat: &Stat) -> String {
     let mark = match kind_name(stat) {
         "directory" => 'd',
         "symlink" => 'l',
+        "fifo" => 'p',
+        "socket" => 's',
+        "char device" => 'c',
+        "block device" => 'b',
         _ => '-',
     };
     let target = if stat.target.is_empty() {

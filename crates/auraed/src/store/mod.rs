@@ -217,6 +217,7 @@ pub fn stat_of(path: &str, ino: u64, inode: &Inode) -> Stat {
         atime_ns: inode.atime_ns,
         version: inode.version,
         target: inode.target.clone(),
+        rdev: inode.rdev,
     }
 }
 

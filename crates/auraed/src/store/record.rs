@@ -47,6 +47,9 @@ pub struct Inode {
     /// rename can refuse to move a directory into its own subtree.
     #[prost(uint64, tag = "13")]
     pub parent: u64,
+    /// Device number of a character or block device node.
+    #[prost(uint32, tag = "14")]
+    pub rdev: u32,
 }
 
 impl Inode {
@@ -65,6 +68,7 @@ impl Inode {
         Self {
             volume: volume.to_owned(),
             parent: 0,
+            rdev: 0,
             kind: kind as i32,
             mode: mode & 0o7777,
             uid: 0,
