@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+pub use aurae_client::cli::ConnectArgs;
+use clap::{Parser, Subcommand};
 use clap_complete::Shell;
 
 /// Talk to an Aurae node: its status, its PKI, its capabilities.
@@ -16,26 +17,6 @@ pub struct Cli {
     pub connect: ConnectArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// How to reach auraed.
-#[derive(Debug, Clone, Args)]
-pub struct ConnectArgs {
-    /// auraed's Unix socket [default: from the config, else /run/aurae.sock].
-    #[arg(long, global = true, env = aurae_core::config::SOCKET_ENV, value_name = "PATH")]
-    pub sock: Option<PathBuf>,
-    /// Client config file [default: ~/.aurae/config.toml].
-    #[arg(long, global = true, env = aurae_core::config::CONFIG_ENV, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// CA certificate that signed auraed's certificate.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// Client private key.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,17 +253,4 @@ pub enum CapabilitiesCommand {
         /// The capability's name, as `aurae capabilities list` shows it.
         name: String,
     },
-}
-
-impl ConnectArgs {
-    /// The options in the client library's terms.
-    pub fn options(&self) -> aurae_client::ConnectOptions {
-        aurae_client::ConnectOptions {
-            socket: self.sock.clone(),
-            config: self.config.clone(),
-            ca_cert: self.ca.clone(),
-            client_cert: self.cert.clone(),
-            client_key: self.key.clone(),
-        }
-    }
 }

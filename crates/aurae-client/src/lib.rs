@@ -6,6 +6,10 @@
 //! Remote peers will be a second transport behind the same [`AuraeClient`].
 #![deny(missing_docs)]
 
+/// Connection flags shared by every command line (feature `clap`).
+#[cfg(feature = "clap")]
+pub mod cli;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

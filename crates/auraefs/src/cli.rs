@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+pub use aurae_client::cli::ConnectArgs;
 use clap::{Args, Parser, Subcommand};
 
 /// The name mount(8) runs for `-t fuse.auraefs` (a link to the auraefs binary).
@@ -24,39 +25,6 @@ pub struct Cli {
     pub connect: ConnectArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// How to reach auraed.
-#[derive(Debug, Clone, Args, Default)]
-pub struct ConnectArgs {
-    /// auraed's Unix socket [default: from the config, else /run/aurae.sock].
-    #[arg(long, global = true, env = aurae_core::config::SOCKET_ENV, value_name = "PATH")]
-    pub sock: Option<PathBuf>,
-    /// Client config file [default: ~/.aurae/config.toml].
-    #[arg(long, global = true, env = aurae_core::config::CONFIG_ENV, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// CA certificate that signed auraed's certificate.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// Client private key.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-}
-
-impl ConnectArgs {
-    /// The options in the client library's terms.
-    pub fn options(&self) -> aurae_client::ConnectOptions {
-        aurae_client::ConnectOptions {
-            socket: self.sock.clone(),
-            config: self.config.clone(),
-            ca_cert: self.ca.clone(),
-            client_cert: self.cert.clone(),
-            client_key: self.key.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
