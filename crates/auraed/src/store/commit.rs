@@ -7,8 +7,13 @@
 //! caller gets its answer only once its write is in the synced log. If one write of a
 //! group fails, the group is undone and its writes are run again one by one, so a
 //! failure never takes another caller's write with it and never leaves half of itself.
+//!
+//! Content files freed by a commit are deleted once that commit is durable; content files
+//! written are synced before a checkpoint, so that a checkpointed size never points at
+//! bytes that did not reach the disk.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,6 +23,7 @@ use aurae_proto::v0::WatchEvent;
 use redb::{Database, Durability};
 use tokio::sync::broadcast;
 
+use super::extents::{ExtentId, Extents};
 use super::wal::{Record, Sync, Wal};
 use super::{Committed, StoreError, Writer};
 
@@ -72,16 +78,25 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Starts the writer thread of `db`, publishing committed events on `changes`.
+    /// Starts the writer thread of `db` with content in `extents`, publishing committed
+    /// events on `changes`.
     pub fn start(
         db: Arc<Database>,
         wal: Wal,
+        extents: Arc<Extents>,
         changes: broadcast::Sender<Arc<Committed>>,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = channel();
         let thread = std::thread::Builder::new()
             .name("store-writer".to_owned())
-            .spawn(move || write_loop(&db, wal, &rx, &changes))
+            .spawn(move || {
+                let mut content = Content {
+                    extents,
+                    dirty: HashSet::new(),
+                    freed: Vec::new(),
+                };
+                write_loop(&db, wal, &mut content, &rx, &changes);
+            })
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             jobs: Mutex::new(Some(tx)),
@@ -166,9 +181,37 @@ impl Drop for Committer {
     }
 }
 
+/// Content files waiting on the log: written ones to sync before the next checkpoint,
+/// freed ones to delete once their commit is durable.
+struct Content {
+    extents: Arc<Extents>,
+    dirty: HashSet<ExtentId>,
+    freed: Vec<ExtentId>,
+}
+
+impl Content {
+    /// Takes over a commit's content files; `sync`: the commit synced the log.
+    fn add(&mut self, freed: Vec<ExtentId>, dirty: Vec<ExtentId>, sync: Sync) {
+        self.freed.extend(freed);
+        self.dirty.extend(dirty);
+        if sync == Sync::Now {
+            self.delete_freed();
+        }
+    }
+
+    /// Deletes the freed files: every commit so far is durable.
+    fn delete_freed(&mut self) {
+        for id in self.freed.drain(..) {
+            self.dirty.remove(&id);
+            self.extents.remove(id);
+        }
+    }
+}
+
 fn write_loop(
     db: &Database,
     mut wal: Wal,
+    content: &mut Content,
     jobs: &Receiver<Job>,
     changes: &broadcast::Sender<Arc<Committed>>,
 ) {
@@ -176,7 +219,7 @@ fn write_loop(
         let first = match jobs.recv_timeout(CHECKPOINT_IDLE) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
-                checkpoint(db, &mut wal);
+                checkpoint(db, &mut wal, content);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -196,39 +239,54 @@ fn write_loop(
         } else {
             Sync::Now
         };
-        run_group(db, &mut wal, writes, sync, changes);
+        run_group(db, &mut wal, content, writes, sync, changes);
         for flush in flushes {
+            let synced = wal.sync();
+            if synced.is_ok() {
+                content.delete_freed();
+            }
             flush
                 .reply
-                .send(wal.sync().map(|()| (Box::new(()) as Value, 0)));
+                .send(synced.map(|()| (Box::new(()) as Value, 0)));
         }
         if wal.len() > CHECKPOINT_BYTES {
-            checkpoint(db, &mut wal);
+            checkpoint(db, &mut wal, content);
         }
     }
-    checkpoint(db, &mut wal);
+    checkpoint(db, &mut wal, content);
 }
 
-/// Makes every commit so far durable in redb itself, then empties the log.
-fn checkpoint(db: &Database, wal: &mut Wal) {
+/// Makes every commit so far durable in redb itself (content files first), then empties
+/// the log and deletes the content the durable commits freed.
+fn checkpoint(db: &Database, wal: &mut Wal, content: &mut Content) {
     if wal.is_empty() {
         return;
     }
-    let result = db
-        .begin_write()
-        .map_err(StoreError::from)
+    let synced = content
+        .dirty
+        .iter()
+        .try_for_each(|id| content.extents.sync(*id));
+    let result = synced
+        .and_then(|()| db.begin_write().map_err(StoreError::from))
         .and_then(|txn| txn.commit().map_err(StoreError::from))
         .and_then(|()| wal.reset_to(0));
-    if let Err(e) = result {
+    match result {
+        Ok(()) => {
+            content.dirty.clear();
+            content.delete_freed();
+        }
         // The log still holds everything: nothing is lost, the next checkpoint retries.
-        tracing::warn!(error = %e, "checkpoint failed");
+        Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
     }
 }
 
 /// Commits `writes` as one group, or one by one if the group fails, and answers them.
+/// After a commit that synced the log, freed content goes before the answer, so that a
+/// caller sees its removal complete.
 fn run_group(
     db: &Database,
     wal: &mut Wal,
+    content: &mut Content,
     mut writes: Vec<Job>,
     sync: Sync,
     changes: &broadcast::Sender<Arc<Committed>>,
@@ -237,19 +295,35 @@ fn run_group(
         return;
     }
     if writes.len() > 1
-        && let Ok((values, revision, events)) = commit(db, wal, &mut writes, sync)
+        && let Ok(outcome) = commit(db, wal, &content.extents, &mut writes, sync)
     {
-        let _ = changes.send(Arc::new(Committed { revision, events }));
-        for (job, value) in writes.into_iter().zip(values) {
+        content.add(outcome.freed, outcome.dirty, sync);
+        let revision = outcome.revision;
+        let _ = changes.send(Arc::new(Committed {
+            revision,
+            events: outcome.events,
+        }));
+        for (job, value) in writes.into_iter().zip(outcome.values) {
             job.reply.send(Ok((value, revision)));
         }
         return;
     }
     for mut job in writes {
-        let answer = match commit(db, wal, std::slice::from_mut(&mut job), sync) {
-            Ok((mut values, revision, events)) => {
-                let _ = changes.send(Arc::new(Committed { revision, events }));
-                Ok((values.remove(0), revision))
+        let answer = match commit(
+            db,
+            wal,
+            &content.extents,
+            std::slice::from_mut(&mut job),
+            sync,
+        ) {
+            Ok(mut outcome) => {
+                content.add(outcome.freed, outcome.dirty, sync);
+                let revision = outcome.revision;
+                let _ = changes.send(Arc::new(Committed {
+                    revision,
+                    events: outcome.events,
+                }));
+                Ok((outcome.values.remove(0), revision))
             }
             Err(e) => Err(e),
         };
@@ -257,34 +331,41 @@ fn run_group(
     }
 }
 
-type Outcome = (Vec<Value>, u64, Vec<WatchEvent>);
+/// A committed group: its answers, and what the committer must do about content files.
+struct Outcome {
+    values: Vec<Value>,
+    revision: u64,
+    events: Vec<WatchEvent>,
+    freed: Vec<ExtentId>,
+    dirty: Vec<ExtentId>,
+}
 
 /// Runs `group` in one transaction, makes it durable in the log, then commits it to redb;
 /// any error undoes it all.
 fn commit(
     db: &Database,
     wal: &mut Wal,
+    extents: &Extents,
     group: &mut [Job],
     sync: Sync,
 ) -> Result<Outcome, StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::None)
         .map_err(|e| StoreError::Database(e.to_string()))?;
-    let (values, revision, events, mutations) = {
-        let mut writer = Writer::open(&txn)?;
+    let (values, finished) = {
+        let mut writer = Writer::open(&txn, extents)?;
         let mut values = Vec::with_capacity(group.len());
         for job in group.iter_mut() {
             let op = job.op.as_mut().expect("only writes are committed");
             values.push(op(&mut writer)?);
         }
-        let (revision, events, mutations) = writer.finish()?;
-        (values, revision, events, mutations)
+        (values, writer.finish()?)
     };
     let logged_from = wal.len();
     wal.append(
         &Record {
-            revision,
-            mutations,
+            revision: finished.revision,
+            mutations: finished.mutations,
         },
         sync,
     )?;
@@ -293,5 +374,11 @@ fn commit(
         wal.reset_to(logged_from)?;
         return Err(e.into());
     }
-    Ok((values, revision, events))
+    Ok(Outcome {
+        values,
+        revision: finished.revision,
+        events: finished.events,
+        freed: finished.freed,
+        dirty: finished.dirty,
+    })
 }

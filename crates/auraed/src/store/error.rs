@@ -1,6 +1,7 @@
 //! Errors of the store, each with the errno a filesystem would give and its gRPC code.
 
 use aurae_core::path::PathError;
+use nix::libc;
 use tonic::{Code, Status};
 
 /// Metadata key under which Storage errors carry their errno name.
@@ -131,6 +132,15 @@ pub enum StoreError {
         /// What the decoder said.
         reason: String,
     },
+    /// A content file could not be read or written.
+    #[error("{what}: {source}")]
+    Content {
+        /// What was being done.
+        what: String,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// redb failed (I/O, storage full, ...).
     #[error("database error: {0}")]
     Database(String),
@@ -170,6 +180,8 @@ impl StoreError {
             Self::Path(PathError::NameTooLong(_) | PathError::TooLong(_)) => "ENAMETOOLONG",
             Self::Path(_) | Self::InvalidMove { .. } => "EINVAL",
             Self::VersionMismatch { .. } => "ESTALE",
+            Self::Content { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => "ENOSPC",
+            Self::Content { source, .. } if source.raw_os_error() == Some(libc::EFBIG) => "EFBIG",
             _ => "EIO",
         }
     }
@@ -193,7 +205,13 @@ impl StoreError {
             Self::Locked { .. } | Self::Unopenable { .. } | Self::NewerSchema { .. } => {
                 Code::Unavailable
             }
-            Self::Damaged { .. } | Self::Database(_) => Code::Internal,
+            Self::Content { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                Code::ResourceExhausted
+            }
+            Self::Content { source, .. } if source.raw_os_error() == Some(libc::EFBIG) => {
+                Code::OutOfRange
+            }
+            Self::Damaged { .. } | Self::Database(_) | Self::Content { .. } => Code::Internal,
         }
     }
 }

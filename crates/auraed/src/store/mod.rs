@@ -1,14 +1,16 @@
 //! The database: auraed's source of truth, and the filesystem-like namespace on top of it.
 //!
-//! One redb file in the data directory holds inodes, directory entries, file content in
-//! chunks, volumes, and a bounded log of changes for Watch. Every write is one
-//! transaction committed durably (fsync) before it is acknowledged, so an acknowledged
+//! One redb file in the data directory holds inodes (with the content of small files),
+//! directory entries, volumes, and a bounded log of changes for Watch; larger file
+//! content lives in content files beside it ([`extents`]). Every write is one
+//! transaction, logged durably (fsync) before it is acknowledged, so an acknowledged
 //! write survives `kill -9` and power loss, and a failed one leaves nothing behind. The
 //! default namespace (volume "") is addressed by path; every volume also by inode, for
 //! FUSE. This module never follows symlinks and never rewrites a database it cannot read.
 
 mod commit;
 pub mod error;
+pub mod extents;
 pub mod record;
 #[cfg(test)]
 mod tests;
@@ -28,6 +30,7 @@ use tokio::sync::broadcast;
 
 use commit::Committer;
 pub use error::StoreError;
+use extents::Extents;
 use record::{Inode, VolumeRecord};
 use wal::Wal;
 pub use writer::{UnlinkKind, Vol, Writer};
@@ -37,9 +40,13 @@ pub const DB_FILE: &str = "aurae.redb";
 /// The write-ahead log beside it.
 pub const WAL_FILE: &str = "aurae.wal";
 /// The schema this build writes; older ones are migrated at open.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Schema 1 kept file content in 64 KiB chunks inside redb; 2 keeps it inline in the
+/// inode record or in content files.
+pub const SCHEMA_VERSION: u64 = 2;
 /// Size of a content chunk: a small write rewrites one chunk, not the file.
 pub const CHUNK_SIZE: usize = 64 * 1024;
+/// Largest content kept inline in its inode record.
+pub const INLINE_MAX: usize = 4096;
 /// How many revisions the change log keeps for Watch to resume from.
 pub const CHANGES_KEPT: u64 = 100_000;
 /// Largest value Get answers whole; larger ones are read in chunks.
@@ -52,6 +59,7 @@ pub const DEFAULT_VOLUME: &str = "";
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
 const DIRENTS: TableDefinition<(u64, &str), u64> = TableDefinition::new("dirents");
+/// Content of schema 1 stores, read once by the migration to schema 2.
 const CHUNKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("chunks");
 const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
@@ -113,6 +121,7 @@ pub struct Committed {
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
+    extents: Arc<Extents>,
     changes: broadcast::Sender<Arc<Committed>>,
     committer: Committer,
     closing: tokio::sync::watch::Sender<bool>,
@@ -172,7 +181,8 @@ fn resolve(
     Ok((ino, inode))
 }
 
-/// Reads `length` bytes at `offset` of a file of `size` bytes; holes read as zeros.
+/// Reads `length` bytes at `offset` of a schema 1 file of `size` bytes, from its chunks;
+/// holes read as zeros.
 fn read_range(
     chunks: &impl ReadableTable<(u64, u64), &'static [u8]>,
     ino: u64,
@@ -297,6 +307,76 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Wal, StoreError> {
     Ok(wal)
 }
 
+/// Moves the content of a schema 1 store out of redb's chunks: inline when small, else
+/// into synced content files, all in one durable transaction that also marks schema 2.
+/// A crash midway leaves schema 1 intact (and content files the sweep removes).
+fn migrate_chunks(db: &Database, extents: &Extents) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    let migrated = {
+        let mut meta = txn.open_table(META)?;
+        if meta.get(META_SCHEMA)?.map(|g| g.value()) != Some(1) {
+            return Ok(());
+        }
+        let mut inodes = txn.open_table(INODES)?;
+        let mut chunks = txn.open_table(CHUNKS)?;
+        let mut files = Vec::new();
+        for entry in inodes.iter()? {
+            let (key, value) = entry?;
+            let inode = decode(key.value(), value.value())?;
+            if inode.entry_kind() == EntryKind::File && inode.size > 0 {
+                files.push((key.value(), inode));
+            }
+        }
+        for (ino, inode) in &mut files {
+            let (ino, size) = (*ino, inode.size);
+            if size <= INLINE_MAX as u64 {
+                inode.inline = read_range(&chunks, ino, size, 0, size)?;
+            } else {
+                let (id, file) = extents.create(ino)?;
+                let mut at = 0;
+                while at < size {
+                    let piece = read_range(&chunks, ino, size, at, 1 << 20)?;
+                    extents::write_at(&file, id, &piece, at)?;
+                    at += piece.len() as u64;
+                }
+                file.sync_data().map_err(|source| StoreError::Content {
+                    what: format!("syncing migrated content of inode {ino}"),
+                    source,
+                })?;
+                inode.extent = id.generation;
+            }
+            inodes.insert(ino, inode.encode_to_vec().as_slice())?;
+        }
+        chunks.retain(|_, _| false)?;
+        meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+        files.len()
+    };
+    txn.commit()?;
+    tracing::info!(
+        files = migrated,
+        "migrated the store to schema 2: file content left redb"
+    );
+    Ok(())
+}
+
+/// Deletes content files no inode points at: left by a crash between writing a content
+/// file and committing (or durably freeing) it.
+fn sweep_content(db: &Database, extents: &Extents) -> Result<(), StoreError> {
+    let txn = db.begin_read()?;
+    let inodes = txn.open_table(INODES)?;
+    let mut live = std::collections::HashSet::new();
+    for entry in inodes.iter()? {
+        let (key, value) = entry?;
+        let inode = decode(key.value(), value.value())?;
+        live.extend(inode.extent_id(key.value()));
+    }
+    let swept = extents.sweep(|id| live.contains(&id))?;
+    if swept > 0 {
+        tracing::info!(files = swept, "deleted orphaned content files");
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the database in `data_dir`, migrating an older schema.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -313,12 +393,16 @@ impl Store {
         })?;
         let db = Arc::new(db);
         let changes = broadcast::channel(1024).0;
+        let extents = Arc::new(Extents::open(data_dir)?);
         initialize(&db, &path)?;
         let wal = recover(&db, &data_dir.join(WAL_FILE))?;
-        let committer = Committer::start(db.clone(), wal, changes.clone())?;
+        migrate_chunks(&db, &extents)?;
+        sweep_content(&db, &extents)?;
+        let committer = Committer::start(db.clone(), wal, extents.clone(), changes.clone())?;
         Ok(Self {
             db,
             path,
+            extents,
             changes,
             committer,
             closing: tokio::sync::watch::Sender::new(false),
@@ -377,20 +461,63 @@ impl Store {
 
     /// A file's content and stat.
     pub fn get(&self, path: &StorePath) -> Result<(Vec<u8>, Stat), StoreError> {
-        let txn = self.db.begin_read()?;
-        let (ino, inode) = resolve(&txn.open_table(INODES)?, &txn.open_table(DIRENTS)?, path)?;
-        match inode.entry_kind() {
-            EntryKind::Directory => Err(StoreError::IsADirectory(path.to_string())),
-            EntryKind::Symlink => Err(StoreError::IsASymlink(path.to_string())),
-            _ if inode.size > GET_MAX => Err(StoreError::TooLarge {
-                path: path.to_string(),
-                size: inode.size,
-                limit: GET_MAX,
-            }),
-            _ => {
-                let content = read_range(&txn.open_table(CHUNKS)?, ino, inode.size, 0, inode.size)?;
-                Ok((content, stat_of(path.as_str(), ino, &inode)))
+        let mut ino = 0;
+        for _ in 0..READ_ATTEMPTS {
+            let txn = self.db.begin_read()?;
+            let inode;
+            (ino, inode) = resolve(&txn.open_table(INODES)?, &txn.open_table(DIRENTS)?, path)?;
+            match inode.entry_kind() {
+                EntryKind::Directory => return Err(StoreError::IsADirectory(path.to_string())),
+                EntryKind::Symlink => return Err(StoreError::IsASymlink(path.to_string())),
+                _ if inode.size > GET_MAX => {
+                    return Err(StoreError::TooLarge {
+                        path: path.to_string(),
+                        size: inode.size,
+                        limit: GET_MAX,
+                    });
+                }
+                _ => {}
             }
+            if let Some(content) = self.content(ino, &inode, 0, inode.size)? {
+                return Ok((content, stat_of(path.as_str(), ino, &inode)));
+            }
+        }
+        Err(content_missing(ino))
+    }
+
+    /// `length` bytes at `offset` of file `ino`'s content; `None` when its content file
+    /// was replaced since `inode` was read (read the record again).
+    fn content(
+        &self,
+        ino: u64,
+        inode: &Inode,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match inode.extent_id(ino) {
+            Some(id) => self.extents.read(id, inode.size, offset, length),
+            None => {
+                let end = inode.size.min(offset.saturating_add(length));
+                if offset >= end {
+                    return Ok(Some(Vec::new()));
+                }
+                let mut content = vec![0u8; (end - offset) as usize];
+                let held = inode.inline.len().min(end as usize);
+                if (offset as usize) < held {
+                    content[..held - offset as usize]
+                        .copy_from_slice(&inode.inline[offset as usize..held]);
+                }
+                Ok(Some(content))
+            }
+        }
+    }
+
+    /// Makes file `ino`'s content durable (the content half of fsync(2)).
+    pub fn sync_content(&self, volume: &str, ino: u64) -> Result<(), StoreError> {
+        let inode = self.read_in(volume, |r| r.node(ino))?;
+        match inode.extent_id(ino) {
+            Some(id) => self.extents.sync(id),
+            None => Ok(()),
         }
     }
 
@@ -776,7 +903,6 @@ impl Store {
             name: volume_key(volume),
             inodes: txn.open_table(INODES)?,
             dirents: txn.open_table(DIRENTS)?,
-            chunks: txn.open_table(CHUNKS)?,
         };
         let volumes = txn.open_table(VOLUMES)?;
         if volumes.get(reader.name)?.is_none() {
@@ -855,14 +981,20 @@ impl Store {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, StoreError> {
-        self.read_in(volume, |r| {
-            let inode = r.node(ino)?;
+        for _ in 0..READ_ATTEMPTS {
+            let inode = self.read_in(volume, |r| r.node(ino))?;
             match inode.entry_kind() {
-                EntryKind::Directory => Err(StoreError::IsADirectory(format!("inode {ino}"))),
-                EntryKind::Symlink => Ok(read_symlink(&inode, offset, length)),
-                _ => read_range(&r.chunks, ino, inode.size, offset, length),
+                EntryKind::Directory => {
+                    return Err(StoreError::IsADirectory(format!("inode {ino}")));
+                }
+                EntryKind::Symlink => return Ok(read_symlink(&inode, offset, length)),
+                _ => {}
             }
-        })
+            if let Some(content) = self.content(ino, &inode, offset, length)? {
+                return Ok(content);
+            }
+        }
+        Err(content_missing(ino))
     }
 
     /// Changes the attributes of inode `ino`.
@@ -963,6 +1095,16 @@ pub fn volume_key(name: &str) -> &str {
     }
 }
 
+/// Reads of a file whose content file keeps being replaced under them give up after this.
+const READ_ATTEMPTS: usize = 3;
+
+fn content_missing(ino: u64) -> StoreError {
+    StoreError::Damaged {
+        ino,
+        reason: "its content file is missing".to_owned(),
+    }
+}
+
 fn read_symlink(inode: &Inode, offset: u64, length: u64) -> Vec<u8> {
     let bytes = inode.target.as_bytes();
     let start = (offset as usize).min(bytes.len());
@@ -975,7 +1117,6 @@ struct VolumeReader<'v> {
     name: &'v str,
     inodes: redb::ReadOnlyTable<u64, &'static [u8]>,
     dirents: redb::ReadOnlyTable<(u64, &'static str), u64>,
-    chunks: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
 }
 
 impl VolumeReader<'_> {

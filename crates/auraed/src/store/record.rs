@@ -3,6 +3,8 @@
 
 use aurae_proto::v0::EntryKind;
 
+use super::extents::ExtentId;
+
 /// An inode: what a path names, without its name.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Inode {
@@ -50,6 +52,13 @@ pub struct Inode {
     /// Device number of a character or block device node.
     #[prost(uint32, tag = "14")]
     pub rdev: u32,
+    /// The content of a small file, kept in the record itself (exactly `size` bytes) so
+    /// that writing it costs one record; empty when the content lives in a content file.
+    #[prost(bytes = "vec", tag = "15")]
+    pub inline: Vec<u8>,
+    /// The generation of the content file holding a larger file's content (0: inline).
+    #[prost(uint64, tag = "16")]
+    pub extent: u64,
 }
 
 impl Inode {
@@ -80,7 +89,17 @@ impl Inode {
             atime_ns: now,
             version: revision,
             target: String::new(),
+            inline: Vec::new(),
+            extent: 0,
         }
+    }
+
+    /// The content file of inode `ino`, if its content is not inline.
+    pub fn extent_id(&self, ino: u64) -> Option<ExtentId> {
+        (self.extent != 0).then_some(ExtentId {
+            ino,
+            generation: self.extent,
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use aurae_proto::v0::ChangeKind;
+use redb::ReadableTableMetadata;
 
 fn p(s: &str) -> StorePath {
     s.parse().unwrap()
@@ -51,14 +52,110 @@ fn put_creates_parents_and_get_reads_back() {
     ));
 }
 
+fn content_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join(extents::EXTENTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
-fn large_values_span_chunks_and_shrink_cleanly() {
-    let (_dir, store) = store();
+fn large_values_live_in_a_content_file_that_goes_when_replaced() {
+    let (dir, store) = store();
     let big: Vec<u8> = (0..CHUNK_SIZE * 3 + 17).map(|i| (i % 251) as u8).collect();
     put(&store, "/big", &big);
     assert_eq!(store.get(&p("/big")).unwrap().0, big);
+    assert_eq!(content_files(dir.path()).len(), 1);
     put(&store, "/big", b"small");
     assert_eq!(store.get(&p("/big")).unwrap().0, b"small");
+    assert!(
+        content_files(dir.path()).is_empty(),
+        "a durable Put to an inline value deletes the old content file"
+    );
+    put(&store, "/big", &big);
+    store.remove(&p("/big"), false).unwrap();
+    assert!(content_files(dir.path()).is_empty());
+}
+
+#[test]
+fn a_small_write_to_a_large_file_stays_in_its_content_file() {
+    let (dir, store) = store();
+    let ino = file_in(&store, "", ROOT_INO, "f");
+    store.write_at("", ino, 0, b"small").unwrap();
+    assert!(
+        content_files(dir.path()).is_empty(),
+        "small files stay inline"
+    );
+    let big = vec![3u8; INLINE_MAX + 1];
+    store.write_at("", ino, 0, &big).unwrap();
+    let before = content_files(dir.path());
+    assert_eq!(before.len(), 1);
+    store.write_at("", ino, 100, b"x").unwrap();
+    assert_eq!(content_files(dir.path()), before, "written in place");
+    let content = store.read_at("", ino, 99, 3).unwrap();
+    assert_eq!(content, [3, b'x', 3]);
+}
+
+#[test]
+fn a_schema_1_store_is_migrated_with_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let old: Vec<u8> = (0..CHUNK_SIZE * 2 + 5).map(|i| (i % 249) as u8).collect();
+    {
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_SCHEMA, 1).unwrap();
+            meta.insert(META_NEXT_INO, 4).unwrap();
+            let mut inodes = txn.open_table(INODES).unwrap();
+            let mut root = Inode::new(EntryKind::Directory, 0o755, "", 1, 0);
+            root.parent = ROOT_INO;
+            inodes
+                .insert(ROOT_INO, root.encode_to_vec().as_slice())
+                .unwrap();
+            let mut dirents = txn.open_table(DIRENTS).unwrap();
+            let mut chunks = txn.open_table(CHUNKS).unwrap();
+            for (ino, name, content) in [(2, "old", &old[..]), (3, "tiny", &b"hello"[..])] {
+                let mut file = Inode::new(EntryKind::File, 0o644, "", 1, 0);
+                file.size = content.len() as u64;
+                inodes.insert(ino, file.encode_to_vec().as_slice()).unwrap();
+                dirents.insert((ROOT_INO, name), ino).unwrap();
+                for (index, chunk) in content.chunks(CHUNK_SIZE).enumerate() {
+                    chunks.insert((ino, index as u64), chunk).unwrap();
+                }
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.get(&p("/old")).unwrap().0, old);
+    assert_eq!(store.get(&p("/tiny")).unwrap().0, b"hello");
+    assert_eq!(content_files(dir.path()).len(), 1);
+    drop(store);
+    let db = Database::open(dir.path().join(DB_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert_eq!(
+        meta.get(META_SCHEMA).unwrap().unwrap().value(),
+        SCHEMA_VERSION
+    );
+    assert!(txn.open_table(CHUNKS).unwrap().is_empty().unwrap());
+}
+
+#[test]
+fn content_files_no_record_points_at_are_swept_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let stray = dir.path().join(extents::EXTENTS_DIR).join("99.5");
+    std::fs::write(&stray, b"left by a crash").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!stray.exists());
+    put(&store, "/big", &vec![1u8; INLINE_MAX * 2]);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.get(&p("/big")).unwrap().0, vec![1u8; INLINE_MAX * 2]);
 }
 
 #[test]

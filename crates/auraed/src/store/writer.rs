@@ -1,19 +1,23 @@
 //! One write transaction over the namespace: the primitives every mutation is made of.
 //!
 //! Each primitive keeps the invariants together: directory link counts and times,
-//! volume usage and quota, content chunks (never a byte stored beyond a file's size),
-//! and the change events of the transaction. Nothing here commits: [`super::Store`]
-//! does, after the whole operation succeeded, so a failure leaves nothing behind.
+//! volume usage and quota, file content (inline in the record while small, in a content
+//! file beyond that; never a byte readable beyond a file's size), and the change events
+//! of the transaction. Nothing here commits: [`super::Store`] does, after the whole
+//! operation succeeded, so a failure leaves nothing behind in the tables. Writes into a
+//! content file happen in place at once, as on a local filesystem; content files the
+//! transaction frees are handed back to be deleted once its commit is durable.
 
 use aurae_core::path::StorePath;
 use aurae_proto::v0::{ChangeKind, EntryKind, WatchEvent};
 use prost::Message;
 use redb::{ReadableTable, Table, WriteTransaction};
 
+use super::extents::{self, ExtentId, Extents};
 use super::record::{Inode, VolumeRecord};
 use super::wal::Mutation;
 use super::{
-    CHANGES, CHANGES_KEPT, CHUNK_SIZE, CHUNKS, DIRENTS, INODES, META, META_NEXT_INO, META_REVISION,
+    CHANGES, CHANGES_KEPT, CHUNKS, DIRENTS, INLINE_MAX, INODES, META, META_NEXT_INO, META_REVISION,
     StoreError, VOLUMES, get_inode, lookup, now_ns, resolve,
 };
 
@@ -44,7 +48,6 @@ pub struct Writer<'t> {
     meta: Table<'t, &'static str, u64>,
     inodes: Table<'t, u64, &'static [u8]>,
     dirents: Table<'t, (u64, &'static str), u64>,
-    chunks: Table<'t, (u64, u64), &'static [u8]>,
     changes: Table<'t, u64, &'static [u8]>,
     volumes: Table<'t, &'static str, &'static [u8]>,
     /// The revision this transaction commits as.
@@ -54,11 +57,31 @@ pub struct Writer<'t> {
     events: Vec<WatchEvent>,
     /// Every change made to the tables, for the write-ahead log.
     mutations: Vec<Mutation>,
+    extents: &'t Extents,
+    /// Content files this transaction no longer points at.
+    freed: Vec<ExtentId>,
+    /// Content files this transaction wrote into (not yet synced).
+    dirty: Vec<ExtentId>,
+}
+
+/// What a finished transaction hands to the committer.
+#[derive(Debug)]
+pub struct Finished {
+    /// The revision it commits as.
+    pub revision: u64,
+    /// Its change events.
+    pub events: Vec<WatchEvent>,
+    /// Its table changes, for the log.
+    pub mutations: Vec<Mutation>,
+    /// Content files to delete once the commit is durable.
+    pub freed: Vec<ExtentId>,
+    /// Content files written, to sync before the next checkpoint.
+    pub dirty: Vec<ExtentId>,
 }
 
 impl<'t> Writer<'t> {
-    /// Opens the tables of `txn`.
-    pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+    /// Opens the tables of `txn`, with file content in `extents`.
+    pub fn open(txn: &'t WriteTransaction, extents: &'t Extents) -> Result<Self, StoreError> {
         let meta = txn.open_table(META)?;
         let changes = txn.open_table(CHANGES)?;
         // The change log's last key is the last revision: no counter to rewrite per commit.
@@ -71,13 +94,15 @@ impl<'t> Writer<'t> {
             meta,
             inodes: txn.open_table(INODES)?,
             dirents: txn.open_table(DIRENTS)?,
-            chunks: txn.open_table(CHUNKS)?,
             changes,
             volumes: txn.open_table(VOLUMES)?,
             revision,
             now: now_ns(),
             events: Vec::new(),
             mutations: Vec::new(),
+            extents,
+            freed: Vec::new(),
+            dirty: Vec::new(),
         })
     }
 
@@ -118,20 +143,6 @@ impl<'t> Writer<'t> {
         }
         self.mutations
             .push(Mutation::Dirent(parent, name.to_owned(), child));
-        Ok(())
-    }
-
-    fn set_chunk(&mut self, ino: u64, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.chunks.insert((ino, index), bytes)?;
-        self.mutations
-            .push(Mutation::Chunk(ino, index, Some(bytes.to_vec())));
-        Ok(())
-    }
-
-    fn drop_chunks_from(&mut self, ino: u64, from: u64) -> Result<(), StoreError> {
-        self.chunks
-            .retain_in((ino, from)..=(ino, u64::MAX), |_, _| false)?;
-        self.mutations.push(Mutation::ChunksFrom(ino, from));
         Ok(())
     }
 
@@ -351,7 +362,7 @@ impl<'t> Writer<'t> {
     fn release(&mut self, vol: &mut Vol, ino: u64, mut inode: Inode) -> Result<(), StoreError> {
         inode.nlink = inode.nlink.saturating_sub(1);
         if inode.is_dir() || inode.nlink == 0 {
-            self.drop_chunks_from(ino, 0)?;
+            self.freed.extend(inode.extent_id(ino));
             self.set_inode(ino, None)?;
             let freed = if inode.entry_kind() == EntryKind::File {
                 inode.size
@@ -523,7 +534,9 @@ impl<'t> Writer<'t> {
         Ok((ino, inode))
     }
 
-    /// Replaces a file's whole content.
+    /// Replaces a file's whole content: inline when small, else in a fresh content file
+    /// synced before the record that points at it is logged, so that a crash leaves the
+    /// old content or the new, never a mix.
     pub fn replace_content(
         &mut self,
         vol: &mut Vol,
@@ -532,16 +545,45 @@ impl<'t> Writer<'t> {
         content: &[u8],
     ) -> Result<(), StoreError> {
         self.account(vol, content.len() as i64 - inode.size as i64, 0)?;
-        self.drop_chunks_from(ino, 0)?;
-        for (index, chunk) in content.chunks(CHUNK_SIZE).enumerate() {
-            self.set_chunk(ino, index as u64, chunk)?;
+        self.freed.extend(inode.extent_id(ino));
+        if content.len() <= INLINE_MAX {
+            inode.inline = content.to_vec();
+            inode.extent = 0;
+        } else {
+            let (id, file) = self.extents.create(ino)?;
+            extents::write_at(&file, id, content, 0)?;
+            file.sync_data().map_err(|source| StoreError::Content {
+                what: format!("syncing content of inode {ino}"),
+                source,
+            })?;
+            inode.inline = Vec::new();
+            inode.extent = id.generation;
         }
         inode.size = content.len() as u64;
         self.modified(inode);
         self.save(ino, inode)
     }
 
-    /// Writes `data` at `offset`, rewriting only the chunks it touches.
+    /// The content file of `inode`, moving inline content into a new one first.
+    fn content_file(
+        &mut self,
+        ino: u64,
+        inode: &mut Inode,
+    ) -> Result<(ExtentId, std::fs::File), StoreError> {
+        if let Some(id) = inode.extent_id(ino) {
+            let file = self.extents.open_for_write(id)?;
+            return Ok((id, file));
+        }
+        let (id, file) = self.extents.create(ino)?;
+        extents::write_at(&file, id, &inode.inline, 0)?;
+        extents::set_len(&file, id, inode.size)?;
+        inode.inline = Vec::new();
+        inode.extent = id.generation;
+        Ok((id, file))
+    }
+
+    /// Writes `data` at `offset`: into the record while the file stays small, else in
+    /// place in its content file (a 1-byte write touches one page).
     pub fn write_at(
         &mut self,
         vol: &mut Vol,
@@ -555,28 +597,26 @@ impl<'t> Writer<'t> {
         }
         let end = offset
             .checked_add(data.len() as u64)
+            .filter(|end| i64::try_from(*end).is_ok())
             .ok_or(StoreError::NotPermitted("write past the largest file size"))?;
         if end > inode.size {
             self.account(vol, (end - inode.size) as i64, 0)?;
         }
-        let chunk = CHUNK_SIZE as u64;
-        let mut written = 0usize;
-        while written < data.len() {
-            let at = offset + written as u64;
-            let index = at / chunk;
-            let within = (at % chunk) as usize;
-            let take = (CHUNK_SIZE - within).min(data.len() - written);
-            let mut bytes = self
-                .chunks
-                .get((ino, index))?
-                .map(|g| g.value().to_vec())
-                .unwrap_or_default();
-            if bytes.len() < within + take {
-                bytes.resize(within + take, 0);
+        if inode.extent == 0 && end <= INLINE_MAX as u64 {
+            let (offset, end) = (offset as usize, end as usize);
+            if inode.inline.len() < end {
+                inode.inline.resize(end, 0);
             }
-            bytes[within..within + take].copy_from_slice(&data[written..written + take]);
-            self.set_chunk(ino, index, &bytes)?;
-            written += take;
+            inode.inline[offset..end].copy_from_slice(data);
+        } else {
+            let (id, file) = self.content_file(ino, inode)?;
+            if offset > inode.size {
+                // Bytes past the size (from a write a crash left unacknowledged) must read
+                // as the hole's zeros.
+                extents::set_len(&file, id, inode.size)?;
+            }
+            extents::write_at(&file, id, data, offset)?;
+            self.dirty.push(id);
         }
         inode.size = inode.size.max(end);
         self.modified(inode);
@@ -591,26 +631,20 @@ impl<'t> Writer<'t> {
         inode: &mut Inode,
         size: u64,
     ) -> Result<(), StoreError> {
+        if i64::try_from(size).is_err() {
+            return Err(StoreError::NotPermitted("size past the largest file size"));
+        }
         self.account(vol, size as i64 - inode.size as i64, 0)?;
-        if size < inode.size {
-            let chunk = CHUNK_SIZE as u64;
-            let keep_whole = size / chunk;
-            let tail = (size % chunk) as usize;
-            let first_dropped = if tail == 0 {
-                keep_whole
-            } else {
-                keep_whole + 1
-            };
-            self.drop_chunks_from(ino, first_dropped)?;
-            if tail > 0 {
-                let trimmed = self
-                    .chunks
-                    .get((ino, keep_whole))?
-                    .map(|g| g.value()[..tail.min(g.value().len())].to_vec());
-                if let Some(trimmed) = trimmed {
-                    self.set_chunk(ino, keep_whole, &trimmed)?;
-                }
+        if inode.extent == 0 && size <= INLINE_MAX as u64 {
+            inode.inline.resize(size as usize, 0);
+        } else {
+            let (id, file) = self.content_file(ino, inode)?;
+            if size > inode.size {
+                // Growing reads zeros, not bytes a crash left past the old size.
+                extents::set_len(&file, id, inode.size)?;
             }
+            extents::set_len(&file, id, size)?;
+            self.dirty.push(id);
         }
         inode.size = size;
         self.modified(inode);
@@ -659,7 +693,7 @@ impl<'t> Writer<'t> {
     }
 
     /// Writes the change log; the caller logs the mutations and commits.
-    pub fn finish(mut self) -> Result<(u64, Vec<WatchEvent>, Vec<Mutation>), StoreError> {
+    pub fn finish(mut self) -> Result<Finished, StoreError> {
         let mut log = Vec::new();
         for event in &self.events {
             event
@@ -670,7 +704,13 @@ impl<'t> Writer<'t> {
         if self.revision > CHANGES_KEPT {
             self.set_change(self.revision - CHANGES_KEPT, None)?;
         }
-        Ok((self.revision, self.events, self.mutations))
+        Ok(Finished {
+            revision: self.revision,
+            events: self.events,
+            mutations: self.mutations,
+            freed: self.freed,
+            dirty: self.dirty,
+        })
     }
 }
 
@@ -693,6 +733,8 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
 }
 
 /// Applies logged mutations to the tables of `txn`: the replay of the write-ahead log.
+/// Chunk mutations come only from logs of schema 1, which kept content in redb; the
+/// migration to content files follows the replay.
 pub fn replay(txn: &WriteTransaction, mutations: &[Mutation]) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META)?;
     let mut inodes = txn.open_table(INODES)?;
