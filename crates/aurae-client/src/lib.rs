@@ -148,7 +148,14 @@ impl ConnectOptions {
 fn endpoint() -> Endpoint {
     // The URI is never dialled: the connector below opens the Unix socket.
     Endpoint::from_static("http://auraed")
+        // Large flow-control windows: bulk reads and writes stream without waiting on
+        // window updates.
+        .initial_stream_window_size(FLOW_WINDOW)
+        .initial_connection_window_size(FLOW_WINDOW * 4)
 }
+
+/// HTTP/2 flow-control window of one stream, in bytes.
+const FLOW_WINDOW: u32 = 8 << 20;
 
 /// A failure inside the connector, kept typed so that "nothing listens" can be told
 /// apart from "the handshake failed" once tonic has wrapped it.

@@ -4,8 +4,8 @@
 //! Names are validated at the edge, blocking store calls run off the async runtime, and
 //! every error carries its errno. Changes are answered once they are in the store's log,
 //! as a local filesystem answers from its page cache: they survive a crash of auraed at
-//! once and a power cut after Fsync (fsync(2), fsyncdir). Reads stream in chunks and writes are applied chunk by
-//! chunk as they arrive, so a 1 GiB file never sits in memory.
+//! once and a power cut after Fsync (fsync(2), fsyncdir). Reads stream in pieces and
+//! writes are applied piece by piece as they arrive, so a 1 GiB file never sits in memory.
 
 use std::pin::Pin;
 
@@ -312,9 +312,10 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         request: Request<pb::FsyncRequest>,
     ) -> Result<Response<pb::FsyncResponse>, Status> {
         let r = request.into_inner();
-        // Validates the volume and inode, so that fsync on a stale handle says so.
+        // The file's content, then the log that holds its size and every change before it;
+        // a stale handle fails here, naming the inode.
         self.store
-            .run(move |s| s.getattr(&r.volume, r.inode))
+            .run(move |s| s.sync_content(&r.volume, r.inode))
             .await?;
         self.store.store()?.flush().await?;
         Ok(Response::new(pb::FsyncResponse {}))

@@ -4,7 +4,9 @@
 //! on its call on the mount's tokio runtime. Every failure becomes an errno reply: no
 //! callback panics or leaves a request unanswered. Permission checks are the kernel's
 //! (`-o default_permissions`); this module passes the caller's uid and gid so that new
-//! files belong to the caller. Writes are acknowledged once auraed has logged them (they
+//! files belong to the caller. With the kernel's writeback cache, write(2) lands in the
+//! page cache and the kernel sends it on in large batches; close(2) and fsync(2) push it
+//! to auraed. Writes are acknowledged once auraed has them in its page cache and log (they
 //! survive a crash of auraed) and fsync(2) makes them durable, as on a local filesystem.
 
 use std::ffi::OsStr;
@@ -33,11 +35,26 @@ pub const TTL: Duration = Duration::from_secs(1);
 /// Largest write the kernel sends in one request (and one Write stream).
 pub const MAX_WRITE: u32 = 1 << 20;
 
+/// How files are opened: their page cache outlives a close. The cache stays true
+/// because changes made elsewhere invalidate it (Watch), and attributes that changed
+/// behind the kernel's back drop it too (`FUSE_AUTO_INVAL_DATA`).
+const CACHED: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+
 /// Entries fetched per ReadDir call.
 const READDIR_PAGE: u32 = 256;
 
 /// Longest name a directory entry may have.
 const NAME_MAX: usize = 255;
+
+/// How write(2) reaches auraed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCaching {
+    /// The kernel's writeback cache: writes land in the page cache and go on in large
+    /// batches; errors such as ENOSPC surface at close(2) or fsync(2).
+    Writeback,
+    /// Every write(2) is answered by auraed, errors included.
+    WriteThrough,
+}
 
 /// A mounted volume.
 pub struct AuraeFs<T: VolumeTransport> {
@@ -47,6 +64,7 @@ pub struct AuraeFs<T: VolumeTransport> {
     files: Mutex<OpenFiles>,
     dirs: Mutex<OpenDirs>,
     own: Arc<OwnChanges>,
+    caching: WriteCaching,
 }
 
 impl<T: VolumeTransport> std::fmt::Debug for AuraeFs<T> {
@@ -94,6 +112,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         runtime: tokio::runtime::Handle,
         root: u64,
         own: Arc<OwnChanges>,
+        caching: WriteCaching,
     ) -> Self {
         Self {
             transport,
@@ -102,6 +121,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
             files: Mutex::default(),
             dirs: Mutex::default(),
             own,
+            caching,
         }
     }
 
@@ -452,6 +472,10 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_AUTO_INVAL_DATA
             | InitFlags::FUSE_BIG_WRITES;
+        let wanted = match self.caching {
+            WriteCaching::Writeback => wanted | InitFlags::FUSE_WRITEBACK_CACHE,
+            WriteCaching::WriteThrough => wanted,
+        };
         let _ = config.add_capabilities(wanted & config.capabilities());
         Ok(())
     }
@@ -633,7 +657,7 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let handle = lock(&self.files).open(self.store(ino));
-        reply.opened(FileHandle(handle), FopenFlags::empty());
+        reply.opened(FileHandle(handle), CACHED);
     }
 
     fn read(
@@ -822,13 +846,9 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
         reply: ReplyCreate,
     ) {
         match self.do_create(req, parent, name, mode, flags) {
-            Ok((attr, handle)) => reply.created(
-                &TTL,
-                &attr,
-                Generation(0),
-                FileHandle(handle),
-                FopenFlags::empty(),
-            ),
+            Ok((attr, handle)) => {
+                reply.created(&TTL, &attr, Generation(0), FileHandle(handle), CACHED)
+            }
             Err(e) => reply.error(e),
         }
     }

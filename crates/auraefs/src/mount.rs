@@ -21,7 +21,7 @@ use nix::libc;
 use crate::attr::InodeMap;
 use crate::daemon::Readiness;
 use crate::error::AuraefsError;
-use crate::fs::AuraeFs;
+use crate::fs::{AuraeFs, WriteCaching};
 use crate::invalidate::{self, OwnChanges};
 use crate::mount_options::{Access, MountSettings};
 use crate::mountpoint::{self, UnmountMode};
@@ -101,8 +101,11 @@ pub async fn connect(options: &ConnectOptions) -> Result<AuraeClient, AuraefsErr
     }
 }
 
-/// The store inode of `volume`'s root, or why it cannot be mounted.
-pub async fn volume_root(client: &AuraeClient, volume: &VolumeSpec) -> Result<u64, AuraefsError> {
+/// The volume `volume` names (its root inode and quota), or why it cannot be mounted.
+pub async fn find_volume(
+    client: &AuraeClient,
+    volume: &VolumeSpec,
+) -> Result<aurae_proto::v0::Volume, AuraefsError> {
     let volumes = client
         .storage()
         .list_volumes(ListVolumesRequest {})
@@ -114,7 +117,7 @@ pub async fn volume_root(client: &AuraeClient, volume: &VolumeSpec) -> Result<u6
     volumes
         .iter()
         .find(|v| v.name == wanted || (wanted == "default" && v.name.is_empty()))
-        .map(|v| v.root_inode)
+        .cloned()
         .ok_or_else(|| AuraefsError::NoSuchVolume {
             volume: wanted.to_owned(),
             existing: volumes
@@ -268,11 +271,20 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
         .enable_all()
         .build()
         .map_err(AuraefsError::Start)?;
-    let (client, root) = runtime.block_on(async {
+    let (client, volume) = runtime.block_on(async {
         let client = connect(&plan.connect).await?;
-        let root = volume_root(&client, &plan.volume).await?;
-        Ok::<_, AuraefsError>((client, root))
+        let volume = find_volume(&client, &plan.volume).await?;
+        Ok::<_, AuraefsError>((client, volume))
     })?;
+    let root = volume.root_inode;
+    // The kernel's writeback cache batches writes, but then reports a full volume only at
+    // close(2) or fsync(2): a volume with a quota keeps write(2) synchronous, so that
+    // ENOSPC comes from the write that does not fit.
+    let caching = if volume.quota_bytes == 0 {
+        WriteCaching::Writeback
+    } else {
+        WriteCaching::WriteThrough
+    };
     // The mount point may have been taken while we connected.
     mountpoint::check(&plan.mountpoint)?;
     let transport = Arc::new(GrpcTransport::new(client, plan.volume.api_name()));
@@ -282,6 +294,7 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
         runtime.handle().clone(),
         root,
         own.clone(),
+        caching,
     );
     if plan.settings.access != Access::Owner && !plan.settings.default_permissions {
         tracing::warn!(

@@ -93,6 +93,9 @@ async fn empty_loop_router(
     Ok(())
 }
 
+/// HTTP/2 flow-control window of one stream, in bytes.
+const FLOW_WINDOW: u32 = 8 << 20;
+
 /// Every enabled capability, over mTLS, behind the authorization layer.
 async fn serving_router(
     node: Arc<Node>,
@@ -110,6 +113,10 @@ async fn serving_router(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     Server::builder()
+        // Large flow-control windows: a 1 MiB write or read streams without waiting on
+        // window updates.
+        .initial_stream_window_size(FLOW_WINDOW)
+        .initial_connection_window_size(FLOW_WINDOW * 4)
         .layer(authz::AuthzLayer::new(node.capabilities.clone()))
         .add_service(health)
         .add_service(SystemServer::new(SystemService::new(node.clone())))
