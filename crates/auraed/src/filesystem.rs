@@ -130,6 +130,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
                 let mut inode = w.fresh(vol, kind, r.mode);
                 inode.uid = r.uid;
                 inode.gid = r.gid;
+                w.inherit_group(vol, r.parent, &mut inode)?;
                 if matches!(kind, pb::EntryKind::CharDevice | pb::EntryKind::BlockDevice) {
                     inode.rdev = r.rdev;
                 }
@@ -157,6 +158,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
                 let mut inode = w.fresh(vol, pb::EntryKind::Symlink, 0o777);
                 inode.uid = r.uid;
                 inode.gid = r.gid;
+                w.inherit_group(vol, r.parent, &mut inode)?;
                 inode.size = r.target.len() as u64;
                 inode.target = r.target.clone();
                 let ino = w.create(vol, r.parent, &r.name, inode, None)?;
@@ -190,12 +192,19 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         } else {
             UnlinkKind::File
         };
-        self.store
+        let ((inode, links_left), revision) = self
+            .store
             .lazy(&r.volume.clone(), move |w, vol| {
-                w.unlink(vol, r.parent, &r.name, kind, None)
+                let ino = w.unlink(vol, r.parent, &r.name, kind, None)?;
+                let links_left = w.node(vol, ino).map_or(0, |inode| inode.nlink);
+                Ok((ino, links_left))
             })
             .await?;
-        Ok(Response::new(pb::UnlinkResponse {}))
+        Ok(Response::new(pb::UnlinkResponse {
+            revision,
+            inode,
+            links_left,
+        }))
     }
 
     async fn rename(
@@ -205,7 +214,8 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let r = request.into_inner();
         name(&r.name)?;
         name(&r.new_name)?;
-        self.store
+        let (_, revision) = self
+            .store
             .lazy(&r.volume.clone(), move |w, vol| {
                 w.rename(
                     vol,
@@ -218,7 +228,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
                 )
             })
             .await?;
-        Ok(Response::new(pb::RenameAtResponse {}))
+        Ok(Response::new(pb::RenameAtResponse { revision }))
     }
 
     type ReadStream = ReadStream;

@@ -65,6 +65,9 @@ pub struct AuraeFs<T: VolumeTransport> {
     dirs: Mutex<OpenDirs>,
     own: Arc<OwnChanges>,
     caching: WriteCaching,
+    /// Inodes this mount removed for good: the kernel still flushes cached times to them
+    /// when it evicts them, which needs no call to learn they are gone.
+    gone: Mutex<handles::GoneInodes>,
 }
 
 impl<T: VolumeTransport> std::fmt::Debug for AuraeFs<T> {
@@ -122,6 +125,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
             dirs: Mutex::default(),
             own,
             caching,
+            gone: Mutex::default(),
         }
     }
 
@@ -133,10 +137,22 @@ impl<T: VolumeTransport> AuraeFs<T> {
         self.inodes.to_store(ino)
     }
 
-    /// The kernel's attributes of `stat`, remembering its revision as our own change.
-    fn changed(&self, stat: &pb::Stat) -> FileAttr {
-        self.own.note(stat.version);
-        attr::file_attr(stat, &self.inodes)
+    /// Runs a change and notes its revision as this mount's own before anything may take
+    /// its Watch event for someone else's.
+    fn change<R>(
+        &self,
+        call: impl Future<Output = Result<R, Errno>>,
+        revision: impl FnOnce(&R) -> u64,
+    ) -> Result<R, Errno> {
+        let _in_flight = self.own.begin();
+        let value = self.block(call)?;
+        self.own.note(revision(&value));
+        Ok(value)
+    }
+
+    /// Whether store inode `inode` lost its last link through this mount.
+    fn is_gone(&self, inode: u64) -> bool {
+        lock(&self.gone).contains(inode)
     }
 
     fn attr_of(&self, stat: &pb::Stat) -> FileAttr {
@@ -148,25 +164,10 @@ impl<T: VolumeTransport> AuraeFs<T> {
         attr
     }
 
-    /// Mode and owner of a new node in `parent`: the caller's, but the directory's group
-    /// (and for directories its setgid bit) when the directory is setgid, as on ext4.
-    fn owner_for(
-        &self,
-        req: &Request,
-        parent: u64,
-        mode: u32,
-        directory: bool,
-    ) -> Result<(u32, u32, u32), Errno> {
-        let mut mode = mode & 0o7777;
-        let mut gid = req.gid();
-        let dir = self.block(self.transport.getattr(parent))?;
-        if dir.mode & libc::S_ISGID != 0 {
-            gid = dir.gid;
-            if directory {
-                mode |= libc::S_ISGID;
-            }
-        }
-        Ok((mode, req.uid(), gid))
+    /// Mode and owner of a new node: the caller's (auraed gives a node in a setgid
+    /// directory the directory's group, as ext4 does).
+    fn owner_for(req: &Request, mode: u32) -> (u32, u32, u32) {
+        (mode & 0o7777, req.uid(), req.gid())
     }
 
     fn make(
@@ -180,8 +181,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
     ) -> Result<pb::Stat, Errno> {
         let name = name_of(name)?;
         let parent = self.store(parent);
-        let directory = kind == pb::EntryKind::Directory;
-        let (mode, uid, gid) = self.owner_for(req, parent, mode, directory)?;
+        let (mode, uid, gid) = Self::owner_for(req, mode);
         let node = NewNode {
             parent,
             name,
@@ -191,8 +191,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
             gid,
             rdev,
         };
-        let stat = self.block(self.transport.make_node(node))?;
-        self.own.note(stat.version);
+        let stat = self.change(self.transport.make_node(node), |s| s.version)?;
         Ok(stat)
     }
 
@@ -202,9 +201,28 @@ impl<T: VolumeTransport> AuraeFs<T> {
             let stat = self.block(self.transport.getattr(inode))?;
             return Ok(self.attr_of(&stat));
         }
-        let stat = self.block(self.transport.setattr(inode, change))?;
-        self.own.note(stat.version);
+        if self.is_gone(inode) {
+            return Err(Errno::ENOENT);
+        }
+        let stat = self.change(self.transport.setattr(inode, change), |s| s.version)?;
         Ok(self.attr_of(&stat))
+    }
+
+    /// Removes a name, remembering the change as our own.
+    fn remove_name(&self, parent: u64, name: &str, removal: Removal) -> Result<(), Errno> {
+        let unlinked = self.change(self.transport.unlink(parent, name, removal), |u| u.revision)?;
+        if unlinked.gone {
+            lock(&self.gone).insert(unlinked.inode);
+        }
+        Ok(())
+    }
+
+    /// Moves a name, remembering the change as our own.
+    fn move_name(&self, from: (u64, &str), to: (u64, &str), replace: Replace) -> Result<(), Errno> {
+        self.change(self.transport.rename(from, to, replace), |revision| {
+            *revision
+        })?;
+        Ok(())
     }
 
     /// Moves the file `name` in `parent` out of sight if it is open, so that it stays
@@ -227,10 +245,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
             return Ok(None);
         }
         let hidden = handles::hidden_name(stat.inode);
-        self.block(
-            self.transport
-                .rename((parent, name), (parent, &hidden), Replace::Allow),
-        )?;
+        self.move_name((parent, name), (parent, &hidden), Replace::Allow)?;
         tracing::debug!(
             inode = stat.inode,
             name,
@@ -252,7 +267,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         if self.hide_if_open(parent, name)?.is_some() {
             return Ok(());
         }
-        self.block(self.transport.unlink(parent, name, Removal::File))
+        self.remove_name(parent, name, Removal::File)
     }
 
     fn do_rename(
@@ -267,7 +282,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         let from = (self.store(from.0), name_of(from.1)?);
         let to = (self.store(to.0), name_of(to.1)?);
         if flags.contains(RenameFlags::RENAME_NOREPLACE) {
-            return self.block(self.transport.rename(from, to, Replace::Never));
+            return self.move_name(from, to, Replace::Never);
         }
         // A target that is open must stay readable: hide it first, unless it is the
         // source itself under another name (then rename(2) does nothing).
@@ -280,7 +295,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
                 hidden = self.hide_if_open(to.0, to.1)?;
             }
         }
-        let result = self.block(self.transport.rename(from, to, Replace::Allow));
+        let result = self.move_name(from, to, Replace::Allow);
         if let (Err(_), Some(inode)) = (&result, hidden) {
             self.restore_hidden(inode, to);
         }
@@ -293,11 +308,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         let Some(file) = files.unhide(inode) else {
             return;
         };
-        let back = self.block(self.transport.rename(
-            (file.parent, &file.name),
-            (parent, name),
-            Replace::Never,
-        ));
+        let back = self.move_name((file.parent, &file.name), (parent, name), Replace::Never);
         if let Err(e) = back {
             tracing::warn!(name, error = ?e, "could not restore a file hidden for a failed rename");
             files.hide(inode, file);
@@ -312,10 +323,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
     }
 
     fn remove_hidden(&self, file: &HiddenFile) {
-        let removed = self.block(
-            self.transport
-                .unlink(file.parent, &file.name, Removal::File),
-        );
+        let removed = self.remove_name(file.parent, &file.name, Removal::File);
         if let Err(e) = removed {
             tracing::warn!(name = file.name, error = ?e, "could not remove a file unlinked while open");
         }
@@ -343,7 +351,9 @@ impl<T: VolumeTransport> AuraeFs<T> {
                         size: Some(0),
                         ..Default::default()
                     };
-                    self.block(self.transport.setattr(existing.inode, change))?
+                    self.change(self.transport.setattr(existing.inode, change), |s| {
+                        s.version
+                    })?
                 } else {
                     existing
                 }
@@ -492,13 +502,24 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
             let stat = self.block(self.transport.lookup(self.store(parent), name))?;
             Ok(self.attr_of(&stat))
         });
-        reply_entry(reply, result);
+        match result {
+            // Absent names are remembered too (inode 0: a negative entry), so that a search
+            // path is not asked again within the TTL; a change elsewhere drops it (Watch).
+            Err(e) if e == Errno::ENOENT => {
+                reply.entry(&TTL, &attr::placeholder_dir_attr(INodeNo(0)), Generation(0));
+            }
+            result => reply_entry(reply, result),
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let result = self
-            .block(self.transport.getattr(self.store(ino)))
-            .map(|stat| self.attr_of(&stat));
+        let inode = self.store(ino);
+        let result = if self.is_gone(inode) {
+            Err(Errno::ENOENT)
+        } else {
+            self.block(self.transport.getattr(inode))
+                .map(|stat| self.attr_of(&stat))
+        };
         reply_attr(reply, result);
     }
 
@@ -589,12 +610,8 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = name_of(name).and_then(|name| {
-            self.block(
-                self.transport
-                    .unlink(self.store(parent), name, Removal::Directory),
-            )
-        });
+        let result = name_of(name)
+            .and_then(|name| self.remove_name(self.store(parent), name, Removal::Directory));
         reply_empty(reply, result);
     }
 
@@ -610,12 +627,13 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
             let name = name_of(link_name)?;
             let target = target.to_str().ok_or(Errno::EINVAL)?;
             let parent = self.store(parent);
-            let (_, uid, gid) = self.owner_for(req, parent, 0o777, false)?;
-            let stat = self.block(
+            let (_, uid, gid) = Self::owner_for(req, 0o777);
+            let stat = self.change(
                 self.transport
                     .make_symlink(parent, name, target, (uid, gid)),
+                |s| s.version,
             )?;
-            Ok(self.changed(&stat))
+            Ok(attr::file_attr(&stat, &self.inodes))
         })();
         reply_entry(reply, result);
     }
@@ -645,12 +663,12 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
         reply: ReplyEntry,
     ) {
         let result = name_of(newname).and_then(|name| {
-            let stat = self.block(self.transport.link(
-                self.store(ino),
-                self.store(newparent),
-                name,
-            ))?;
-            Ok(self.changed(&stat))
+            let stat = self.change(
+                self.transport
+                    .link(self.store(ino), self.store(newparent), name),
+                |s| s.version,
+            )?;
+            Ok(attr::file_attr(&stat, &self.inodes))
         });
         reply_entry(reply, result);
     }
@@ -692,9 +710,11 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.block(self.transport.write(self.store(ino), offset, data)) {
-            Ok((written, stat)) => {
-                self.own.note(stat.version);
+        let written = self.change(self.transport.write(self.store(ino), offset, data), |w| {
+            w.1.version
+        });
+        match written {
+            Ok((written, _)) => {
                 reply.written(u32::try_from(written).unwrap_or(u32::MAX));
             }
             Err(e) => reply.error(e),

@@ -6,7 +6,7 @@
 //! and removed on its last release. This module only keeps the books; it never calls
 //! auraed itself.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use aurae_proto::v0 as pb;
@@ -96,6 +96,36 @@ impl OpenFiles {
     /// Every hidden file, for cleaning up when the mount ends.
     pub fn drain_hidden(&mut self) -> Vec<HiddenFile> {
         self.hidden.drain().map(|(_, file)| file).collect()
+    }
+}
+
+/// The most gone inodes remembered.
+const GONE_KEPT: usize = 4096;
+
+/// Inodes that lost their last link through this mount, the most recent ones: inode
+/// numbers are never reused, so "gone" stays true.
+#[derive(Debug, Default)]
+pub struct GoneInodes {
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+impl GoneInodes {
+    /// Remembers that `inode` is gone.
+    pub fn insert(&mut self, inode: u64) {
+        if self.set.insert(inode) {
+            self.order.push_back(inode);
+            if self.order.len() > GONE_KEPT
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `inode` is known to be gone.
+    pub fn contains(&self, inode: u64) -> bool {
+        self.set.contains(&inode)
     }
 }
 

@@ -8,7 +8,7 @@
 //! directory lock that an in-flight request holds, and must never stall a request or the
 //! async runtime. This module never changes the volume.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -24,36 +24,102 @@ use crate::transport::VolumeTransport;
 /// How many of this mount's own revisions are remembered.
 const OWN_REVISIONS_KEPT: usize = 4096;
 
+/// Longest wait for this mount's changes in flight before an event is taken as foreign.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Wait before re-subscribing after the Watch stream broke.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
-/// The revisions of changes this mount made (as the replies' stats tell them).
+/// The revisions of changes this mount made (as the replies' stats tell them), and the
+/// changes still on their way: a change's event can come down the Watch stream before
+/// its reply comes back, and must not be taken for someone else's.
 #[derive(Debug, Default)]
 pub struct OwnChanges {
-    inner: Mutex<(VecDeque<u64>, HashSet<u64>)>,
+    inner: Mutex<OwnInner>,
+    ended: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct OwnInner {
+    order: VecDeque<u64>,
+    revisions: HashSet<u64>,
+    next_ticket: u64,
+    in_flight: BTreeSet<u64>,
+}
+
+/// A change on its way to auraed; dropping it says its revision (if any) was noted.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    own: &'a OwnChanges,
+    ticket: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.own.inner).in_flight.remove(&self.ticket);
+        self.own.ended.notify_waiters();
+    }
 }
 
 impl OwnChanges {
+    /// Marks the start of a change: hold the result until its revision is noted.
+    pub fn begin(&self) -> InFlight<'_> {
+        let mut inner = lock(&self.inner);
+        inner.next_ticket += 1;
+        let ticket = inner.next_ticket;
+        inner.in_flight.insert(ticket);
+        InFlight { own: self, ticket }
+    }
+
     /// Remembers that revision `revision` was this mount's own change.
     pub fn note(&self, revision: u64) {
         if revision == 0 {
             return;
         }
-        let mut guard = lock(&self.inner);
-        let (order, set) = &mut *guard;
-        if set.insert(revision) {
-            order.push_back(revision);
-            if order.len() > OWN_REVISIONS_KEPT
-                && let Some(old) = order.pop_front()
+        let mut inner = lock(&self.inner);
+        if inner.revisions.insert(revision) {
+            inner.order.push_back(revision);
+            if inner.order.len() > OWN_REVISIONS_KEPT
+                && let Some(old) = inner.order.pop_front()
             {
-                set.remove(&old);
+                inner.revisions.remove(&old);
             }
         }
     }
 
-    /// Whether revision `revision` was this mount's own change.
+    /// Whether `revision` was this mount's own change.
     pub fn is_own(&self, revision: u64) -> bool {
-        lock(&self.inner).1.contains(&revision)
+        lock(&self.inner).revisions.contains(&revision)
+    }
+
+    /// Waits until every change that was on its way when called has ended (changes begun
+    /// later commit later, so they cannot be the event at hand).
+    pub async fn settle(&self) {
+        let horizon = lock(&self.inner).next_ticket;
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if lock(&self.inner)
+                .in_flight
+                .range(..=horizon)
+                .next()
+                .is_none()
+            {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// Whether `revision` is this mount's own change, once the changes on their way now
+    /// have answered (waiting at most `patience`).
+    pub async fn is_own_settled(&self, revision: u64, patience: Duration) -> bool {
+        if self.is_own(revision) {
+            return true;
+        }
+        let _ = tokio::time::timeout(patience, self.settle()).await;
+        self.is_own(revision)
     }
 }
 
@@ -158,7 +224,7 @@ async fn follow<T: VolumeTransport>(
                     match item {
                         Ok(event) => {
                             last = last.max(event.revision);
-                            if own.is_own(event.revision) {
+                            if own.is_own_settled(event.revision, SETTLE_PATIENCE).await {
                                 continue;
                             }
                             if sender.send(invalidations(&event, &inodes)).is_err() {
@@ -192,6 +258,42 @@ async fn follow<T: VolumeTransport>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn settling_waits_for_the_changes_in_flight_only() {
+        let own = Arc::new(OwnChanges::default());
+        let change = own.begin();
+        // Not yet answered: the event of revision 7 could be ours.
+        assert!(
+            !own.is_own_settled(7, Duration::from_millis(50)).await,
+            "gave up after its patience"
+        );
+        let waiter = {
+            let own = own.clone();
+            tokio::spawn(async move { own.is_own_settled(7, Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        own.note(7);
+        drop(change);
+        assert!(waiter.await.unwrap(), "the answered change was ours");
+        // A change begun after the wait started is not waited for.
+        let earlier = own.begin();
+        let settle = {
+            let own = own.clone();
+            tokio::spawn(async move { own.settle().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _later = own.begin();
+        assert!(
+            !settle.is_finished(),
+            "the earlier change is still in flight"
+        );
+        drop(earlier);
+        tokio::time::timeout(Duration::from_secs(1), settle)
+            .await
+            .expect("settle returned while a later change was in flight")
+            .unwrap();
+    }
 
     #[test]
     fn own_revisions_are_remembered_boundedly() {

@@ -80,6 +80,17 @@ pub struct NewNode<'a> {
     pub rdev: u32,
 }
 
+/// What an unlink did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unlinked {
+    /// The revision of the change.
+    pub revision: u64,
+    /// The store inode the name pointed at.
+    pub inode: u64,
+    /// Whether that was its last link: the inode is gone for good.
+    pub gone: bool,
+}
+
 /// Every call the filesystem makes on its volume, addressed by store inode.
 pub trait VolumeTransport: Send + Sync + 'static {
     /// `name` in directory `parent`.
@@ -126,14 +137,14 @@ pub trait VolumeTransport: Send + Sync + 'static {
         parent: u64,
         name: &str,
         removal: Removal,
-    ) -> impl Future<Output = Result<(), Errno>> + Send;
-    /// Moves a name, with rename(2) semantics.
+    ) -> impl Future<Output = Result<Unlinked, Errno>> + Send;
+    /// Moves a name, with rename(2) semantics; answers the revision of the change.
     fn rename(
         &self,
         from: (u64, &str),
         to: (u64, &str),
         replace: Replace,
-    ) -> impl Future<Output = Result<(), Errno>> + Send;
+    ) -> impl Future<Output = Result<u64, Errno>> + Send;
     /// Reads up to `length` bytes at `offset`.
     fn read(
         &self,
@@ -307,15 +318,19 @@ impl VolumeTransport for GrpcTransport {
         stat_of(call("Link", self.client.filesystem().link(request)).await?)
     }
 
-    async fn unlink(&self, parent: u64, name: &str, removal: Removal) -> Result<(), Errno> {
+    async fn unlink(&self, parent: u64, name: &str, removal: Removal) -> Result<Unlinked, Errno> {
         let request = pb::UnlinkRequest {
             volume: self.volume(),
             parent,
             name: name.to_owned(),
             directory: removal == Removal::Directory,
         };
-        call("Unlink", self.client.filesystem().unlink(request)).await?;
-        Ok(())
+        let response = call("Unlink", self.client.filesystem().unlink(request)).await?;
+        Ok(Unlinked {
+            revision: response.revision,
+            inode: response.inode,
+            gone: response.links_left == 0,
+        })
     }
 
     async fn rename(
@@ -323,7 +338,7 @@ impl VolumeTransport for GrpcTransport {
         (parent, name): (u64, &str),
         (new_parent, new_name): (u64, &str),
         replace: Replace,
-    ) -> Result<(), Errno> {
+    ) -> Result<u64, Errno> {
         let request = pb::RenameAtRequest {
             volume: self.volume(),
             parent,
@@ -332,8 +347,9 @@ impl VolumeTransport for GrpcTransport {
             new_name: new_name.to_owned(),
             no_replace: replace == Replace::Never,
         };
-        call("Rename", self.client.filesystem().rename(request)).await?;
-        Ok(())
+        Ok(call("Rename", self.client.filesystem().rename(request))
+            .await?
+            .revision)
     }
 
     async fn read(&self, inode: u64, offset: u64, length: u64) -> Result<Vec<u8>, Errno> {

@@ -435,6 +435,8 @@ fn a_kv_put_shows_in_the_default_namespace_mount_within_a_second() {
     common::wait_until(Duration::from_secs(1), "the new value", || {
         fs::read(mount.join("services/web/port")).is_ok_and(|v| v == b"9090")
     });
+    // The kernel remembers the absent name (a negative entry); the put must still show.
+    assert!(!mount.join("services/web/host").exists());
     let out = node.aurae(&["kv", "put", "/services/web/host", "example"]);
     assert!(out.status.success());
     common::wait_until(Duration::from_secs(1), "the new file", || {
@@ -450,6 +452,34 @@ fn a_kv_put_shows_in_the_default_namespace_mount_within_a_second() {
     fs::write(mount.join("services/web/from-fuse"), b"hi").unwrap();
     let out = node.aurae(&["kv", "get", "/services/web/from-fuse"]);
     assert_eq!(out.stdout, b"hi");
+}
+
+#[test]
+fn a_setgid_directory_passes_on_its_group() {
+    let node = Node::start();
+    node.create_volume("groups", 0);
+    let mount = node.mount("groups", "");
+    let dir = mount.join("team");
+    fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, None, Some(4242)).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o2775)).unwrap();
+    fs::write(dir.join("file"), b"x").unwrap();
+    fs::create_dir(dir.join("sub")).unwrap();
+    symlink("file", dir.join("link")).unwrap();
+    let file = fs::metadata(dir.join("file")).unwrap();
+    assert_eq!(
+        file.gid(),
+        4242,
+        "a file takes the setgid directory's group"
+    );
+    assert_eq!(file.mode() & 0o2000, 0, "a file does not become setgid");
+    let sub = fs::metadata(dir.join("sub")).unwrap();
+    assert_eq!(sub.gid(), 4242);
+    assert_eq!(sub.mode() & 0o2000, 0o2000, "a directory inherits setgid");
+    assert_eq!(fs::symlink_metadata(dir.join("link")).unwrap().gid(), 4242);
+    // Outside the setgid directory the caller's group applies.
+    fs::write(mount.join("plain"), b"y").unwrap();
+    assert_eq!(fs::metadata(mount.join("plain")).unwrap().gid(), 0);
 }
 
 #[test]

@@ -735,6 +735,7 @@ impl Store {
                 UnlinkKind::Any
             };
             w.unlink(&mut vol, parent, name, kind, Some(path))
+                .map(|_| ())
         })?;
         Ok(revision)
     }

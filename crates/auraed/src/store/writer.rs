@@ -21,6 +21,9 @@ use super::{
     StoreError, VOLUMES, get_inode, lookup, now_ns, resolve,
 };
 
+/// The set-group-ID bit of a mode.
+const SETGID: u32 = 0o2000;
+
 /// The volume an operation works in.
 #[derive(Debug, Clone)]
 pub struct Vol {
@@ -358,6 +361,24 @@ impl<'t> Writer<'t> {
         Ok(inode)
     }
 
+    /// Gives a new node in directory `parent` the group of a setgid directory, and a new
+    /// directory its setgid bit too (BSD group semantics, as ext4 has them).
+    pub fn inherit_group(
+        &self,
+        vol: &Vol,
+        parent: u64,
+        inode: &mut Inode,
+    ) -> Result<(), StoreError> {
+        let dir = self.node(vol, parent)?;
+        if dir.mode & SETGID != 0 {
+            inode.gid = dir.gid;
+            if inode.is_dir() {
+                inode.mode |= SETGID;
+            }
+        }
+        Ok(())
+    }
+
     /// Drops one link to `ino`; frees it when no link is left.
     fn release(&mut self, vol: &mut Vol, ino: u64, mut inode: Inode) -> Result<(), StoreError> {
         inode.nlink = inode.nlink.saturating_sub(1);
@@ -421,7 +442,7 @@ impl<'t> Writer<'t> {
         name: &str,
         kind: UnlinkKind,
         path: Option<&StorePath>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         self.dir(vol, parent)?;
         check_name(name)?;
         let ino = self
@@ -446,7 +467,7 @@ impl<'t> Writer<'t> {
         self.release(vol, ino, inode)?;
         self.touch_dir(parent, if is_dir { -1 } else { 0 })?;
         self.record(vol, ChangeKind::Remove, ino, parent, name, path);
-        Ok(())
+        Ok(ino)
     }
 
     /// Whether directory `ancestor` is `dir` or above it.
