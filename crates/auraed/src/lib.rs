@@ -70,8 +70,10 @@ fn finish(code: ExitCode, pid1: bool) -> ExitCode {
 }
 
 fn run_once(args: &Args, pid1: bool) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves every connection: a request then never hops between threads,
+    // which costs more than answering it. Work that blocks (disk reads, the store's
+    // writer, syncs) runs on threads of its own.
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

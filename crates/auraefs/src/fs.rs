@@ -25,6 +25,7 @@ use fuser::{
 use nix::libc;
 
 use crate::attr::{self, InodeMap};
+use crate::attr_cache::AttrCache;
 use crate::handles::{self, HiddenFile, OpenDirs, OpenFiles, is_hidden_name, lock};
 use crate::invalidate::OwnChanges;
 use crate::transport::{AttrChange, NewNode, Removal, Replace, VolumeTransport};
@@ -46,6 +47,13 @@ const READDIR_PAGE: u32 = 256;
 /// Longest name a directory entry may have.
 const NAME_MAX: usize = 255;
 
+thread_local! {
+    /// Each session thread's runtime: its calls, and its own connection to auraed, run
+    /// right here instead of hopping to the shared runtime's threads and back.
+    static SESSION_RUNTIME: Option<tokio::runtime::Runtime> =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().ok();
+}
+
 /// How write(2) reaches auraed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteCaching {
@@ -65,6 +73,7 @@ pub struct AuraeFs<T: VolumeTransport> {
     dirs: Mutex<OpenDirs>,
     own: Arc<OwnChanges>,
     caching: WriteCaching,
+    attrs: Arc<AttrCache>,
     /// Inodes this mount removed for good: the kernel still flushes cached times to them
     /// when it evicts them, which needs no call to learn they are gone.
     gone: Mutex<handles::GoneInodes>,
@@ -116,6 +125,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         root: u64,
         own: Arc<OwnChanges>,
         caching: WriteCaching,
+        attrs: Arc<AttrCache>,
     ) -> Self {
         Self {
             transport,
@@ -125,12 +135,18 @@ impl<T: VolumeTransport> AuraeFs<T> {
             dirs: Mutex::default(),
             own,
             caching,
+            attrs,
             gone: Mutex::default(),
         }
     }
 
+    /// Runs `future` to completion on this session thread's own runtime (the shared one
+    /// if this thread could not get one).
     fn block<F: Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+        SESSION_RUNTIME.with(|runtime| match runtime {
+            Some(runtime) => runtime.block_on(future),
+            None => self.runtime.block_on(future),
+        })
     }
 
     fn store(&self, ino: INodeNo) -> u64 {
@@ -155,7 +171,10 @@ impl<T: VolumeTransport> AuraeFs<T> {
         lock(&self.gone).contains(inode)
     }
 
+    /// The kernel's attributes of `stat`, just answered by auraed, which are remembered
+    /// for the kernel's next GETATTR.
     fn attr_of(&self, stat: &pb::Stat) -> FileAttr {
+        self.attrs.put(stat);
         let mut attr = attr::file_attr(stat, &self.inodes);
         // An unlinked file kept for its open handles has no name the user knows of.
         if lock(&self.files).hidden(stat.inode).is_some() {
@@ -192,6 +211,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
             rdev,
         };
         let stat = self.change(self.transport.make_node(node), |s| s.version)?;
+        self.attrs.forget(&[parent]);
         Ok(stat)
     }
 
@@ -214,6 +234,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         if unlinked.gone {
             lock(&self.gone).insert(unlinked.inode);
         }
+        self.attrs.forget(&[parent, unlinked.inode]);
         Ok(())
     }
 
@@ -516,6 +537,8 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
         let inode = self.store(ino);
         let result = if self.is_gone(inode) {
             Err(Errno::ENOENT)
+        } else if let Some(stat) = self.attrs.fresh(inode) {
+            Ok(self.attr_of(&stat))
         } else {
             self.block(self.transport.getattr(inode))
                 .map(|stat| self.attr_of(&stat))
@@ -633,7 +656,8 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
                     .make_symlink(parent, name, target, (uid, gid)),
                 |s| s.version,
             )?;
-            Ok(attr::file_attr(&stat, &self.inodes))
+            self.attrs.forget(&[parent]);
+            Ok(self.attr_of(&stat))
         })();
         reply_entry(reply, result);
     }
@@ -668,7 +692,8 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
                     .link(self.store(ino), self.store(newparent), name),
                 |s| s.version,
             )?;
-            Ok(attr::file_attr(&stat, &self.inodes))
+            self.attrs.forget(&[self.store(newparent)]);
+            Ok(self.attr_of(&stat))
         });
         reply_entry(reply, result);
     }
@@ -714,7 +739,8 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
             w.1.version
         });
         match written {
-            Ok((written, _)) => {
+            Ok((written, stat)) => {
+                self.attrs.put(&stat);
                 reply.written(u32::try_from(written).unwrap_or(u32::MAX));
             }
             Err(e) => reply.error(e),

@@ -18,6 +18,7 @@ use fuser::{INodeNo, Notifier};
 use tokio_stream::StreamExt;
 
 use crate::attr::InodeMap;
+use crate::attr_cache::AttrCache;
 use crate::handles::lock;
 use crate::transport::VolumeTransport;
 
@@ -189,6 +190,7 @@ pub fn start<T: VolumeTransport>(
     notifier: Notifier,
     inodes: InodeMap,
     own: Arc<OwnChanges>,
+    attrs: Arc<AttrCache>,
 ) -> std::io::Result<()> {
     let (sender, receiver) = mpsc::channel::<Vec<Invalidation>>();
     std::thread::Builder::new()
@@ -200,7 +202,7 @@ pub fn start<T: VolumeTransport>(
                 }
             }
         })?;
-    runtime.spawn(follow(transport, sender, inodes, own));
+    runtime.spawn(follow(transport, sender, inodes, own, attrs));
     Ok(())
 }
 
@@ -209,6 +211,7 @@ async fn follow<T: VolumeTransport>(
     sender: mpsc::Sender<Vec<Invalidation>>,
     inodes: InodeMap,
     own: Arc<OwnChanges>,
+    attrs: Arc<AttrCache>,
 ) {
     let mut last = 0u64;
     // Consecutive failures: the first is a warning, the rest (auraed restarting) debug.
@@ -227,6 +230,7 @@ async fn follow<T: VolumeTransport>(
                             if own.is_own_settled(event.revision, SETTLE_PATIENCE).await {
                                 continue;
                             }
+                            attrs.forget(&[event.inode, event.parent_inode, event.to_parent_inode]);
                             if sender.send(invalidations(&event, &inodes)).is_err() {
                                 return;
                             }
@@ -241,8 +245,13 @@ async fn follow<T: VolumeTransport>(
                         }
                     }
                 }
+                // Changes may be missed until the next subscription, and auraed may be
+                // gone: cached attributes and open connections are not trusted.
+                transport.connection_lost();
+                attrs.clear();
             }
             Err(status) => {
+                transport.connection_lost();
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(code = ?status.code(), message = status.message(), "cannot follow the volume's changes; retrying every second");

@@ -10,6 +10,8 @@
 
 /// Store stats and inodes as the kernel sees them.
 pub mod attr;
+/// Attributes learnt in the last TTL, for GETATTR without a call.
+pub mod attr_cache;
 /// Going to the background once the mount is live.
 pub mod daemon;
 /// gRPC errors as errnos.

@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurae_client::{AuraeClient, ConnectOptions, Reached};
+use aurae_client::{AuraeClient, ConnectOptions, Reached, Target};
 use aurae_proto::v0::ListVolumesRequest;
 use fuser::{Config, Session};
 use nix::libc;
 
 use crate::attr::InodeMap;
+use crate::attr_cache::AttrCache;
 use crate::daemon::Readiness;
 use crate::error::AuraefsError;
 use crate::fs::{AuraeFs, WriteCaching};
@@ -93,10 +94,10 @@ impl MountPlan {
 }
 
 /// Connects to auraed with this client's own identity; the empty loop is an error.
-pub async fn connect(options: &ConnectOptions) -> Result<AuraeClient, AuraefsError> {
+pub async fn connect(options: &ConnectOptions) -> Result<(AuraeClient, Target), AuraefsError> {
     let target = options.resolve()?;
     match aurae_client::connect_any(&target).await? {
-        (client, Reached::MutualTls) => Ok(client),
+        (client, Reached::MutualTls) => Ok((client, target)),
         (_, Reached::EmptyLoop) => Err(AuraefsError::EmptyLoop(target.socket)),
     }
 }
@@ -271,10 +272,10 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
         .enable_all()
         .build()
         .map_err(AuraefsError::Start)?;
-    let (client, volume) = runtime.block_on(async {
-        let client = connect(&plan.connect).await?;
+    let (client, target, volume) = runtime.block_on(async {
+        let (client, target) = connect(&plan.connect).await?;
         let volume = find_volume(&client, &plan.volume).await?;
-        Ok::<_, AuraefsError>((client, volume))
+        Ok::<_, AuraefsError>((client, target, volume))
     })?;
     let root = volume.root_inode;
     // The kernel's writeback cache batches writes, but then reports a full volume only at
@@ -287,14 +288,18 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
     };
     // The mount point may have been taken while we connected.
     mountpoint::check(&plan.mountpoint)?;
-    let transport = Arc::new(GrpcTransport::new(client, plan.volume.api_name()));
+    let transport = Arc::new(
+        GrpcTransport::new(client, plan.volume.api_name()).with_thread_connections(target),
+    );
     let own = Arc::new(OwnChanges::default());
+    let attrs = Arc::new(AttrCache::new(crate::fs::TTL));
     let fs = AuraeFs::new(
         transport.clone(),
         runtime.handle().clone(),
         root,
         own.clone(),
         caching,
+        attrs.clone(),
     );
     if plan.settings.access != Access::Owner && !plan.settings.default_permissions {
         tracing::warn!(
@@ -308,6 +313,7 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
         session.notifier(),
         InodeMap::new(root),
         own,
+        attrs,
     )
     .map_err(AuraefsError::Start)?;
     runtime.spawn(unmount_on_signal(plan.mountpoint.clone()));

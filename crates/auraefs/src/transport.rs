@@ -5,11 +5,14 @@
 //! caller's own client certificate); a remote peer's volume will be a second
 //! implementation, and nothing above this module changes. It never opens the database.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aurae_client::AuraeClient;
+use aurae_client::{AuraeClient, Target};
 use aurae_proto::v0 as pb;
 use fuser::Errno;
 use tokio_stream::{Stream, StreamExt};
@@ -165,6 +168,9 @@ pub trait VolumeTransport: Send + Sync + 'static {
     fn fsync(&self, inode: u64) -> impl Future<Output = Result<(), Errno>> + Send;
     /// The volume's capacity and usage.
     fn statfs(&self) -> impl Future<Output = Result<pb::StatFsResponse, Errno>> + Send;
+    /// Says that auraed went away (the change stream broke): connections opened before
+    /// are not to be trusted with another call.
+    fn connection_lost(&self) {}
     /// The volume's changes from after `revision` on (0: only new ones).
     fn watch(
         &self,
@@ -176,15 +182,85 @@ pub trait VolumeTransport: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct GrpcTransport {
     client: AuraeClient,
+    /// Where a thread's own connection goes (none: every call uses `client`).
+    target: Option<Target>,
+    id: usize,
+    /// Bumped when auraed went away: thread connections from before are replaced.
+    epoch: Arc<AtomicU64>,
     volume: String,
 }
+
+thread_local! {
+    /// This thread's own connections (by transport), driven by the thread's own
+    /// current-thread runtime: a call then never hops to another thread and back, which
+    /// costs more than the call itself on a busy machine.
+    static THREAD_CLIENTS: RefCell<Vec<ThreadClient>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One thread's connection for one transport, opened in one epoch.
+struct ThreadClient {
+    transport: usize,
+    epoch: u64,
+    client: AuraeClient,
+}
+
+/// Tells transports apart in [`THREAD_CLIENTS`].
+static NEXT_TRANSPORT: AtomicUsize = AtomicUsize::new(1);
 
 impl GrpcTransport {
     /// A transport to `volume` (`""`: the default namespace) over `client`.
     pub fn new(client: AuraeClient, volume: impl Into<String>) -> Self {
         Self {
             client,
+            target: None,
+            id: NEXT_TRANSPORT.fetch_add(1, Ordering::Relaxed),
+            epoch: Arc::default(),
             volume: volume.into(),
+        }
+    }
+
+    /// Lets calls made on a current-thread runtime open a connection of that thread's
+    /// own to `target` (the FUSE session threads each run one).
+    pub fn with_thread_connections(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// The client for a call made here and now.
+    async fn client(&self) -> AuraeClient {
+        let own_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        let Some(target) = self.target.as_ref().filter(|_| own_runtime) else {
+            return self.client.clone();
+        };
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let known = THREAD_CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            clients.retain(|c| c.transport != self.id || c.epoch == epoch);
+            clients
+                .iter()
+                .find(|c| c.transport == self.id)
+                .map(|c| c.client.clone())
+        });
+        if let Some(client) = known {
+            return client;
+        }
+        match AuraeClient::connect(target).await {
+            Ok(client) => {
+                THREAD_CLIENTS.with(|clients| {
+                    clients.borrow_mut().push(ThreadClient {
+                        transport: self.id,
+                        epoch,
+                        client: client.clone(),
+                    });
+                });
+                client
+            }
+            Err(e) => {
+                // The shared connection still works from here, one hop further away.
+                tracing::debug!(error = %e, "no connection of this thread's own; using the shared one");
+                self.client.clone()
+            }
         }
     }
 
@@ -229,7 +305,7 @@ impl VolumeTransport for GrpcTransport {
             parent,
             name: name.to_owned(),
         };
-        stat_of(call("Lookup", self.client.filesystem().lookup(request)).await?)
+        stat_of(call("Lookup", self.client().await.filesystem().lookup(request)).await?)
     }
 
     async fn getattr(&self, inode: u64) -> Result<pb::Stat, Errno> {
@@ -237,7 +313,13 @@ impl VolumeTransport for GrpcTransport {
             volume: self.volume(),
             inode,
         };
-        stat_of(call("GetAttr", self.client.filesystem().get_attr(request)).await?)
+        stat_of(
+            call(
+                "GetAttr",
+                self.client().await.filesystem().get_attr(request),
+            )
+            .await?,
+        )
     }
 
     async fn setattr(&self, inode: u64, change: AttrChange) -> Result<pb::Stat, Errno> {
@@ -251,7 +333,13 @@ impl VolumeTransport for GrpcTransport {
             atime_ns: change.atime_ns,
             mtime_ns: change.mtime_ns,
         };
-        stat_of(call("SetAttr", self.client.filesystem().set_attr(request)).await?)
+        stat_of(
+            call(
+                "SetAttr",
+                self.client().await.filesystem().set_attr(request),
+            )
+            .await?,
+        )
     }
 
     async fn readdir(
@@ -266,7 +354,11 @@ impl VolumeTransport for GrpcTransport {
             after: after.to_owned(),
             limit,
         };
-        let page = call("ReadDir", self.client.filesystem().read_dir(request)).await?;
+        let page = call(
+            "ReadDir",
+            self.client().await.filesystem().read_dir(request),
+        )
+        .await?;
         Ok((page.entries, page.more))
     }
 
@@ -281,7 +373,13 @@ impl VolumeTransport for GrpcTransport {
             gid: node.gid,
             rdev: node.rdev,
         };
-        stat_of(call("MakeNode", self.client.filesystem().make_node(request)).await?)
+        stat_of(
+            call(
+                "MakeNode",
+                self.client().await.filesystem().make_node(request),
+            )
+            .await?,
+        )
     }
 
     async fn make_symlink(
@@ -302,7 +400,7 @@ impl VolumeTransport for GrpcTransport {
         stat_of(
             call(
                 "MakeSymlink",
-                self.client.filesystem().make_symlink(request),
+                self.client().await.filesystem().make_symlink(request),
             )
             .await?,
         )
@@ -315,7 +413,7 @@ impl VolumeTransport for GrpcTransport {
             new_parent,
             new_name: new_name.to_owned(),
         };
-        stat_of(call("Link", self.client.filesystem().link(request)).await?)
+        stat_of(call("Link", self.client().await.filesystem().link(request)).await?)
     }
 
     async fn unlink(&self, parent: u64, name: &str, removal: Removal) -> Result<Unlinked, Errno> {
@@ -325,7 +423,7 @@ impl VolumeTransport for GrpcTransport {
             name: name.to_owned(),
             directory: removal == Removal::Directory,
         };
-        let response = call("Unlink", self.client.filesystem().unlink(request)).await?;
+        let response = call("Unlink", self.client().await.filesystem().unlink(request)).await?;
         Ok(Unlinked {
             revision: response.revision,
             inode: response.inode,
@@ -347,9 +445,11 @@ impl VolumeTransport for GrpcTransport {
             new_name: new_name.to_owned(),
             no_replace: replace == Replace::Never,
         };
-        Ok(call("Rename", self.client.filesystem().rename(request))
-            .await?
-            .revision)
+        Ok(
+            call("Rename", self.client().await.filesystem().rename(request))
+                .await?
+                .revision,
+        )
     }
 
     async fn read(&self, inode: u64, offset: u64, length: u64) -> Result<Vec<u8>, Errno> {
@@ -359,7 +459,7 @@ impl VolumeTransport for GrpcTransport {
             offset,
             length,
         };
-        let mut filesystem = self.client.filesystem();
+        let mut filesystem = self.client().await.filesystem();
         let collect = async move {
             let mut stream = filesystem.read(request).await?.into_inner();
             let mut data = Vec::with_capacity(length.min(WRITE_MESSAGE_MAX as u64 * 4) as usize);
@@ -390,7 +490,10 @@ impl VolumeTransport for GrpcTransport {
             .collect();
         let response = call(
             "Write",
-            self.client.filesystem().write(tokio_stream::iter(messages)),
+            self.client()
+                .await
+                .filesystem()
+                .write(tokio_stream::iter(messages)),
         )
         .await?;
         Ok((
@@ -404,7 +507,7 @@ impl VolumeTransport for GrpcTransport {
             volume: self.volume(),
             inode,
         };
-        call("Fsync", self.client.filesystem().fsync(request)).await?;
+        call("Fsync", self.client().await.filesystem().fsync(request)).await?;
         Ok(())
     }
 
@@ -412,7 +515,11 @@ impl VolumeTransport for GrpcTransport {
         let request = pb::StatFsRequest {
             volume: self.volume(),
         };
-        call("StatFs", self.client.filesystem().stat_fs(request)).await
+        call("StatFs", self.client().await.filesystem().stat_fs(request)).await
+    }
+
+    fn connection_lost(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     async fn watch(&self, after_revision: u64) -> Result<WatchStream, Status> {
@@ -421,7 +528,13 @@ impl VolumeTransport for GrpcTransport {
             after_revision,
             volume: self.volume(),
         };
-        let stream = self.client.storage().watch(request).await?.into_inner();
+        let stream = self
+            .client()
+            .await
+            .storage()
+            .watch(request)
+            .await?
+            .into_inner();
         Ok(Box::pin(stream))
     }
 }
