@@ -86,7 +86,8 @@ impl StoreState {
         }
     }
 
-    /// Runs `op` in `volume` as a lazy write: answered once logged (see [`Store::submit_lazy`]).
+    /// Runs `op`, a small change in `volume`, as a lazy write: answered once logged (see
+    /// [`Store::submit_small_lazy`]).
     pub async fn lazy<T: Send + 'static>(
         &self,
         volume: &str,
@@ -94,7 +95,7 @@ impl StoreState {
     ) -> Result<(T, u64), Status> {
         Ok(self
             .store()?
-            .submit_lazy(store::in_volume(volume, op))
+            .submit_small_lazy(store::in_volume(volume, op))
             .await?)
     }
 

@@ -8,6 +8,10 @@
 //! group fails, the group is undone and its writes are run again one by one, so a
 //! failure never takes another caller's write with it and never leaves half of itself.
 //!
+//! A small write that need not be synced (a lazy one) runs right on the caller's thread
+//! when no commit is under way: handing it to the writer thread and back would cost more
+//! than the commit itself.
+//!
 //! Content files freed by a commit are deleted once that commit is durable; content files
 //! written are synced before a checkpoint, so that a checkpointed size never points at
 //! bytes that did not reach the disk.
@@ -65,8 +69,17 @@ struct Job {
     sync: Sync,
 }
 
+/// What commits need, behind the lock that orders them.
+struct Engine {
+    db: Arc<Database>,
+    wal: Wal,
+    content: Content,
+    changes: broadcast::Sender<Arc<Committed>>,
+}
+
 /// The handle of the writer thread.
 pub struct Committer {
+    engine: Arc<Mutex<Engine>>,
     jobs: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -87,21 +100,52 @@ impl Committer {
         changes: broadcast::Sender<Arc<Committed>>,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = channel();
-        let thread = std::thread::Builder::new()
-            .name("store-writer".to_owned())
-            .spawn(move || {
-                let mut content = Content {
-                    extents,
-                    dirty: HashSet::new(),
-                    freed: Vec::new(),
-                };
-                write_loop(&db, wal, &mut content, &rx, &changes);
-            })
-            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        let engine = Arc::new(Mutex::new(Engine {
+            db,
+            wal,
+            content: Content {
+                extents,
+                dirty: HashSet::new(),
+                freed: Vec::new(),
+            },
+            changes,
+        }));
+        let thread = {
+            let engine = engine.clone();
+            std::thread::Builder::new()
+                .name("store-writer".to_owned())
+                .spawn(move || write_loop(&engine, &rx))
+                .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?
+        };
         Ok(Self {
+            engine,
             jobs: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Runs a small lazy write right here if no commit is under way; `None` if one is
+    /// (then the writer thread takes it).
+    pub fn try_run_here<T: Send + 'static>(
+        &self,
+        op: &mut Option<impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static>,
+    ) -> Option<Result<(T, u64), StoreError>> {
+        let mut engine = self.engine.try_lock().ok()?;
+        let (reply, answer) = sync_channel(1);
+        let job = Job {
+            op: Some(boxed(op.take()?)),
+            reply: Reply::Blocking(reply),
+            sync: Sync::Later,
+        };
+        engine.run_group(vec![job], Sync::Later);
+        let grown = engine.wal.len() > CHECKPOINT_BYTES;
+        drop(engine);
+        if grown {
+            // The writer thread checkpoints once it has a job.
+            let (reply, _) = sync_channel(1);
+            let _ = self.enqueue(None, Reply::Blocking(reply), Sync::Later);
+        }
+        Some(answer.try_recv().map_err(|_| stopped()).and_then(unbox))
     }
 
     /// Runs `op` in the next group and blocks until it is durable.
@@ -208,18 +252,13 @@ impl Content {
     }
 }
 
-fn write_loop(
-    db: &Database,
-    mut wal: Wal,
-    content: &mut Content,
-    jobs: &Receiver<Job>,
-    changes: &broadcast::Sender<Arc<Committed>>,
-) {
+fn write_loop(engine: &Mutex<Engine>, jobs: &Receiver<Job>) {
+    let lock = || engine.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         let first = match jobs.recv_timeout(CHECKPOINT_IDLE) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
-                checkpoint(db, &mut wal, content);
+                lock().checkpoint();
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -239,95 +278,98 @@ fn write_loop(
         } else {
             Sync::Now
         };
-        run_group(db, &mut wal, content, writes, sync, changes);
+        let mut engine = lock();
+        engine.run_group(writes, sync);
         for flush in flushes {
-            let synced = wal.sync();
+            let synced = engine.wal.sync();
             if synced.is_ok() {
-                content.delete_freed();
+                engine.content.delete_freed();
             }
             flush
                 .reply
                 .send(synced.map(|()| (Box::new(()) as Value, 0)));
         }
-        if wal.len() > CHECKPOINT_BYTES {
-            checkpoint(db, &mut wal, content);
+        if engine.wal.len() > CHECKPOINT_BYTES {
+            engine.checkpoint();
         }
     }
-    checkpoint(db, &mut wal, content);
+    lock().checkpoint();
 }
 
-/// Makes every commit so far durable in redb itself (content files first), then empties
-/// the log and deletes the content the durable commits freed.
-fn checkpoint(db: &Database, wal: &mut Wal, content: &mut Content) {
-    if wal.is_empty() {
-        return;
-    }
-    let synced = content
-        .dirty
-        .iter()
-        .try_for_each(|id| content.extents.sync(*id));
-    let result = synced
-        .and_then(|()| db.begin_write().map_err(StoreError::from))
-        .and_then(|txn| txn.commit().map_err(StoreError::from))
-        .and_then(|()| wal.reset_to(0));
-    match result {
-        Ok(()) => {
-            content.dirty.clear();
-            content.delete_freed();
+impl Engine {
+    /// Makes every commit so far durable in redb itself (content files first), then
+    /// empties the log and deletes the content the durable commits freed.
+    fn checkpoint(&mut self) {
+        if self.wal.is_empty() {
+            return;
         }
-        // The log still holds everything: nothing is lost, the next checkpoint retries.
-        Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
-    }
-}
-
-/// Commits `writes` as one group, or one by one if the group fails, and answers them.
-/// After a commit that synced the log, freed content goes before the answer, so that a
-/// caller sees its removal complete.
-fn run_group(
-    db: &Database,
-    wal: &mut Wal,
-    content: &mut Content,
-    mut writes: Vec<Job>,
-    sync: Sync,
-    changes: &broadcast::Sender<Arc<Committed>>,
-) {
-    if writes.is_empty() {
-        return;
-    }
-    if writes.len() > 1
-        && let Ok(outcome) = commit(db, wal, &content.extents, &mut writes, sync)
-    {
-        content.add(outcome.freed, outcome.dirty, sync);
-        let revision = outcome.revision;
-        let _ = changes.send(Arc::new(Committed {
-            revision,
-            events: outcome.events,
-        }));
-        for (job, value) in writes.into_iter().zip(outcome.values) {
-            job.reply.send(Ok((value, revision)));
-        }
-        return;
-    }
-    for mut job in writes {
-        let answer = match commit(
-            db,
-            wal,
-            &content.extents,
-            std::slice::from_mut(&mut job),
-            sync,
-        ) {
-            Ok(mut outcome) => {
-                content.add(outcome.freed, outcome.dirty, sync);
-                let revision = outcome.revision;
-                let _ = changes.send(Arc::new(Committed {
-                    revision,
-                    events: outcome.events,
-                }));
-                Ok((outcome.values.remove(0), revision))
+        let content = &mut self.content;
+        let synced = content
+            .dirty
+            .iter()
+            .try_for_each(|id| content.extents.sync(*id));
+        let result = synced
+            .and_then(|()| self.db.begin_write().map_err(StoreError::from))
+            .and_then(|txn| txn.commit().map_err(StoreError::from))
+            .and_then(|()| self.wal.reset_to(0));
+        match result {
+            Ok(()) => {
+                content.dirty.clear();
+                content.delete_freed();
             }
-            Err(e) => Err(e),
-        };
-        job.reply.send(answer);
+            // The log still holds everything: nothing is lost, the next checkpoint retries.
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+        }
+    }
+
+    /// Commits `writes` as one group, or one by one if the group fails, and answers them.
+    /// After a commit that synced the log, freed content goes before the answer, so that
+    /// a caller sees its removal complete.
+    fn run_group(&mut self, mut writes: Vec<Job>, sync: Sync) {
+        if writes.is_empty() {
+            return;
+        }
+        if writes.len() > 1
+            && let Ok(outcome) = commit(
+                &self.db,
+                &mut self.wal,
+                &self.content.extents,
+                &mut writes,
+                sync,
+            )
+        {
+            self.content.add(outcome.freed, outcome.dirty, sync);
+            let revision = outcome.revision;
+            let _ = self.changes.send(Arc::new(Committed {
+                revision,
+                events: outcome.events,
+            }));
+            for (job, value) in writes.into_iter().zip(outcome.values) {
+                job.reply.send(Ok((value, revision)));
+            }
+            return;
+        }
+        for mut job in writes {
+            let answer = match commit(
+                &self.db,
+                &mut self.wal,
+                &self.content.extents,
+                std::slice::from_mut(&mut job),
+                sync,
+            ) {
+                Ok(mut outcome) => {
+                    self.content.add(outcome.freed, outcome.dirty, sync);
+                    let revision = outcome.revision;
+                    let _ = self.changes.send(Arc::new(Committed {
+                        revision,
+                        events: outcome.events,
+                    }));
+                    Ok((outcome.values.remove(0), revision))
+                }
+                Err(e) => Err(e),
+            };
+            job.reply.send(answer);
+        }
     }
 }
 

@@ -938,6 +938,24 @@ impl Store {
         self.committer.submit_with(op, wal::Sync::Later).await
     }
 
+    /// Like [`Store::submit_lazy`], for a write that touches a few records: it runs right
+    /// on the calling thread when no commit is under way.
+    pub async fn submit_small_lazy<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(T, u64), StoreError> {
+        let mut op = Some(op);
+        if let Some(answer) = self.committer.try_run_here(&mut op) {
+            return answer;
+        }
+        match op {
+            Some(op) => self.committer.submit_with(op, wal::Sync::Later).await,
+            None => Err(StoreError::Database(
+                "a write was lost on its way to the writer".to_owned(),
+            )),
+        }
+    }
+
     /// Makes every write so far durable (fsync(2) for lazy writes).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.committer.flush().await
