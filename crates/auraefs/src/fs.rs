@@ -28,6 +28,7 @@ use crate::attr::{self, InodeMap};
 use crate::attr_cache::AttrCache;
 use crate::handles::{self, HiddenFile, OpenDirs, OpenFiles, is_hidden_name, lock};
 use crate::invalidate::OwnChanges;
+use crate::known_dirs::KnownDirs;
 use crate::transport::{AttrChange, NewNode, Removal, Replace, VolumeTransport};
 
 /// How long the kernel may trust attributes and names without asking again.
@@ -74,6 +75,7 @@ pub struct AuraeFs<T: VolumeTransport> {
     own: Arc<OwnChanges>,
     caching: WriteCaching,
     attrs: Arc<AttrCache>,
+    known: Arc<KnownDirs>,
     /// Inodes this mount removed for good: the kernel still flushes cached times to them
     /// when it evicts them, which needs no call to learn they are gone.
     gone: Mutex<handles::GoneInodes>,
@@ -126,6 +128,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
         own: Arc<OwnChanges>,
         caching: WriteCaching,
         attrs: Arc<AttrCache>,
+        known: Arc<KnownDirs>,
     ) -> Self {
         Self {
             transport,
@@ -136,6 +139,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
             own,
             caching,
             attrs,
+            known,
             gone: Mutex::default(),
         }
     }
@@ -210,8 +214,22 @@ impl<T: VolumeTransport> AuraeFs<T> {
             gid,
             rdev,
         };
-        let stat = self.change(self.transport.make_node(node), |s| s.version)?;
+        let made = self.change(self.transport.make_node(node), |s| s.version);
+        let stat = match made {
+            Ok(stat) => stat,
+            Err(e) => {
+                if e == Errno::EEXIST {
+                    // A name this mount had not seen: its knowledge of the directory is off.
+                    self.known.forget(&[parent]);
+                }
+                return Err(e);
+            }
+        };
         self.attrs.forget(&[parent]);
+        self.known.added(parent, name);
+        if kind == pb::EntryKind::Directory {
+            self.known.created(stat.inode);
+        }
         Ok(stat)
     }
 
@@ -235,6 +253,10 @@ impl<T: VolumeTransport> AuraeFs<T> {
             lock(&self.gone).insert(unlinked.inode);
         }
         self.attrs.forget(&[parent, unlinked.inode]);
+        self.known.removed(parent, name);
+        if removal == Removal::Directory {
+            self.known.forget(&[unlinked.inode]);
+        }
         Ok(())
     }
 
@@ -519,8 +541,12 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let parent = self.store(parent);
         let result = name_of(name).and_then(|name| {
-            let stat = self.block(self.transport.lookup(self.store(parent), name))?;
+            if self.known.knows_absent(parent, name) {
+                return Err(Errno::ENOENT);
+            }
+            let stat = self.block(self.transport.lookup(parent, name))?;
             Ok(self.attr_of(&stat))
         });
         match result {
@@ -657,6 +683,7 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
                 |s| s.version,
             )?;
             self.attrs.forget(&[parent]);
+            self.known.added(parent, name);
             Ok(self.attr_of(&stat))
         })();
         reply_entry(reply, result);
@@ -693,6 +720,7 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
                 |s| s.version,
             )?;
             self.attrs.forget(&[self.store(newparent)]);
+            self.known.added(self.store(newparent), name);
             Ok(self.attr_of(&stat))
         });
         reply_entry(reply, result);

@@ -20,6 +20,7 @@ use tokio_stream::StreamExt;
 use crate::attr::InodeMap;
 use crate::attr_cache::AttrCache;
 use crate::handles::lock;
+use crate::known_dirs::KnownDirs;
 use crate::transport::VolumeTransport;
 
 /// How many of this mount's own revisions are remembered.
@@ -191,6 +192,7 @@ pub fn start<T: VolumeTransport>(
     inodes: InodeMap,
     own: Arc<OwnChanges>,
     attrs: Arc<AttrCache>,
+    known: Arc<KnownDirs>,
 ) -> std::io::Result<()> {
     let (sender, receiver) = mpsc::channel::<Vec<Invalidation>>();
     std::thread::Builder::new()
@@ -202,7 +204,7 @@ pub fn start<T: VolumeTransport>(
                 }
             }
         })?;
-    runtime.spawn(follow(transport, sender, inodes, own, attrs));
+    runtime.spawn(follow(transport, sender, inodes, own, attrs, known));
     Ok(())
 }
 
@@ -212,6 +214,7 @@ async fn follow<T: VolumeTransport>(
     inodes: InodeMap,
     own: Arc<OwnChanges>,
     attrs: Arc<AttrCache>,
+    known: Arc<KnownDirs>,
 ) {
     let mut last = 0u64;
     // Consecutive failures: the first is a warning, the rest (auraed restarting) debug.
@@ -230,7 +233,9 @@ async fn follow<T: VolumeTransport>(
                             if own.is_own_settled(event.revision, SETTLE_PATIENCE).await {
                                 continue;
                             }
-                            attrs.forget(&[event.inode, event.parent_inode, event.to_parent_inode]);
+                            let touched = [event.inode, event.parent_inode, event.to_parent_inode];
+                            attrs.forget(&touched);
+                            known.forget(&touched);
                             if sender.send(invalidations(&event, &inodes)).is_err() {
                                 return;
                             }
@@ -249,9 +254,12 @@ async fn follow<T: VolumeTransport>(
                 // gone: cached attributes and open connections are not trusted.
                 transport.connection_lost();
                 attrs.clear();
+                known.clear();
             }
             Err(status) => {
                 transport.connection_lost();
+                attrs.clear();
+                known.clear();
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(code = ?status.code(), message = status.message(), "cannot follow the volume's changes; retrying every second");

@@ -24,6 +24,8 @@ pub mod fs;
 pub mod handles;
 /// Kernel cache invalidation from the volume's changes.
 pub mod invalidate;
+/// The names in the directories this mount made, for lookups without a call.
+pub mod known_dirs;
 /// One mount from checks to unmount.
 pub mod mount;
 /// `-o` mount options.

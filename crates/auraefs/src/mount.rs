@@ -24,6 +24,7 @@ use crate::daemon::Readiness;
 use crate::error::AuraefsError;
 use crate::fs::{AuraeFs, WriteCaching};
 use crate::invalidate::{self, OwnChanges};
+use crate::known_dirs::KnownDirs;
 use crate::mount_options::{Access, MountSettings};
 use crate::mountpoint::{self, UnmountMode};
 use crate::transport::GrpcTransport;
@@ -293,6 +294,7 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
     );
     let own = Arc::new(OwnChanges::default());
     let attrs = Arc::new(AttrCache::new(crate::fs::TTL));
+    let known = Arc::new(KnownDirs::default());
     let fs = AuraeFs::new(
         transport.clone(),
         runtime.handle().clone(),
@@ -300,6 +302,7 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
         own.clone(),
         caching,
         attrs.clone(),
+        known.clone(),
     );
     if plan.settings.access != Access::Owner && !plan.settings.default_permissions {
         tracing::warn!(
@@ -314,6 +317,7 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
         InodeMap::new(root),
         own,
         attrs,
+        known,
     )
     .map_err(AuraefsError::Start)?;
     runtime.spawn(unmount_on_signal(plan.mountpoint.clone()));

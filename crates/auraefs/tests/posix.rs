@@ -455,6 +455,34 @@ fn a_kv_put_shows_in_the_default_namespace_mount_within_a_second() {
 }
 
 #[test]
+fn a_directory_made_here_still_shows_names_added_elsewhere() {
+    let node = Node::start();
+    let mount = node.mount("default", "");
+    fs::create_dir(mount.join("made-here")).unwrap();
+    fs::write(mount.join("made-here/mine"), b"1").unwrap();
+    // Answered by the mount itself: it has seen every name of this directory.
+    assert!(!mount.join("made-here/theirs").exists());
+    let out = node.aurae(&["kv", "put", "/made-here/theirs", "2"]);
+    assert!(out.status.success());
+    common::wait_until(Duration::from_secs(1), "the name added elsewhere", || {
+        mount.join("made-here/theirs").exists()
+    });
+    assert_eq!(fs::read(mount.join("made-here/theirs")).unwrap(), b"2");
+    // The mount's own changes keep the directory known and right.
+    fs::rename(mount.join("made-here/mine"), mount.join("made-here/moved")).unwrap();
+    assert!(!mount.join("made-here/mine").exists());
+    assert_eq!(fs::read(mount.join("made-here/moved")).unwrap(), b"1");
+    fs::remove_file(mount.join("made-here/moved")).unwrap();
+    assert!(!mount.join("made-here/moved").exists());
+    let mut names: Vec<_> = fs::read_dir(mount.join("made-here"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["theirs"]);
+}
+
+#[test]
 fn a_setgid_directory_passes_on_its_group() {
     let node = Node::start();
     node.create_volume("groups", 0);
