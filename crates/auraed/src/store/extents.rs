@@ -13,6 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,6 +205,31 @@ fn parse_name(name: &str) -> Option<ExtentId> {
 pub fn write_at(file: &File, id: ExtentId, data: &[u8], offset: u64) -> Result<(), StoreError> {
     file.write_all_at(data, offset)
         .map_err(|e| content_error(format!("writing content of inode {}", id.ino), e))
+}
+
+/// Writes at least this large start their way to the disk at once.
+const EARLY_WRITEBACK: usize = 256 << 10;
+
+/// Starts writing `len` bytes at `offset` of `file` back to the disk without waiting, so
+/// that a long sequential write is mostly on disk by the time fsync(2) asks for it, and
+/// dirty pages do not pile up. Only a hint: failing it changes nothing.
+pub fn start_writeback(file: &File, offset: u64, len: usize) {
+    if len < EARLY_WRITEBACK {
+        return;
+    }
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open
+    // for as long as `file` is borrowed.
+    unsafe {
+        nix::libc::sync_file_range(
+            file.as_raw_fd(),
+            offset,
+            len,
+            nix::libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
 }
 
 /// Sets the length of `file`: bytes beyond it are dropped, a longer file reads zeros.

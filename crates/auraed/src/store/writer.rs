@@ -637,6 +637,7 @@ impl<'t> Writer<'t> {
                 extents::set_len(&file, id, inode.size)?;
             }
             extents::write_at(&file, id, data, offset)?;
+            extents::start_writeback(&file, offset, data.len());
             self.dirty.push(id);
         }
         inode.size = inode.size.max(end);
