@@ -299,11 +299,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             let length = data.len() as u64;
             let store = self.store.store()?;
             let op = Store::write_at_op(&volume, ino, offset, data);
-            let (stat, _) = if lazy {
-                store.submit_lazy(op).await?
-            } else {
-                store.submit(op).await?
-            };
+            let (stat, _) = store.submit_lazy(op).await?;
             offset += length;
             written += length;
             match stream.message().await? {
@@ -311,6 +307,14 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
                 None => break stat,
             }
         };
+        if !lazy {
+            // Durable when answered: the bytes first, then the log that holds the size.
+            let volume = volume.clone();
+            self.store
+                .run(move |s| s.sync_content(&volume, ino))
+                .await?;
+            self.store.store()?.flush().await?;
+        }
         Ok(Response::new(pb::WriteResponse {
             written,
             attr: Some(pb::Attr { stat: Some(stat) }),

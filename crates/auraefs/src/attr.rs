@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aurae_proto::v0 as pb;
 use fuser::{FileAttr, FileType, INodeNo};
 
-/// `st_blksize`: the store's chunk size, so that programs write whole chunks.
+/// `st_blksize`: large, so that programs read and write in pieces worth a call.
 pub const BLOCK_SIZE: u32 = 64 * 1024;
 
 /// Translates between store inodes and FUSE inodes for one volume.

@@ -262,10 +262,22 @@ impl<T: VolumeTransport> AuraeFs<T> {
 
     /// Moves a name, remembering the change as our own.
     fn move_name(&self, from: (u64, &str), to: (u64, &str), replace: Replace) -> Result<(), Errno> {
-        self.change(self.transport.rename(from, to, replace), |revision| {
+        let moved = self.change(self.transport.rename(from, to, replace), |revision| {
             *revision
-        })?;
-        Ok(())
+        });
+        // Both directories, the moved inode and any it replaced changed.
+        self.attrs.clear();
+        match moved {
+            Ok(_) => {
+                self.known.removed(from.0, from.1);
+                self.known.added(to.0, to.1);
+                Ok(())
+            }
+            Err(e) => {
+                self.known.forget(&[from.0, to.0]);
+                Err(e)
+            }
+        }
     }
 
     /// Moves the file `name` in `parent` out of sight if it is open, so that it stays

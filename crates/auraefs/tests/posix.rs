@@ -470,6 +470,8 @@ fn a_directory_made_here_still_shows_names_added_elsewhere() {
     assert_eq!(fs::read(mount.join("made-here/theirs")).unwrap(), b"2");
     // The mount's own changes keep the directory known and right.
     fs::rename(mount.join("made-here/mine"), mount.join("made-here/moved")).unwrap();
+    // Without the kernel's dentries, every name is looked up again.
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
     assert!(!mount.join("made-here/mine").exists());
     assert_eq!(fs::read(mount.join("made-here/moved")).unwrap(), b"1");
     fs::remove_file(mount.join("made-here/moved")).unwrap();
@@ -480,6 +482,43 @@ fn a_directory_made_here_still_shows_names_added_elsewhere() {
         .collect();
     names.sort();
     assert_eq!(names, ["theirs"]);
+}
+
+#[test]
+fn a_rename_shows_at_once_in_both_directories_and_the_moved_ctime() {
+    let node = Node::start();
+    node.create_volume("moves", 0);
+    let mount = node.mount("moves", "");
+    fs::create_dir_all(mount.join("from/sub")).unwrap();
+    fs::create_dir(mount.join("to")).unwrap();
+    assert_eq!(fs::metadata(mount.join("from")).unwrap().nlink(), 3);
+    let before = fs::metadata(mount.join("from/sub"))
+        .unwrap()
+        .ctime_nsec_total();
+    std::thread::sleep(Duration::from_millis(20));
+    fs::rename(mount.join("from/sub"), mount.join("to/sub")).unwrap();
+    assert_eq!(fs::metadata(mount.join("from")).unwrap().nlink(), 2);
+    assert_eq!(fs::metadata(mount.join("to")).unwrap().nlink(), 3);
+    let after = fs::metadata(mount.join("to/sub"))
+        .unwrap()
+        .ctime_nsec_total();
+    assert!(
+        after > before,
+        "the moved directory's ctime did not advance"
+    );
+    assert!(mount.join("to/sub").is_dir());
+    assert!(!mount.join("from/sub").exists());
+}
+
+/// A timestamp's nanoseconds since the epoch.
+trait CtimeNanos {
+    fn ctime_nsec_total(&self) -> i128;
+}
+
+impl CtimeNanos for fs::Metadata {
+    fn ctime_nsec_total(&self) -> i128 {
+        i128::from(self.ctime()) * 1_000_000_000 + i128::from(self.ctime_nsec())
+    }
 }
 
 #[test]
