@@ -665,6 +665,73 @@ fn acknowledged_writes_survive_a_crash_of_auraed_and_fsync_succeeds() {
     assert_eq!(fs::read(mount.join("after-restart")).unwrap(), b"ok");
 }
 
+/// Files the crash test attempts: far more than get written before the kill.
+const CRASH_FILES: usize = 1_000;
+
+/// The crash test's file `i`: inline, content-file and multi-megabyte sizes in turn.
+fn crash_file(i: usize) -> Vec<u8> {
+    let len = match i % 3 {
+        0 => 100 + i,
+        1 => 5_000 + i,
+        _ => 300_000 + i,
+    };
+    pattern(len, i as u64)
+}
+
+#[test]
+fn files_closed_before_auraed_is_killed_are_whole_after_it_restarts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut node = Node::start();
+    node.create_volume("crashfiles", 0);
+    let mount = node.mount("crashfiles", "");
+    let dir = mount.join("files");
+    fs::create_dir(&dir).unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (dir, progress) = (dir.clone(), progress.clone());
+        std::thread::spawn(move || {
+            // A file counts as written once close(2) said so (a failed flush shows there).
+            let write = |i: usize| -> std::io::Result<()> {
+                let mut file = File::create(dir.join(format!("f{i}")))?;
+                file.write_all(&crash_file(i))?;
+                nix::unistd::close(file).map_err(std::io::Error::from)
+            };
+            let mut closed = Vec::new();
+            for i in 0..CRASH_FILES {
+                if write(i).is_err() {
+                    break;
+                }
+                closed.push(i);
+                progress.store(closed.len(), Ordering::SeqCst);
+            }
+            closed
+        })
+    };
+    common::wait_until(Duration::from_secs(30), "files before the kill", || {
+        progress.load(Ordering::SeqCst) >= 60
+    });
+    let at_kill = progress.load(Ordering::SeqCst);
+    node.crash_and_restart();
+    let closed = writer.join().unwrap();
+    assert!(
+        at_kill < CRASH_FILES,
+        "the kill came after every file was written"
+    );
+    common::wait_until(
+        Duration::from_secs(5),
+        "the mount to reach auraed again",
+        || fs::read_dir(&dir).is_ok(),
+    );
+    for i in closed {
+        let found = fs::read(dir.join(format!("f{i}")));
+        assert!(
+            found.as_deref().ok() == Some(crash_file(i).as_slice()),
+            "file f{i}, closed before the kill, is not whole after it"
+        );
+    }
+}
+
 #[test]
 fn fifos_sockets_and_device_nodes_are_kept_as_what_they_are() {
     use std::os::unix::fs::FileTypeExt;
