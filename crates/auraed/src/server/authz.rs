@@ -9,9 +9,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::connection::ConnectionPrincipal;
 use aurae_core::name::Principal;
 use tonic::Status;
-use tonic::transport::server::{TlsConnectInfo, UdsConnectInfo};
 use tower::{Layer, Service};
 
 use crate::capabilities::{CapabilityRegistry, CapabilitySpec};
@@ -80,16 +80,15 @@ pub fn authorize(
     }
 }
 
-/// Reads the principal from the client certificate of the connection.
+/// The principal the connection's client certificate named (read once per connection).
 pub fn principal_of_connection(extensions: &http::Extensions) -> Result<Principal, Denial> {
-    let certs = extensions
-        .get::<TlsConnectInfo<UdsConnectInfo>>()
-        .and_then(TlsConnectInfo::peer_certs)
+    let connection = extensions
+        .get::<ConnectionPrincipal>()
         .ok_or_else(|| Denial::Unauthenticated("no client certificate".to_owned()))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Denial::Unauthenticated("empty certificate chain".to_owned()))?;
-    aurae_core::pki::principal_of(leaf).map_err(|e| Denial::Unauthenticated(e.to_string()))
+    connection
+        .get()
+        .cloned()
+        .map_err(|why| Denial::Unauthenticated(why.to_owned()))
 }
 
 /// Puts [`Authz`] in front of a service.

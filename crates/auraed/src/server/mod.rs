@@ -7,6 +7,7 @@
 //! the authorization layer. A client's misbehaviour ends its connection, never the loop.
 
 pub mod authz;
+pub mod connection;
 pub mod material;
 pub mod socket;
 
@@ -19,7 +20,6 @@ use aurae_proto::v0::storage_server::StorageServer;
 use aurae_proto::v0::system_server::SystemServer;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
-use tokio_rustls::server::TlsStream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
@@ -29,6 +29,7 @@ use crate::capabilities::CapabilitiesService;
 use crate::filesystem::FilesystemService;
 use crate::storage::StorageService;
 use crate::system::{Node, SystemService};
+use connection::AuthenticatedStream;
 use material::Mode;
 
 /// How long a client may take to complete the TLS handshake.
@@ -54,7 +55,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let (plain_tx, plain_rx) = mpsc::channel::<UnixStream>(HANDOFF_QUEUE);
-    let (tls_tx, tls_rx) = mpsc::channel::<TlsStream<UnixStream>>(HANDOFF_QUEUE);
+    let (tls_tx, tls_rx) = mpsc::channel::<AuthenticatedStream>(HANDOFF_QUEUE);
 
     let empty_loop = empty_loop_router(node.clone(), plain_rx, stopped(shutdown.clone()));
     let serving = serving_router(node.clone(), tls_rx, stopped(shutdown.clone()));
@@ -99,7 +100,7 @@ const FLOW_WINDOW: u32 = 8 << 20;
 /// Every enabled capability, over mTLS, behind the authorization layer.
 async fn serving_router(
     node: Arc<Node>,
-    rx: mpsc::Receiver<TlsStream<UnixStream>>,
+    rx: mpsc::Receiver<AuthenticatedStream>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -138,7 +139,7 @@ async fn accept_loop(
     listener: UnixListener,
     mode: watch::Receiver<Mode>,
     plain_tx: mpsc::Sender<UnixStream>,
-    tls_tx: mpsc::Sender<TlsStream<UnixStream>>,
+    tls_tx: mpsc::Sender<AuthenticatedStream>,
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = stopped(shutdown);
@@ -167,7 +168,7 @@ async fn accept_loop(
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = tls_tx.send(tls).await;
+                            let _ = tls_tx.send(AuthenticatedStream::new(tls)).await;
                         }
                         Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake refused"),
                         Err(_) => tracing::info!("TLS handshake timed out"),
