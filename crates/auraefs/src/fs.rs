@@ -26,7 +26,7 @@ use nix::libc;
 
 use crate::attr::{self, InodeMap};
 use crate::attr_cache::AttrCache;
-use crate::handles::{self, HiddenFile, OpenDirs, OpenFiles, is_hidden_name, lock};
+use crate::handles::{self, HiddenFile, OpenDirs, OpenFiles, RecentSet, is_hidden_name, lock};
 use crate::invalidate::OwnChanges;
 use crate::known_dirs::KnownDirs;
 use crate::transport::{AttrChange, NewNode, Removal, Replace, VolumeTransport};
@@ -41,6 +41,9 @@ pub const MAX_WRITE: u32 = 1 << 20;
 /// because changes made elsewhere invalidate it (Watch), and attributes that changed
 /// behind the kernel's back drop it too (`FUSE_AUTO_INVAL_DATA`).
 const CACHED: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+
+/// Inodes removed for good that are remembered.
+const GONE_KEPT: usize = 4096;
 
 /// Entries fetched per ReadDir call.
 const READDIR_PAGE: u32 = 256;
@@ -78,7 +81,7 @@ pub struct AuraeFs<T: VolumeTransport> {
     known: Arc<KnownDirs>,
     /// Inodes this mount removed for good: the kernel still flushes cached times to them
     /// when it evicts them, which needs no call to learn they are gone.
-    gone: Mutex<handles::GoneInodes>,
+    gone: Mutex<RecentSet>,
 }
 
 impl<T: VolumeTransport> std::fmt::Debug for AuraeFs<T> {
@@ -140,7 +143,7 @@ impl<T: VolumeTransport> AuraeFs<T> {
             caching,
             attrs,
             known,
-            gone: Mutex::default(),
+            gone: Mutex::new(RecentSet::new(GONE_KEPT)),
         }
     }
 

@@ -99,23 +99,30 @@ impl OpenFiles {
     }
 }
 
-/// The most gone inodes remembered.
-const GONE_KEPT: usize = 4096;
-
-/// Inodes that lost their last link through this mount, the most recent ones: inode
-/// numbers are never reused, so "gone" stays true.
-#[derive(Debug, Default)]
-pub struct GoneInodes {
+/// The most recent values of a stream (revisions, inodes), up to a bound: enough to
+/// recognise what was just seen without growing forever.
+#[derive(Debug)]
+pub struct RecentSet {
+    capacity: usize,
     order: VecDeque<u64>,
     set: HashSet<u64>,
 }
 
-impl GoneInodes {
-    /// Remembers that `inode` is gone.
-    pub fn insert(&mut self, inode: u64) {
-        if self.set.insert(inode) {
-            self.order.push_back(inode);
-            if self.order.len() > GONE_KEPT
+impl RecentSet {
+    /// A set keeping the last `capacity` values.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        }
+    }
+
+    /// Remembers `value`, forgetting the oldest one beyond the capacity.
+    pub fn insert(&mut self, value: u64) {
+        if self.set.insert(value) {
+            self.order.push_back(value);
+            if self.order.len() > self.capacity
                 && let Some(old) = self.order.pop_front()
             {
                 self.set.remove(&old);
@@ -123,9 +130,9 @@ impl GoneInodes {
         }
     }
 
-    /// Whether `inode` is known to be gone.
-    pub fn contains(&self, inode: u64) -> bool {
-        self.set.contains(&inode)
+    /// Whether `value` is among the remembered ones.
+    pub fn contains(&self, value: u64) -> bool {
+        self.set.contains(&value)
     }
 }
 

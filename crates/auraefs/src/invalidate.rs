@@ -8,7 +8,7 @@
 //! directory lock that an in-flight request holds, and must never stall a request or the
 //! async runtime. This module never changes the volume.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -19,7 +19,7 @@ use tokio_stream::StreamExt;
 
 use crate::attr::InodeMap;
 use crate::attr_cache::AttrCache;
-use crate::handles::lock;
+use crate::handles::{RecentSet, lock};
 use crate::known_dirs::KnownDirs;
 use crate::transport::VolumeTransport;
 
@@ -41,12 +41,21 @@ pub struct OwnChanges {
     ended: tokio::sync::Notify,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct OwnInner {
-    order: VecDeque<u64>,
-    revisions: HashSet<u64>,
+    revisions: RecentSet,
     next_ticket: u64,
     in_flight: BTreeSet<u64>,
+}
+
+impl Default for OwnInner {
+    fn default() -> Self {
+        Self {
+            revisions: RecentSet::new(OWN_REVISIONS_KEPT),
+            next_ticket: 0,
+            in_flight: BTreeSet::new(),
+        }
+    }
 }
 
 /// A change on its way to auraed; dropping it says its revision (if any) was noted.
@@ -79,19 +88,12 @@ impl OwnChanges {
             return;
         }
         let mut inner = lock(&self.inner);
-        if inner.revisions.insert(revision) {
-            inner.order.push_back(revision);
-            if inner.order.len() > OWN_REVISIONS_KEPT
-                && let Some(old) = inner.order.pop_front()
-            {
-                inner.revisions.remove(&old);
-            }
-        }
+        inner.revisions.insert(revision);
     }
 
     /// Whether `revision` was this mount's own change.
     pub fn is_own(&self, revision: u64) -> bool {
-        lock(&self.inner).revisions.contains(&revision)
+        lock(&self.inner).revisions.contains(revision)
     }
 
     /// Waits until every change that was on its way when called has ended (changes begun

@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 
 use common::{Node, sh};
 
+/// The names in directory `dir`.
+fn names_in(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     (0..len)
@@ -265,11 +273,7 @@ fn renaming_over_an_open_file_keeps_the_old_content_readable() {
     old.read_to_string(&mut text).unwrap();
     assert_eq!(text, "old");
     drop(old);
-    let names: BTreeSet<_> = fs::read_dir(&mount.path)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names, BTreeSet::from(["config".to_owned()]));
+    assert_eq!(names_in(&mount.path), BTreeSet::from(["config".to_owned()]));
 }
 
 #[test]
@@ -476,12 +480,10 @@ fn a_directory_made_here_still_shows_names_added_elsewhere() {
     assert_eq!(fs::read(mount.join("made-here/moved")).unwrap(), b"1");
     fs::remove_file(mount.join("made-here/moved")).unwrap();
     assert!(!mount.join("made-here/moved").exists());
-    let mut names: Vec<_> = fs::read_dir(mount.join("made-here"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["theirs"]);
+    assert_eq!(
+        names_in(&mount.join("made-here")),
+        BTreeSet::from(["theirs".to_owned()])
+    );
 }
 
 #[test]
