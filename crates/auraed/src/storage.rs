@@ -168,10 +168,31 @@ impl pb::storage_server::Storage for StorageService {
                 Parents::Create
             },
         };
+        // A large value is written and synced first, off the writer, which then only
+        // points the record at it.
+        let (value, staged) = if request.value.len() > store::INLINE_MAX {
+            self.store
+                .run(move |s| {
+                    let staged = s.stage(&request.value)?;
+                    Ok((request.value, staged))
+                })
+                .await?
+        } else {
+            (request.value, None)
+        };
         let store = self.store.store()?;
-        let (stat, revision) = store
-            .submit(Store::put_op(path, request.value, options))
-            .await?;
+        let put = store
+            .submit(Store::put_op(path, value, options, staged))
+            .await;
+        let (stat, revision) = match put {
+            Ok(put) => put,
+            Err(e) => {
+                if let Some(generation) = staged {
+                    store.discard_staged(generation);
+                }
+                return Err(e.into());
+            }
+        };
         Ok(Response::new(pb::PutResponse {
             stat: Some(stat),
             revision,

@@ -335,7 +335,8 @@ impl Engine {
         let synced = content
             .dirty
             .iter()
-            .try_for_each(|id| content.extents.sync(*id));
+            .try_for_each(|id| content.extents.sync(*id))
+            .and_then(|()| content.extents.sync_dir());
         let result = synced
             .and_then(|()| self.db.begin_write().map_err(StoreError::from))
             .and_then(|txn| txn.commit().map_err(StoreError::from))

@@ -1,4 +1,5 @@
-//! File content beyond the inline limit: one sparse file per inode beside the database.
+//! File content beyond the inline limit: one sparse file per inode beside the database,
+//! named by its generation.
 //!
 //! Bytes are written once, into the page cache of their own file, instead of twice
 //! through the write-ahead log and redb's pages: a large write costs one copy, a 1-byte
@@ -16,7 +17,7 @@ use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::StoreError;
 
@@ -37,6 +38,8 @@ pub struct ExtentId {
 pub struct Extents {
     dir: PathBuf,
     next_generation: AtomicU64,
+    /// Whether files were created since the directory was last synced.
+    created: AtomicBool,
 }
 
 fn content_error(what: impl Into<String>, source: std::io::Error) -> StoreError {
@@ -61,11 +64,12 @@ impl Extents {
         Ok(Self {
             dir,
             next_generation: AtomicU64::new(seed),
+            created: AtomicBool::new(false),
         })
     }
 
     fn path(&self, id: ExtentId) -> PathBuf {
-        self.dir.join(format!("{}.{}", id.ino, id.generation))
+        self.dir.join(id.generation.to_string())
     }
 
     /// A new, empty content file for `ino`, open for reading and writing.
@@ -80,11 +84,47 @@ impl Extents {
                 .mode(0o600)
                 .open(self.path(id))
             {
-                Ok(file) => return Ok((id, file)),
+                Ok(file) => {
+                    self.created.store(true, Ordering::Release);
+                    return Ok((id, file));
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(content_error(format!("creating content of inode {ino}"), e)),
             }
         }
+    }
+
+    /// Writes `content` into a new content file and makes it durable, name included,
+    /// before any record points at it: the slow half of replacing a large value, done
+    /// outside the store's writer. Answers the generation to hand to the write.
+    pub fn stage(&self, content: &[u8]) -> Result<u64, StoreError> {
+        let (id, file) = self.create(0)?;
+        let written = write_at(&file, id, content, 0)
+            .and_then(|()| {
+                file.sync_data()
+                    .map_err(|e| content_error("syncing staged content", e))
+            })
+            .and_then(|()| self.sync_dir());
+        match written {
+            Ok(()) => Ok(id.generation),
+            Err(e) => {
+                self.remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes the names of the content files created so far durable.
+    pub fn sync_dir(&self) -> Result<(), StoreError> {
+        if !self.created.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| {
+                self.created.store(true, Ordering::Release);
+                content_error(format!("syncing {}", self.dir.display()), e)
+            })
     }
 
     /// The content file `id`, open for writing.
@@ -163,9 +203,9 @@ impl Extents {
         }
     }
 
-    /// Deletes every content file `live` does not claim (and anything else found in
-    /// the directory); returns how many went.
-    pub fn sweep(&self, live: impl Fn(ExtentId) -> bool) -> Result<usize, StoreError> {
+    /// Deletes every content file whose generation `live` does not claim (and anything
+    /// else found in the directory); returns how many went.
+    pub fn sweep(&self, live: impl Fn(u64) -> bool) -> Result<usize, StoreError> {
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| content_error(format!("listing {}", self.dir.display()), e))?;
         let mut swept = 0;
@@ -192,13 +232,12 @@ impl Extents {
     }
 }
 
-fn parse_name(name: &str) -> Option<ExtentId> {
-    let (ino, generation) = name.split_once('.')?;
-    let id = ExtentId {
-        ino: ino.parse().ok()?,
-        generation: generation.parse().ok()?,
-    };
-    (id.generation != 0).then_some(id)
+/// The generation a content file's name says, if it is one.
+fn parse_name(name: &str) -> Option<u64> {
+    if !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok().filter(|generation| *generation != 0)
 }
 
 /// Writes all of `data` at `offset` of `file`.
@@ -244,16 +283,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_foreign_files_are_not_content() {
-        assert_eq!(
-            parse_name("12.34"),
-            Some(ExtentId {
-                ino: 12,
-                generation: 34
-            })
-        );
-        assert_eq!(parse_name("12.0"), None);
-        assert_eq!(parse_name("12"), None);
-        assert_eq!(parse_name("x.1"), None);
+        assert_eq!(parse_name("34"), Some(34));
+        assert_eq!(parse_name("0"), None);
+        assert_eq!(parse_name("+12"), None);
+        assert_eq!(parse_name("x1"), None);
     }
 
     #[test]
@@ -277,7 +310,12 @@ mod tests {
         let (keep, _) = extents.create(1).unwrap();
         let (drop, _) = extents.create(2).unwrap();
         std::fs::write(dir.path().join(EXTENTS_DIR).join("stray"), b"x").unwrap();
-        assert_eq!(extents.sweep(|id| id == keep).unwrap(), 2);
+        assert_eq!(
+            extents
+                .sweep(|generation| generation == keep.generation)
+                .unwrap(),
+            2
+        );
         assert_eq!(extents.read(keep, 1, 0, 1).unwrap(), Some(vec![0]));
         assert_eq!(extents.read(drop, 1, 0, 1).unwrap(), None);
     }

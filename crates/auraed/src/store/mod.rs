@@ -368,9 +368,9 @@ fn sweep_content(db: &Database, extents: &Extents) -> Result<(), StoreError> {
     for entry in inodes.iter()? {
         let (key, value) = entry?;
         let inode = decode(key.value(), value.value())?;
-        live.extend(inode.extent_id(key.value()));
+        live.extend(inode.extent_id(key.value()).map(|id| id.generation));
     }
-    let swept = extents.sweep(|id| live.contains(&id))?;
+    let swept = extents.sweep(|generation| live.contains(&generation))?;
     if swept > 0 {
         tracing::info!(files = swept, "deleted orphaned content files");
     }
@@ -627,14 +627,33 @@ impl Store {
             path.clone(),
             content.to_vec(),
             options.clone(),
+            None,
         ))
     }
 
-    /// The write [`Store::put`] runs, for [`Store::submit`].
+    /// Writes a large value into a content file of its own and makes it durable, so that
+    /// the write that puts it in place ([`Store::put_op`]) only has a record to change.
+    /// `None` for a value small enough to live inline.
+    pub fn stage(&self, content: &[u8]) -> Result<Option<u64>, StoreError> {
+        if content.len() <= INLINE_MAX {
+            return Ok(None);
+        }
+        self.extents.stage(content).map(Some)
+    }
+
+    /// Deletes a staged value whose write failed.
+    pub fn discard_staged(&self, generation: u64) {
+        self.extents
+            .remove(extents::ExtentId { ino: 0, generation });
+    }
+
+    /// The write [`Store::put`] runs, for [`Store::submit`]; `staged`: the content file
+    /// [`Store::stage`] already wrote `content` to.
     pub fn put_op(
         path: StorePath,
         content: Vec<u8>,
         options: PutOptions,
+        staged: Option<u64>,
     ) -> impl FnMut(&mut Writer<'_>) -> Result<Stat, StoreError> + Send + 'static {
         move |w| {
             let path = &path;
@@ -683,7 +702,7 @@ impl Store {
                     (ino, w.node(&vol, ino)?)
                 }
             };
-            w.replace_content(&mut vol, ino, &mut inode, &content)?;
+            w.replace_content(&mut vol, ino, &mut inode, &content, staged)?;
             Ok(stat_of(path.as_str(), ino, &inode))
         }
     }

@@ -80,6 +80,39 @@ fn large_values_live_in_a_content_file_that_goes_when_replaced() {
 }
 
 #[test]
+fn a_staged_value_is_put_in_place_and_a_failed_put_discards_it() {
+    let (dir, store) = store();
+    let big = vec![9u8; INLINE_MAX * 3];
+    assert_eq!(
+        store.stage(b"small").unwrap(),
+        None,
+        "small values stay inline"
+    );
+    let staged = store.stage(&big).unwrap().expect("a content file");
+    let (stat, _) = store
+        .write(Store::put_op(
+            p("/staged"),
+            big.clone(),
+            PutOptions::default(),
+            Some(staged),
+        ))
+        .unwrap();
+    assert_eq!(stat.size, big.len() as u64);
+    assert_eq!(store.get(&p("/staged")).unwrap().0, big);
+    assert_eq!(content_files(dir.path()), [staged.to_string()]);
+    // A put that fails (a stale version) leaves its staged file for the caller to drop.
+    let again = store.stage(&big).unwrap().expect("a content file");
+    let stale = PutOptions {
+        if_version: Some(stat.version + 1),
+        ..Default::default()
+    };
+    let failed = store.write(Store::put_op(p("/staged"), big.clone(), stale, Some(again)));
+    assert!(matches!(failed, Err(StoreError::VersionMismatch { .. })));
+    store.discard_staged(again);
+    assert_eq!(content_files(dir.path()), [staged.to_string()]);
+}
+
+#[test]
 fn a_small_write_to_a_large_file_stays_in_its_content_file() {
     let (dir, store) = store();
     let ino = file_in(&store, "", ROOT_INO, "f");

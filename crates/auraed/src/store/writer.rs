@@ -556,14 +556,16 @@ impl<'t> Writer<'t> {
     }
 
     /// Replaces a file's whole content: inline when small, else in a fresh content file
-    /// synced before the record that points at it is logged, so that a crash leaves the
-    /// old content or the new, never a mix.
+    /// made durable before the record that points at it is logged (`staged`: already
+    /// written by [`Extents::stage`]), so that a crash leaves the old content or the new,
+    /// never a mix.
     pub fn replace_content(
         &mut self,
         vol: &mut Vol,
         ino: u64,
         inode: &mut Inode,
         content: &[u8],
+        staged: Option<u64>,
     ) -> Result<(), StoreError> {
         self.account(vol, content.len() as i64 - inode.size as i64, 0)?;
         self.freed.extend(inode.extent_id(ino));
@@ -571,14 +573,11 @@ impl<'t> Writer<'t> {
             inode.inline = content.to_vec();
             inode.extent = 0;
         } else {
-            let (id, file) = self.extents.create(ino)?;
-            extents::write_at(&file, id, content, 0)?;
-            file.sync_data().map_err(|source| StoreError::Content {
-                what: format!("syncing content of inode {ino}"),
-                source,
-            })?;
+            inode.extent = match staged {
+                Some(generation) => generation,
+                None => self.extents.stage(content)?,
+            };
             inode.inline = Vec::new();
-            inode.extent = id.generation;
         }
         inode.size = content.len() as u64;
         self.modified(inode);
