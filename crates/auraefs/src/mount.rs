@@ -103,6 +103,24 @@ pub async fn connect(options: &ConnectOptions) -> Result<(AuraeClient, Target), 
     }
 }
 
+/// Read-ahead of the mount, in KiB: FUSE starts at 128 KiB, too little to keep a
+/// sequential read of a file that is not cached busy end to end.
+const READ_AHEAD_KB: u32 = 4096;
+
+/// Raises the mount's read-ahead (a sysfs setting of its device, root only); a hint, so
+/// failing it is only logged.
+fn widen_readahead(mountpoint: &Path) {
+    let Some(mount) = mountpoint::mount_at(mountpoint) else {
+        return;
+    };
+    let setting = PathBuf::from("/sys/class/bdi")
+        .join(&mount.device)
+        .join("read_ahead_kb");
+    if let Err(e) = std::fs::write(&setting, format!("{READ_AHEAD_KB}\n")) {
+        tracing::debug!(setting = %setting.display(), error = %e, "read-ahead left as it was");
+    }
+}
+
 /// The volume `volume` names (its root inode and quota), or why it cannot be mounted.
 pub async fn find_volume(
     client: &AuraeClient,
@@ -310,6 +328,7 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
         );
     }
     let Mounted { session, guard } = kernel_mount(plan, fs)?;
+    widen_readahead(&plan.mountpoint);
     invalidate::start(
         runtime.handle(),
         transport,

@@ -21,6 +21,8 @@ pub struct MountEntry {
     pub fstype: String,
     /// The source, e.g. the volume name.
     pub source: String,
+    /// The device number, `major:minor` (the name of its backing device info in sysfs).
+    pub device: String,
 }
 
 /// How to unmount.
@@ -65,6 +67,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let separator = fields.iter().position(|f| *f == "-")?;
             Some(MountEntry {
                 mount_point: PathBuf::from(unescape(fields.get(4)?)),
+                device: (*fields.get(2)?).to_owned(),
                 fstype: unescape(fields.get(separator + 1)?),
                 source: unescape(fields.get(separator + 2)?),
             })
@@ -194,6 +197,7 @@ mod tests {
         assert_eq!(mounts.len(), 3);
         assert_eq!(mounts[1].mount_point, PathBuf::from("/mnt/my data"));
         assert_eq!(mounts[1].fstype, "fuse.auraefs");
+        assert_eq!(mounts[1].device, "0:52");
         assert_eq!(mounts[1].source, "photos");
         assert_eq!(mounts[0].mount_point, PathBuf::from("/"));
     }

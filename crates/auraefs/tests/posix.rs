@@ -524,6 +524,17 @@ impl CtimeNanos for fs::Metadata {
 }
 
 #[test]
+fn a_mount_reads_ahead_far_enough_for_sequential_reads() {
+    let node = Node::start();
+    node.create_volume("readahead", 0);
+    let mount = node.mount("readahead", "");
+    let dev = fs::metadata(&mount.path).unwrap().dev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    let setting = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    assert_eq!(fs::read_to_string(setting).unwrap().trim(), "4096");
+}
+
+#[test]
 fn a_setgid_directory_passes_on_its_group() {
     let node = Node::start();
     node.create_volume("groups", 0);
