@@ -40,6 +40,16 @@ impl FilesystemService {
     pub fn new(store: StoreState) -> Self {
         Self { store }
     }
+
+    /// fsync(2) of inode `ino`: its content, then the log that holds its size and every
+    /// change before it. A stale inode fails here, naming it.
+    async fn make_durable(&self, volume: String, ino: u64) -> Result<(), Status> {
+        self.store
+            .run(move |s| s.sync_content(&volume, ino))
+            .await?;
+        self.store.store()?.flush().await?;
+        Ok(())
+    }
 }
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadChunk, Status>> + Send>>;
@@ -308,12 +318,8 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             }
         };
         if !lazy {
-            // Durable when answered: the bytes first, then the log that holds the size.
-            let volume = volume.clone();
-            self.store
-                .run(move |s| s.sync_content(&volume, ino))
-                .await?;
-            self.store.store()?.flush().await?;
+            // Durable when answered.
+            self.make_durable(volume.clone(), ino).await?;
         }
         Ok(Response::new(pb::WriteResponse {
             written,
@@ -326,12 +332,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         request: Request<pb::FsyncRequest>,
     ) -> Result<Response<pb::FsyncResponse>, Status> {
         let r = request.into_inner();
-        // The file's content, then the log that holds its size and every change before it;
-        // a stale handle fails here, naming the inode.
-        self.store
-            .run(move |s| s.sync_content(&r.volume, r.inode))
-            .await?;
-        self.store.store()?.flush().await?;
+        self.make_durable(r.volume, r.inode).await?;
         Ok(Response::new(pb::FsyncResponse {}))
     }
 

@@ -239,13 +239,25 @@ impl<T: VolumeTransport> AuraeFs<T> {
     fn do_setattr(&self, ino: INodeNo, change: AttrChange) -> Result<FileAttr, Errno> {
         let inode = self.store(ino);
         if change == AttrChange::default() {
-            let stat = self.block(self.transport.getattr(inode))?;
-            return Ok(self.attr_of(&stat));
+            return self.current_attr(inode);
         }
         if self.is_gone(inode) {
             return Err(Errno::ENOENT);
         }
         let stat = self.change(self.transport.setattr(inode, change), |s| s.version)?;
+        Ok(self.attr_of(&stat))
+    }
+
+    /// The attributes of `inode` as GETATTR answers them: gone, learnt within the TTL, or
+    /// asked of auraed.
+    fn current_attr(&self, inode: u64) -> Result<FileAttr, Errno> {
+        if self.is_gone(inode) {
+            return Err(Errno::ENOENT);
+        }
+        let stat = match self.attrs.fresh(inode) {
+            Some(stat) => stat,
+            None => self.block(self.transport.getattr(inode))?,
+        };
         Ok(self.attr_of(&stat))
     }
 
@@ -575,16 +587,7 @@ impl<T: VolumeTransport> Filesystem for AuraeFs<T> {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let inode = self.store(ino);
-        let result = if self.is_gone(inode) {
-            Err(Errno::ENOENT)
-        } else if let Some(stat) = self.attrs.fresh(inode) {
-            Ok(self.attr_of(&stat))
-        } else {
-            self.block(self.transport.getattr(inode))
-                .map(|stat| self.attr_of(&stat))
-        };
-        reply_attr(reply, result);
+        reply_attr(reply, self.current_attr(self.store(ino)));
     }
 
     fn setattr(
