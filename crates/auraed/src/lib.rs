@@ -5,24 +5,38 @@
 //! capability registry, the socket, the material watcher and the two-faced server.
 #![deny(missing_docs)]
 
-/// The capability registry and the `aurae.v0.Capabilities` service.
-pub mod capabilities;
+// ---- the daemon's frame ----
+
 /// Command-line flags.
 pub mod cli;
+/// Tuning values with documented defaults.
+pub mod config;
+/// The daemon-wide context the capabilities are built over.
+pub mod context;
 /// Documented exit codes.
 pub mod exit;
-/// The `aurae.v0.Filesystem` service: the store by volume and inode, for FUSE.
-pub mod filesystem;
 /// PID 1 duties: mounts, reaping, power-off.
 pub mod init;
-/// The socket server: empty loop, mTLS, authorization.
+/// The socket server: empty loop, mTLS, authorization, the capability registry.
 pub mod server;
-/// The `aurae.v0.Storage` service over the store.
+
+// ---- the capabilities: one folder each, listed once in CAPABILITIES ----
+
+/// `capabilities`: list, enable and disable capabilities.
+pub mod capabilities;
+/// `health`: the standard gRPC health service.
+pub mod health;
+/// `reflection`: gRPC server reflection.
+pub mod reflection;
+/// `storage`: the database as a filesystem (kv, volumes, auraefs).
 pub mod storage;
+/// `system`: the node's own facts.
+pub mod system;
+
+/// The `aurae.v0.Filesystem` service: the store by volume and inode, for FUSE.
+pub mod filesystem;
 /// The database: the source of truth and its filesystem-like namespace.
 pub mod store;
-/// The `aurae.v0.System` service and the node's own facts.
-pub mod system;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,13 +46,21 @@ use aurae_core::pki::PkiPaths;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::capabilities::CapabilityRegistry;
 use crate::cli::Args;
+use crate::config::DaemonConfig;
+use crate::context::Daemon;
 use crate::exit::ExitCode;
-use crate::system::Node;
+use crate::server::registry::{Capability, CapabilityRegistry};
 
-/// How long open connections get to finish when shutting down.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Every capability this build has, in the order `aurae capabilities list` shows them.
+/// Registering a capability is one line here (and its `mod` line above).
+pub const CAPABILITIES: &[&Capability] = &[
+    &health::CAPABILITY,
+    &system::CAPABILITY,
+    &capabilities::CAPABILITY,
+    &storage::CAPABILITY,
+    &reflection::CAPABILITY,
+];
 
 /// Runs the daemon until SIGTERM or SIGINT. As PID 1 it never returns on error or panic.
 pub fn run(args: Args) -> ExitCode {
@@ -85,9 +107,9 @@ fn run_once(args: &Args, pid1: bool) -> ExitCode {
     }
 }
 
-fn load_identity(args: &Args) -> (Option<String>, Option<String>) {
+fn load_identity(args: &Args) -> context::NodeIdentity {
     let key = args.key_path();
-    match NodeIdentity::load_or_generate(&key) {
+    let (peer_id, key_error) = match NodeIdentity::load_or_generate(&key) {
         Ok((identity, origin)) => {
             let peer_id = identity.peer_id().to_string();
             match origin {
@@ -104,6 +126,11 @@ fn load_identity(args: &Args) -> (Option<String>, Option<String>) {
             tracing::error!(error = %e, "node key unusable; continuing without a peer identity");
             (None, Some(e.to_string()))
         }
+    };
+    context::NodeIdentity {
+        peer_id,
+        key_path: key,
+        key_error,
     }
 }
 
@@ -138,14 +165,15 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::Runtime;
     };
-    let (peer_id, key_error) = load_identity(args);
+    let config = DaemonConfig::default();
+    let identity = load_identity(args);
     if let Err(e) = aurae_core::fsutil::create_dir_with_mode(
         &args.data_dir,
         aurae_core::fsutil::PRIVATE_DIR_MODE,
     ) {
         tracing::error!(dir = %args.data_dir.display(), error = %e, "cannot create the data directory; changes will not persist");
     }
-    let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir));
+    let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir, CAPABILITIES));
     let store = storage::StoreState::open(&args.data_dir);
     let bound = match bind_socket(args, pid1).await {
         Ok(bound) => bound,
@@ -153,21 +181,22 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     };
     let (listener, socket_file) = bound.into_parts();
     let pki = PkiPaths::new(&args.pki_dir);
-    let node = Arc::new(Node {
+    let daemon = Arc::new(Daemon {
         started,
-        peer_id,
-        key_path: args.key_path(),
-        key_error,
+        identity,
         mode: server::material::watch(pki.clone()),
         pki,
         capabilities,
+        health: tonic_health::server::HealthReporter::new(),
         store,
+        config,
     });
     tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let store = node.store.clone();
-    let mut serving = tokio::spawn(server::serve(listener, node, stop_rx));
+    let store = daemon.store.clone();
+    let grace = daemon.config.server.shutdown_grace;
+    let mut serving = tokio::spawn(server::serve(listener, daemon, stop_rx));
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
@@ -178,7 +207,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     }
     let _ = stop_tx.send(true);
     store.close_watches();
-    if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
+    if tokio::time::timeout(grace, serving).await.is_err() {
         tracing::warn!("connections still open after the grace period; closing them");
     }
     drop(socket_file);

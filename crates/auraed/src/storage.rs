@@ -428,3 +428,31 @@ async fn forward_changes(
         }
     }
 }
+
+/// The `storage` capability's declaration: the Storage and Filesystem services.
+pub const CAPABILITY: crate::server::registry::Capability = crate::server::registry::Capability {
+    name: "storage",
+    description: "the node's database as a filesystem: kv, volumes, auraefs",
+    availability: crate::server::registry::Availability::Optional {
+        enabled_by_default: true,
+    },
+    access: crate::server::registry::Access::Admin,
+    services: &[
+        <pb::storage_server::StorageServer<StorageService> as tonic::server::NamedService>::NAME,
+        <pb::filesystem_server::FilesystemServer<crate::filesystem::FilesystemService> as tonic::server::NamedService>::NAME,
+    ],
+    register: register_storage,
+};
+
+fn register_storage(
+    daemon: &Arc<crate::context::Daemon>,
+    routes: &mut tonic::service::RoutesBuilder,
+) -> Result<(), crate::server::registry::RegisterError> {
+    routes.add_service(pb::storage_server::StorageServer::new(StorageService::new(
+        daemon.store.clone(),
+    )));
+    routes.add_service(pb::filesystem_server::FilesystemServer::new(
+        crate::filesystem::FilesystemService::new(daemon.store.clone()),
+    ));
+    Ok(())
+}

@@ -146,3 +146,69 @@ async fn core_and_unknown_capabilities_get_clear_errors() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn health_follows_the_capability_switch() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let (layout, _daemon) = serving_daemon().await;
+    let client = admin(&layout).await;
+    let status = |service: &'static str| {
+        let mut health = client.health();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status()
+        }
+    };
+    assert_eq!(status("aurae.v0.Storage").await, ServingStatus::Serving);
+    assert_eq!(status("aurae.v0.System").await, ServingStatus::Serving);
+    client
+        .capabilities()
+        .disable(DisableCapabilityRequest {
+            name: "storage".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(status("aurae.v0.Storage").await, ServingStatus::NotServing);
+    assert_eq!(
+        status("aurae.v0.Filesystem").await,
+        ServingStatus::NotServing
+    );
+    client
+        .capabilities()
+        .enable(EnableCapabilityRequest {
+            name: "storage".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(status("aurae.v0.Storage").await, ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn a_service_no_capability_declares_is_refused() {
+    let (layout, _daemon) = serving_daemon().await;
+    let channel = aurae_client::connect_mtls(&layout.sock, &layout.admin())
+        .await
+        .unwrap();
+    // Any unary path works: the request is refused before a codec would look at it.
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/aurae.v0.Undeclared/Call");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let err = grpc
+        .unary(tonic::Request::new(()), path, codec)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(
+        err.message().contains("no capability of this node serves"),
+        "{}",
+        err.message()
+    );
+}

@@ -1,9 +1,10 @@
 //! The authorization layer in front of every service served over mTLS.
 //!
 //! It reads the caller's principal from the client certificate, decides (default deny)
-//! whether that principal may call the method, and whether the method's capability is
-//! enabled. Services behind it find the [`Principal`] in the request extensions. It must
-//! never let a request through without a principal.
+//! whether that principal may call the method (by the access its capability declares),
+//! and whether the method's capability is enabled. A service no registered capability
+//! declares is refused (fail closed). Services behind it find the [`Principal`] in the
+//! request extensions. It must never let a request through without a principal.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,11 +15,8 @@ use aurae_core::name::Principal;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::capabilities::{CapabilityRegistry, CapabilitySpec};
+use super::registry::{Access, Capability, CapabilityRegistry};
 use std::sync::Arc;
-
-/// Services any authenticated principal may call.
-const OPEN_SERVICES: &[&str] = &["grpc.health.v1.Health"];
 
 /// Why a request was refused, before it reached a service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +39,11 @@ pub enum Denial {
         "capability '{0}' is disabled on this node; enable it with `aurae capabilities enable {0}`"
     )]
     Disabled(&'static str),
+    /// No registered capability declares the service: it is never served.
+    #[error(
+        "no capability of this node serves '{0}'; `aurae capabilities list` shows what it serves"
+    )]
+    UnknownService(String),
 }
 
 impl From<Denial> for Status {
@@ -48,7 +51,9 @@ impl From<Denial> for Status {
         match &denial {
             Denial::Unauthenticated(_) => Status::unauthenticated(denial.to_string()),
             Denial::Forbidden { .. } => Status::permission_denied(denial.to_string()),
-            Denial::Disabled(_) => Status::unimplemented(denial.to_string()),
+            Denial::Disabled(_) | Denial::UnknownService(_) => {
+                Status::unimplemented(denial.to_string())
+            }
         }
     }
 }
@@ -61,23 +66,33 @@ fn service_of(path: &str) -> &str {
         .unwrap_or_default()
 }
 
-/// Decides whether `principal` may call `path`. Pure, so it can be tested on its own.
+/// Decides whether `principal` may call `path`, with `capability_of` naming the
+/// capability that declares a service and `enabled` telling whether it is on. Pure, so
+/// it can be tested on its own.
 pub fn authorize(
     principal: &Principal,
     path: &str,
-    enabled: impl Fn(&CapabilitySpec) -> bool,
+    capability_of: impl Fn(&str) -> Option<&'static Capability>,
+    enabled: impl Fn(&Capability) -> bool,
 ) -> Result<(), Denial> {
     let service = service_of(path);
-    if !(principal.is_admin() || OPEN_SERVICES.contains(&service)) {
+    let Some(capability) = capability_of(service) else {
+        return Err(Denial::UnknownService(service.chars().take(200).collect()));
+    };
+    let allowed = match capability.access {
+        Access::AnyPrincipal => true,
+        Access::Admin => principal.is_admin(),
+    };
+    if !allowed {
         return Err(Denial::Forbidden {
             principal: principal.to_string(),
             method: path.chars().take(200).collect(),
         });
     }
-    match CapabilityRegistry::spec_for_service(service) {
-        Some(spec) if !enabled(spec) => Err(Denial::Disabled(spec.name)),
-        _ => Ok(()),
+    if !enabled(capability) {
+        return Err(Denial::Disabled(capability.name));
     }
+    Ok(())
 }
 
 /// The principal the connection's client certificate named (read once per connection).
@@ -140,9 +155,13 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let decision = principal_of_connection(request.extensions()).and_then(|principal| {
-            authorize(&principal, request.uri().path(), |spec| {
-                self.registry.is_enabled(spec)
-            })
+            let registry = &self.registry;
+            authorize(
+                &principal,
+                request.uri().path(),
+                |service| registry.capability_of_service(service),
+                |capability| registry.is_enabled(capability),
+            )
             .map(|()| principal)
         });
         match decision {
@@ -167,17 +186,25 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn capability_of(service: &str) -> Option<&'static Capability> {
+        crate::CAPABILITIES
+            .iter()
+            .copied()
+            .find(|c| c.services.contains(&service))
+    }
+
     #[test]
     fn admin_may_call_anything_enabled() {
         let admin = principal("admin@node1@local");
         assert_eq!(
-            authorize(&admin, "/aurae.v0.System/Status", |_| true),
+            authorize(&admin, "/aurae.v0.System/Status", capability_of, |_| true),
             Ok(())
         );
         assert_eq!(
             authorize(
                 &admin,
                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                capability_of,
                 |_| false
             ),
             Err(Denial::Disabled("reflection"))
@@ -187,17 +214,31 @@ mod tests {
     #[test]
     fn other_principals_are_denied_by_default_but_may_check_health() {
         let alice = principal("alice@node1@local");
-        let err = authorize(&alice, "/aurae.v0.System/Status", |_| true).unwrap_err();
+        let err =
+            authorize(&alice, "/aurae.v0.System/Status", capability_of, |_| true).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("alice@node1@local") && text.contains("/aurae.v0.System/Status"),
             "{text}"
         );
         assert_eq!(
-            authorize(&alice, "/grpc.health.v1.Health/Check", |_| true),
+            authorize(
+                &alice,
+                "/grpc.health.v1.Health/Check",
+                capability_of,
+                |_| true
+            ),
             Ok(())
         );
-        assert!(authorize(&alice, "/no.Such/Thing", |_| true).is_err());
+    }
+
+    #[test]
+    fn a_service_no_capability_declares_is_refused_even_to_the_admin() {
+        let admin = principal("admin@node1@local");
+        assert_eq!(
+            authorize(&admin, "/no.Such/Thing", capability_of, |_| true),
+            Err(Denial::UnknownService("no.Such".to_owned()))
+        );
     }
 
     #[test]

@@ -9,33 +9,26 @@
 pub mod authz;
 pub mod connection;
 pub mod material;
+pub mod registry;
 pub mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurae_proto::v0::capabilities_server::CapabilitiesServer;
-use aurae_proto::v0::filesystem_server::FilesystemServer;
-use aurae_proto::v0::storage_server::StorageServer;
 use aurae_proto::v0::system_server::SystemServer;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::capabilities::CapabilitiesService;
-use crate::filesystem::FilesystemService;
-use crate::storage::StorageService;
-use crate::system::{Node, SystemService};
+use crate::context::Daemon;
+use crate::system::SystemService;
 use connection::AuthenticatedStream;
 use material::Mode;
-
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections handed over but not yet picked up by a router.
-const HANDOFF_QUEUE: usize = 128;
+use registry::RegisterError;
 
 /// Why serving stopped.
 #[derive(Debug, thiserror::Error)]
@@ -43,23 +36,24 @@ pub enum ServeError {
     /// A router failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
-    /// Reflection could not be built from the descriptors.
-    #[error("reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    /// A capability could not build its services.
+    #[error(transparent)]
+    Register(#[from] RegisterError),
 }
 
 /// Serves the socket until `shutdown` turns true.
 pub async fn serve(
     listener: UnixListener,
-    node: Arc<Node>,
+    daemon: Arc<Daemon>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let (plain_tx, plain_rx) = mpsc::channel::<UnixStream>(HANDOFF_QUEUE);
-    let (tls_tx, tls_rx) = mpsc::channel::<AuthenticatedStream>(HANDOFF_QUEUE);
+    let config = &daemon.config.server;
+    let (plain_tx, plain_rx) = mpsc::channel::<UnixStream>(config.handoff_queue);
+    let (tls_tx, tls_rx) = mpsc::channel::<AuthenticatedStream>(config.handoff_queue);
 
-    let empty_loop = empty_loop_router(node.clone(), plain_rx, stopped(shutdown.clone()));
-    let serving = serving_router(node.clone(), tls_rx, stopped(shutdown.clone()));
-    let accept = accept_loop(listener, node.mode.clone(), plain_tx, tls_tx, shutdown);
+    let empty_loop = empty_loop_router(daemon.clone(), plain_rx, stopped(shutdown.clone()));
+    let serving = serving_router(daemon.clone(), tls_rx, stopped(shutdown.clone()));
+    let accept = accept_loop(listener, daemon.clone(), plain_tx, tls_tx, shutdown);
     let (empty_loop, serving, ()) = tokio::join!(empty_loop, serving, accept);
     empty_loop?;
     serving?;
@@ -78,7 +72,7 @@ fn incoming<T: Send + 'static>(
 
 /// Health (NOT_SERVING) and status, in plaintext, for the empty loop.
 async fn empty_loop_router(
-    node: Arc<Node>,
+    daemon: Arc<Daemon>,
     rx: mpsc::Receiver<UnixStream>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
@@ -88,48 +82,32 @@ async fn empty_loop_router(
         .await;
     Server::builder()
         .add_service(health)
-        .add_service(SystemServer::new(SystemService::new(node)))
+        .add_service(SystemServer::new(SystemService::new(daemon)))
         .serve_with_incoming_shutdown(incoming(rx), shutdown)
         .await?;
     Ok(())
 }
 
-/// HTTP/2 flow-control window of one stream, in bytes.
-const FLOW_WINDOW: u32 = 8 << 20;
-
-/// Every enabled capability, over mTLS, behind the authorization layer.
+/// Every registered capability over mTLS, behind the authorization layer, which refuses
+/// the disabled ones and any service no capability declares.
 async fn serving_router(
-    node: Arc<Node>,
+    daemon: Arc<Daemon>,
     rx: mpsc::Receiver<AuthenticatedStream>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<SystemServer<SystemService>>().await;
-    reporter
-        .set_serving::<CapabilitiesServer<CapabilitiesService>>()
-        .await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(aurae_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
+    let mut routes = RoutesBuilder::default();
+    for capability in daemon.capabilities.known() {
+        (capability.register)(&daemon, &mut routes)?;
+    }
+    daemon.report_all_health().await;
+    let window = daemon.config.server.flow_window;
     Server::builder()
         // Large flow-control windows: a 1 MiB write or read streams without waiting on
         // window updates.
-        .initial_stream_window_size(FLOW_WINDOW)
-        .initial_connection_window_size(FLOW_WINDOW * 4)
-        .layer(authz::AuthzLayer::new(node.capabilities.clone()))
-        .add_service(health)
-        .add_service(SystemServer::new(SystemService::new(node.clone())))
-        .add_service(CapabilitiesServer::new(CapabilitiesService::new(
-            node.capabilities.clone(),
-        )))
-        .add_service(StorageServer::new(StorageService::new(node.store.clone())))
-        .add_service(FilesystemServer::new(FilesystemService::new(
-            node.store.clone(),
-        )))
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window.saturating_mul(4))
+        .layer(authz::AuthzLayer::new(daemon.capabilities.clone()))
+        .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming(rx), shutdown)
         .await?;
     Ok(())
@@ -137,7 +115,7 @@ async fn serving_router(
 
 async fn accept_loop(
     listener: UnixListener,
-    mode: watch::Receiver<Mode>,
+    daemon: Arc<Daemon>,
     plain_tx: mpsc::Sender<UnixStream>,
     tls_tx: mpsc::Sender<AuthenticatedStream>,
     shutdown: watch::Receiver<bool>,
@@ -157,16 +135,17 @@ async fn accept_loop(
             },
             () = &mut stop => return,
         };
-        let current = mode.borrow().clone();
+        let current = daemon.mode.borrow().clone();
         match current {
             Mode::EmptyLoop(_) => {
                 let _ = plain_tx.send(stream).await;
             }
             Mode::Serving(config) => {
                 let tls_tx = tls_tx.clone();
+                let deadline = daemon.config.server.handshake_timeout;
                 tokio::spawn(async move {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tls_tx.send(AuthenticatedStream::new(tls)).await;
                         }

@@ -3,63 +3,57 @@
 //! It is served in both modes: in the empty loop it is how an operator learns which
 //! files are missing and which command creates them.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use aurae_core::name::Principal;
-use aurae_core::pki::PkiPaths;
 use aurae_proto::v0 as pb;
-use tokio::sync::watch;
+use aurae_proto::v0::system_server::SystemServer;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 
-use crate::capabilities::CapabilityRegistry;
+use crate::context::Daemon;
 use crate::server::material::Mode;
+use crate::server::registry::{Access, Availability, Capability, RegisterError};
 
-/// What the node knows about itself, shared by the services.
-#[derive(Debug)]
-pub struct Node {
-    /// When auraed started.
-    pub started: Instant,
-    /// The PeerId, if the key could be read.
-    pub peer_id: Option<String>,
-    /// The key file.
-    pub key_path: PathBuf,
-    /// Why the key could not be used, if it could not.
-    pub key_error: Option<String>,
-    /// The PKI directory.
-    pub pki: PkiPaths,
-    /// The current mode, kept up to date by the material watcher.
-    pub mode: watch::Receiver<Mode>,
-    /// The capabilities and their state.
-    pub capabilities: Arc<CapabilityRegistry>,
-    /// The database, or why it could not be opened.
-    pub store: crate::storage::StoreState,
+/// The capability's declaration.
+pub const CAPABILITY: Capability = Capability {
+    name: "system",
+    description: "node status: mode, peer id, uptime, capabilities",
+    availability: Availability::Core,
+    access: Access::Admin,
+    services: &[<SystemServer<SystemService> as NamedService>::NAME],
+    register,
+};
+
+fn register(daemon: &Arc<Daemon>, routes: &mut RoutesBuilder) -> Result<(), RegisterError> {
+    routes.add_service(SystemServer::new(SystemService::new(daemon.clone())));
+    Ok(())
 }
 
 /// The `aurae.v0.System` gRPC service.
 #[derive(Debug, Clone)]
 pub struct SystemService {
-    node: Arc<Node>,
+    daemon: Arc<Daemon>,
 }
 
 impl SystemService {
-    /// A service reporting on `node`.
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    /// A service reporting on `daemon`.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        Self { daemon }
     }
 
     /// The status as seen by `principal` (none in the empty loop).
     pub fn status(&self, principal: Option<&Principal>) -> pb::StatusResponse {
-        let node = &self.node;
+        let node = &self.daemon;
         let mut response = pb::StatusResponse {
             version: aurae_core::VERSION.to_owned(),
-            peer_id: node.peer_id.clone().unwrap_or_default(),
+            peer_id: node.identity.peer_id.clone().unwrap_or_default(),
             uptime_seconds: node.started.elapsed().as_secs(),
             pki_dir: node.pki.dir().display().to_string(),
             principal: principal.map(ToString::to_string).unwrap_or_default(),
-            key_path: node.key_path.display().to_string(),
-            key_error: node.key_error.clone().unwrap_or_default(),
+            key_path: node.identity.key_path.display().to_string(),
+            key_error: node.identity.key_error.clone().unwrap_or_default(),
             pid: std::process::id(),
             ..Default::default()
         };
