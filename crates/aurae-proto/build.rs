@@ -15,12 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("cargo:rerun-if-changed={}", api.join("aurae/v0").display());
 
-    // SAFETY: a build script is single threaded, so nothing reads the environment concurrently.
-    unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
-
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("aurae_descriptor.bin");
     tonic_prost_build::configure()
         .file_descriptor_set_path(descriptor)
-        .compile_protos(&protos, &[api])?;
+        .compile_with_config(config, &protos, &[api])?;
     Ok(())
 }

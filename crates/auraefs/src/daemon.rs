@@ -85,6 +85,7 @@ fn detach_stdio() {
 /// Forks: the parent waits for the daemon's report, the child becomes the daemon.
 ///
 /// Must be called before any thread is started (no tokio runtime yet).
+#[allow(unsafe_code)] // fork(2) is unsafe in a threaded process; see the SAFETY comment
 pub fn detach() -> Result<Role, AuraefsError> {
     let (read_end, write_end): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| AuraefsError::Start(e.into()))?;

@@ -6,7 +6,6 @@
 //! daemon's start-up. It reaches auraed only over its socket with the caller's own client
 //! certificate, and never opens the database.
 #![deny(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 /// Store stats and inodes as the kernel sees them.
 pub mod attr;

@@ -50,14 +50,14 @@ fn mounting_on_a_busy_mountpoint_fails_fast() {
 fn mounting_on_a_missing_directory_or_a_file_fails_fast() {
     let node = Node::start();
     node.create_volume("vol", 0);
-    let missing = node.root.path().join("does-not-exist");
+    let missing = node.root().join("does-not-exist");
     let (code, stderr) = failure(node.auraefs().args(["mount", "vol"]).arg(&missing));
     assert_eq!(code, 5, "{stderr}");
     assert!(
         stderr.contains("does not exist") && stderr.contains("mkdir -p"),
         "{stderr}"
     );
-    let file = node.root.path().join("a-file");
+    let file = node.root().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let (code, stderr) = failure(node.auraefs().args(["mount", "vol"]).arg(&file));
     assert_eq!(code, 5, "{stderr}");
@@ -68,7 +68,7 @@ fn mounting_on_a_missing_directory_or_a_file_fails_fast() {
 fn an_unreachable_auraed_is_reported_with_the_socket() {
     let node = Node::start();
     let dir = node.mountpoint("x");
-    let nowhere = node.root.path().join("nobody-listens.sock");
+    let nowhere = node.root().join("nobody-listens.sock");
     let (code, stderr) = failure(
         node.auraefs()
             .args(["mount", "default"])
@@ -192,7 +192,7 @@ fn sigterm_unmounts_a_foreground_mount() {
     let path = dir.canonicalize().unwrap();
     let guard = common::Mount {
         path: path.clone(),
-        log: node.root.path().join("unused.log"),
+        log: node.root().join("unused.log"),
     };
     wait_until(Duration::from_secs(10), "the foreground mount", || {
         guard.is_mounted()
@@ -213,7 +213,7 @@ fn sigterm_unmounts_a_foreground_mount() {
 fn the_mount_helper_mounts_with_mount8_syntax_and_type_fuse_auraefs() {
     let node = Node::start();
     node.create_volume("helper", 0);
-    let bin_dir = node.root.path().join("sbin");
+    let bin_dir = node.root().join("sbin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     let helper = bin_dir.join("mount.fuse.auraefs");
     symlink(common::auraefs_bin(), &helper).unwrap();
@@ -221,7 +221,7 @@ fn the_mount_helper_mounts_with_mount8_syntax_and_type_fuse_auraefs() {
     let path = dir.canonicalize().unwrap();
     let guard = common::Mount {
         path: path.clone(),
-        log: node.root.path().join("helper.log"),
+        log: node.root().join("helper.log"),
     };
     // As mount(8) runs it, with fstab-style options naming the socket.
     let out = Command::new(&helper)
@@ -234,7 +234,7 @@ fn the_mount_helper_mounts_with_mount8_syntax_and_type_fuse_auraefs() {
             node.sock.display(),
             guard.log.display()
         ))
-        .env("HOME", &node.home)
+        .env("HOME", node.home())
         .env_remove("AURAE_SOCKET")
         .output()
         .unwrap();

@@ -44,7 +44,7 @@ fn errno_of(result: std::io::Result<impl Sized>) -> i32 {
 fn cp_copies_files_that_read_back_identically_after_a_remount() {
     let node = Node::start();
     node.create_volume("copies", 0);
-    let source = node.root.path().join("source");
+    let source = node.root().join("source");
     fs::create_dir_all(&source).unwrap();
     fs::write(source.join("small"), b"hello\n").unwrap();
     fs::write(source.join("empty"), b"").unwrap();
@@ -337,14 +337,14 @@ fn tar_and_rsync_round_trip_a_tree() {
     let node = Node::start();
     node.create_volume("trees", 0);
     let mount = node.mount("trees", "");
-    let source = node.root.path().join("tree");
+    let source = node.root().join("tree");
     fs::create_dir_all(source.join("a/b/c")).unwrap();
     fs::write(source.join("a/one"), pattern(70_000, 3)).unwrap();
     fs::write(source.join("a/b/two"), b"two").unwrap();
     fs::write(source.join("a/b/c/three"), pattern(300_000, 4)).unwrap();
     symlink("../one", source.join("a/b/link")).unwrap();
     fs::set_permissions(source.join("a/b/two"), fs::Permissions::from_mode(0o600)).unwrap();
-    let tarball = node.root.path().join("tree.tar");
+    let tarball = node.root().join("tree.tar");
     sh(&format!(
         "tar -C {} -cf {} .",
         source.display(),
@@ -379,8 +379,8 @@ fn tar_and_rsync_round_trip_a_tree() {
     sh(&format!(
         "tar -C {} -cf {} . && tar -tf {} | grep -q 'c/three'",
         mount.join("synced").display(),
-        node.root.path().join("back.tar").display(),
-        node.root.path().join("back.tar").display()
+        node.root().join("back.tar").display(),
+        node.root().join("back.tar").display()
     ));
 }
 
@@ -570,7 +570,7 @@ fn new_files_belong_to_the_caller_and_mode_bits_are_enforced() {
     // The temp dir above the mount must be traversable by nobody.
     let mut dir = mount.path.parent();
     while let Some(d) = dir {
-        if d.starts_with(node.root.path()) || d == node.root.path() {
+        if d.starts_with(node.root()) || d == node.root() {
             let mode = fs::metadata(d).unwrap().mode();
             fs::set_permissions(d, fs::Permissions::from_mode(mode | 0o711)).unwrap();
         }

@@ -252,6 +252,7 @@ const EARLY_WRITEBACK: usize = 256 << 10;
 /// Starts writing `len` bytes at `offset` of `file` back to the disk without waiting, so
 /// that a long sequential write is mostly on disk by the time fsync(2) asks for it, and
 /// dirty pages do not pile up. Only a hint: failing it changes nothing.
+#[allow(unsafe_code)] // nix 0.30 has no sync_file_range wrapper
 pub fn start_writeback(file: &File, offset: u64, len: usize) {
     if len < EARLY_WRITEBACK {
         return;

@@ -1,70 +1,18 @@
-//! Test support: a real auraed on a temporary socket, volumes created over gRPC, and real
-//! auraefs mounts that are always unmounted when a test ends, pass or fail.
-#![allow(dead_code)]
+//! Test support: a serving auraed from the shared test kit, volumes created over gRPC,
+//! and real auraefs mounts that are always unmounted when a test ends, pass or fail.
+#![allow(dead_code, unused_imports)]
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use aurae_client::{AuraeClient, ConnectOptions, Identity};
-use aurae_proto::v0::{CreateVolumeRequest, Mode, StatusRequest};
+use aurae_proto::v0::CreateVolumeRequest;
+use aurae_testkit::{Daemon, Layout};
+pub use aurae_testkit::{sh, wait_until};
 
 /// The auraefs binary under test.
 pub fn auraefs_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_auraefs"))
-}
-
-/// A workspace binary next to auraefs, built now if this run did not build it
-/// (`cargo nextest run -p auraefs` builds only this package's binaries).
-pub fn sibling_bin(name: &str, package: &str) -> PathBuf {
-    let path = auraefs_bin().with_file_name(name);
-    if !path.exists() {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build
-            .args(["build", "--manifest-path"])
-            .arg(&manifest)
-            .args(["-p", package]);
-        if path
-            .parent()
-            .and_then(Path::file_name)
-            .is_some_and(|dir| dir == "release")
-        {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building {package} for the tests failed");
-    }
-    assert!(
-        path.exists(),
-        "{} is missing after building {package}",
-        path.display()
-    );
-    path
-}
-
-/// The auraed binary.
-pub fn auraed_bin() -> PathBuf {
-    sibling_bin("auraed", "auraed")
-}
-
-/// The aurae CLI binary.
-pub fn aurae_bin() -> PathBuf {
-    sibling_bin("aurae", "aurae-cli")
-}
-
-/// Polls `check` every 20 ms until it is true or `timeout` passes.
-pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn require_root() {
@@ -76,79 +24,30 @@ fn require_root() {
 
 /// A serving auraed with its own socket, PKI, data and admin home.
 pub struct Node {
-    pub root: tempfile::TempDir,
+    /// Its directories (`layout.root` holds everything).
+    pub layout: Layout,
+    /// The daemon's socket.
     pub sock: PathBuf,
-    pub home: PathBuf,
-    child: Child,
-    log: PathBuf,
+    daemon: Daemon,
 }
 
 impl Node {
-    fn spawn_auraed(root: &Path, home: &Path, sock: &Path, log: &Path) -> Child {
-        let log_file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(auraed_bin())
-            .arg("--sock")
-            .arg(sock)
-            .arg("--pki-dir")
-            .arg(root.join("pki"))
-            .arg("--data-dir")
-            .arg(root.join("data"))
-            .arg("--key")
-            .arg(home.join(".ssh/id_aura"))
-            .env("HOME", home)
-            .env_remove("AURAE_SOCKET")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn auraed");
-        wait_until(Duration::from_secs(10), "the auraed socket", || {
-            std::fs::symlink_metadata(sock).is_ok_and(|m| m.file_type().is_socket())
-                && std::os::unix::net::UnixStream::connect(sock).is_ok()
-        });
-        child
-    }
-
     fn start_unregistered() -> Self {
         require_root();
-        let root = tempfile::tempdir().expect("temp dir");
-        let home = root.path().join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let sock = root.path().join("run/aurae.sock");
-        let log = root.path().join("auraed.log");
-        let child = Self::spawn_auraed(root.path(), &home, &sock, &log);
+        let layout = Layout::new();
+        let daemon = Daemon::start(&layout);
         Self {
-            root,
-            sock,
-            home,
-            child,
-            log,
+            sock: layout.sock.clone(),
+            layout,
+            daemon,
         }
     }
 
     /// Starts auraed, registers its PKI with `aurae pki init`, waits until it serves.
     pub fn start() -> Self {
         let node = Self::start_unregistered();
-        let pki = node.root.path().join("pki");
-        let out = node.aurae(&[
-            "pki",
-            "init",
-            "--pki-dir",
-            pki.to_str().unwrap(),
-            "--peer",
-            "node1",
-        ]);
-        assert!(
-            out.status.success(),
-            "pki init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        node.wait_serving();
+        node.layout.pki_init(&[]);
+        aurae_testkit::wait_serving_blocking(&node.layout, Duration::from_secs(10));
         node
     }
 
@@ -157,92 +56,46 @@ impl Node {
         Self::start_unregistered()
     }
 
+    /// The temporary root of everything this node uses.
+    pub fn root(&self) -> &Path {
+        self.layout.root.path()
+    }
+
+    /// The admin user's home.
+    pub fn home(&self) -> &Path {
+        &self.layout.home
+    }
+
     /// Kills auraed with SIGKILL (no chance to flush anything) and starts it again on
     /// the same socket, data and PKI.
     pub fn crash_and_restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.child = Self::spawn_auraed(self.root.path(), &self.home, &self.sock, &self.log);
-        self.wait_serving();
-    }
-
-    fn runtime() -> tokio::runtime::Runtime {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    fn admin(&self) -> Identity {
-        let dir = self.home.join(".aurae");
-        Identity {
-            ca_cert: dir.join("ca.crt"),
-            client_cert: dir.join("admin.crt"),
-            client_key: dir.join("admin.key"),
-        }
-    }
-
-    async fn client(&self) -> Result<AuraeClient, String> {
-        let options = ConnectOptions {
-            socket: Some(self.sock.clone()),
-            config: Some(self.home.join("no-config.toml")),
-            ..Default::default()
-        };
-        let mut target = options.resolve().map_err(|e| e.to_string())?;
-        target.identity = Some(self.admin());
-        AuraeClient::connect(&target)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    fn wait_serving(&self) {
-        let runtime = Self::runtime();
-        let start = Instant::now();
-        loop {
-            let serving = runtime.block_on(async {
-                let client = self.client().await.ok()?;
-                let status = client.system().status(StatusRequest {}).await.ok()?;
-                Some(status.into_inner().mode() == Mode::Serving)
-            });
-            if serving == Some(true) {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "auraed did not serve; log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        self.daemon.kill();
+        self.daemon = Daemon::start(&self.layout);
+        aurae_testkit::wait_serving_blocking(&self.layout, Duration::from_secs(10));
     }
 
     /// Creates a volume with the Storage CreateVolume RPC (quota 0: none).
     pub fn create_volume(&self, name: &str, quota_bytes: u64) {
-        Self::runtime().block_on(async {
-            let client = self.client().await.expect("connect as admin");
-            client
-                .storage()
-                .create_volume(CreateVolumeRequest {
-                    name: name.to_owned(),
-                    quota_bytes,
-                })
-                .await
-                .expect("CreateVolume");
-        });
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let client = self.layout.admin_client().await.expect("connect as admin");
+                client
+                    .storage()
+                    .create_volume(CreateVolumeRequest {
+                        name: name.to_owned(),
+                        quota_bytes,
+                    })
+                    .await
+                    .expect("CreateVolume");
+            });
     }
 
     /// Runs the aurae CLI as this node's admin.
     pub fn aurae(&self, args: &[&str]) -> Output {
-        Command::new(aurae_bin())
-            .arg("--sock")
-            .arg(&self.sock)
-            .args(args)
-            .env("HOME", &self.home)
-            .env_remove("AURAE_SOCKET")
-            .env_remove("AURAE_CONFIG")
-            .output()
-            .expect("run aurae")
+        self.layout.aurae(args)
     }
 
     /// An auraefs command as this node's admin (socket and client config set).
@@ -250,7 +103,7 @@ impl Node {
         let mut cmd = Command::new(auraefs_bin());
         cmd.arg("--sock")
             .arg(&self.sock)
-            .env("HOME", &self.home)
+            .env("HOME", &self.layout.home)
             .env_remove("AURAE_SOCKET")
             .env_remove("AURAE_CONFIG")
             .env_remove("RUST_LOG")
@@ -260,7 +113,7 @@ impl Node {
 
     /// A fresh empty directory to mount on.
     pub fn mountpoint(&self, name: &str) -> PathBuf {
-        let dir = self.root.path().join("mnt").join(name);
+        let dir = self.root().join("mnt").join(name);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -273,7 +126,7 @@ impl Node {
 
     /// Mounts `volume` on `dir` with `options`, asserting success.
     pub fn mount_on(&self, volume: &str, dir: &Path, options: &str) -> Mount {
-        let log = self.root.path().join(format!("auraefs-{volume}.log"));
+        let log = self.root().join(format!("auraefs-{volume}.log"));
         let mut cmd = self.auraefs();
         cmd.arg("mount").arg(volume).arg(dir);
         let mut all = format!("log={}", log.display());
@@ -297,13 +150,6 @@ impl Node {
             "auraefs returned before the mount was live"
         );
         mount
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -369,17 +215,4 @@ impl Drop for Mount {
             }
         }
     }
-}
-
-/// Runs a shell command line, asserting success; returns its stdout.
-pub fn sh(script: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}` failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
