@@ -13,7 +13,7 @@ pub mod cli;
 pub mod exit;
 /// The `aurae.v0.Filesystem` service: the store by volume and inode, for FUSE.
 pub mod filesystem;
-/// PID 1 duties: mounts, reaping, power-off.
+/// PID 1 duties (mounts, power-off) and the process supervisor, the only spawner.
 pub mod init;
 /// The socket server: empty loop, mTLS, authorization.
 pub mod server;
@@ -128,9 +128,14 @@ async fn bind_socket(args: &Args, pid1: bool) -> Result<server::socket::BoundSoc
 
 async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     let started = Instant::now();
-    if pid1 && let Err(e) = init::spawn_reaper() {
-        tracing::error!(error = %e, "cannot watch SIGCHLD; orphans will not be reaped");
-    }
+    // Held for the daemon's life; it moves into the daemon-wide context once that exists.
+    let supervisor = match init::supervisor::Supervisor::start() {
+        Ok(supervisor) => supervisor,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the process supervisor");
+            return ExitCode::Runtime;
+        }
+    };
     let (Ok(mut sigterm), Ok(mut sigint)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -182,5 +187,6 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         tracing::warn!("connections still open after the grace period; closing them");
     }
     drop(socket_file);
+    drop(supervisor);
     ExitCode::Ok
 }
