@@ -1,5 +1,6 @@
 //! The daemon-wide context every capability is built over: who this node is, its
-//! certificate mode, its capability registry, its store and its tuning.
+//! certificate mode, its capability registry, its store, its process supervisor and its
+//! tuning.
 //!
 //! It is made once per daemon run and shared (`Arc<Daemon>`) by the server and the
 //! services; a capability keeps its own state in its own folder, not here, unless the
@@ -46,6 +47,8 @@ pub struct Daemon {
     pub health: HealthReporter,
     /// The database, or why it could not be opened.
     pub store: crate::storage::StoreState,
+    /// The only way to start a child process: it hands each exit status to its owner.
+    pub supervisor: crate::init::supervisor::Supervisor,
     /// Tuning values.
     pub config: DaemonConfig,
 }

@@ -15,7 +15,7 @@ pub mod config;
 pub mod context;
 /// Documented exit codes.
 pub mod exit;
-/// PID 1 duties: mounts, reaping, power-off.
+/// PID 1 duties (mounts, power-off) and the process supervisor, the only spawner.
 pub mod init;
 /// The socket server: empty loop, mTLS, authorization, the capability registry.
 pub mod server;
@@ -155,9 +155,13 @@ async fn bind_socket(args: &Args, pid1: bool) -> Result<server::socket::BoundSoc
 
 async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     let started = Instant::now();
-    if pid1 && let Err(e) = init::spawn_reaper() {
-        tracing::error!(error = %e, "cannot watch SIGCHLD; orphans will not be reaped");
-    }
+    let supervisor = match init::supervisor::Supervisor::start() {
+        Ok(supervisor) => supervisor,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the process supervisor");
+            return ExitCode::Runtime;
+        }
+    };
     let (Ok(mut sigterm), Ok(mut sigint)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -189,6 +193,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         capabilities,
         health: tonic_health::server::HealthReporter::new(),
         store,
+        supervisor,
         config,
     });
     tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");

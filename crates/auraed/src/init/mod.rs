@@ -1,15 +1,22 @@
-//! PID 1 duties: early mounts, reaping orphans, and powering off.
+//! PID 1 duties (early mounts, Ctrl-Alt-Del, powering off) and the process supervisor.
 //!
-//! When auraed is the init of its PID namespace every orphan is reparented to it, so it
-//! must reap them or the process table fills with zombies. This module must never make
+//! When auraed is the init of its PID namespace every orphan is reparented to it; when it
+//! is not, it makes itself a child subreaper so that its workloads' orphans still come
+//! back to it. Either way it must reap them or the process table fills with zombies, and
+//! it must not steal the exit status of the children it started itself:
+//! [`supervisor`](crate::init::supervisor) does both, and is the only way auraed starts a process. This module must never make
 //! the daemon exit on its own: as the real init, an exit panics the kernel.
+
+/// The orphan reaper's thread.
+mod reaper;
+/// The one owner of child processes: spawns, tracks by pidfd, hands out exit statuses.
+pub mod supervisor;
+/// pidfd and `waitid` system calls: the supervisor's only `unsafe` code.
+mod sys;
 
 use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// The inode of the initial PID namespace (`PROC_PID_INIT_INO` in the kernel).
 const INITIAL_PID_NAMESPACE_INODE: u64 = 0xEFFF_FFFC;
@@ -107,32 +114,6 @@ pub fn mount_early_filesystems() {
             }
         }
     }
-}
-
-/// Reaps every exited child that is waiting, without blocking.
-pub fn reap_zombies() -> usize {
-    let mut reaped = 0;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return reaped,
-            Ok(status) => {
-                reaped += 1;
-                tracing::trace!(?status, "reaped");
-            }
-        }
-    }
-}
-
-/// Reaps orphans on every SIGCHLD for as long as the runtime lives.
-pub fn spawn_reaper() -> std::io::Result<()> {
-    let mut sigchld = signal(SignalKind::child())?;
-    tokio::spawn(async move {
-        reap_zombies();
-        while sigchld.recv().await.is_some() {
-            reap_zombies();
-        }
-    });
-    Ok(())
 }
 
 /// As the machine's init, asks the kernel to send SIGINT on Ctrl-Alt-Del instead of
