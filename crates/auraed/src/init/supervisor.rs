@@ -2,8 +2,9 @@
 //!
 //! [`Supervisor::spawn`](crate::init::supervisor::Supervisor::spawn) is the **only** way auraed
 //! starts a process. Elsewhere in auraed, `tokio::process::Command` and
-//! `std::process::Command::{spawn, output, status}` must not be used: auraed reaps every child it does not track (as PID 1 and as a child subreaper it
-//! inherits its workloads' orphans and must free them), so the reaper would take the exit
+//! `std::process::Command::{spawn, output, status}` must not be used: auraed reaps every
+//! child it does not track (as PID 1 and as a child subreaper it inherits its workloads'
+//! orphans and must free them), so the reaper would take the exit
 //! status that `tokio::process` or std's `Child::wait` is waiting for, and they would fail
 //! with `ECHILD`. Commands are still built with `std::process::Command` and handed to
 //! `Supervisor::spawn`.
