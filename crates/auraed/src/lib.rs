@@ -158,7 +158,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         peer_id,
         key_path: args.key_path(),
         key_error,
-        mode: server::material::watch(pki.clone()),
+        mode: server::material::watch(pki.clone(), args.sock.clone()),
         pki,
         capabilities,
         store,
