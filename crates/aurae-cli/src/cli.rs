@@ -3,15 +3,18 @@
 use std::path::PathBuf;
 
 pub use aurae_client::cli::ConnectArgs;
+use aurae_core::name::{DomainName, EntityName, PeerName, VolumeName};
 use clap::{Parser, Subcommand};
 use clap_complete::Shell;
 
-/// Talk to an Aurae node: its status, its PKI, its capabilities.
+use crate::size::parse_size;
+
+/// Run an Aurae node: its status, PKI, capabilities, key/value store and volumes.
 ///
 /// The socket and client certificate come from --sock/--ca/--cert/--key, else from
 /// AURAE_SOCKET, else from ~/.aurae/config.toml (written by `aurae pki init`).
 #[derive(Debug, Parser)]
-#[command(name = "aurae", version, about, long_about)]
+#[command(name = "aurae", version, about, long_about, after_help = crate::exit::help())]
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -57,10 +60,10 @@ pub enum PkiCommand {
         pki_dir: PathBuf,
         /// The domain peers find this node under.
         #[arg(long, default_value = "local")]
-        domain: String,
+        domain: DomainName,
         /// This node's peer name [default: the hostname].
         #[arg(long)]
-        peer: Option<String>,
+        peer: Option<PeerName>,
         /// Where the admin's client material goes [default: ~/.aurae].
         #[arg(long, value_name = "DIR")]
         client_dir: Option<PathBuf>,
@@ -71,7 +74,7 @@ pub enum PkiCommand {
     /// Issue a client certificate for `<entity>@<peer>@<domain>`, signed by the node's CA.
     Issue {
         /// The entity, e.g. `alice` or `nginx`.
-        entity: String,
+        entity: EntityName,
         /// The PKI directory holding ca.crt and ca.key.
         #[arg(long, default_value = "/etc/aurae/pki")]
         pki_dir: PathBuf,
@@ -167,50 +170,28 @@ pub enum KvCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
-    /// Create a volume, optionally with a quota (bytes, or with a K/M/G/T suffix).
+    /// Create a volume, optionally with a quota.
     Create {
-        /// Lowercase letters, digits, '-' and '_'.
-        name: String,
-        /// Most content the volume may hold, e.g. 512M; none by default.
+        /// 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter or digit.
+        name: VolumeName,
+        /// Most content the volume may hold: bytes, or a number with K, M, G or T in
+        /// binary multiples (1K = 1024; KB and KiB mean the same), e.g. 512M or 1.5G.
+        /// None by default.
         #[arg(long, value_parser = parse_size)]
         quota: Option<u64>,
     },
-    /// List volumes with their usage.
+    /// List volumes with their usage (sizes for people on a terminal, bytes otherwise).
     #[command(visible_alias = "ls")]
     List {
-        /// Machine-readable output.
+        /// Machine-readable output (sizes in bytes).
         #[arg(long)]
         json: bool,
     },
     /// Delete a volume and everything in it.
     Rm {
         /// The volume.
-        name: String,
+        name: VolumeName,
     },
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let shift = match unit
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return Err(format!("'{text}' is not a size such as 4096, 512M or 2G")),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| format!("'{text}' is not a size such as 4096, 512M or 2G"))
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -218,20 +199,6 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|mode| *mode <= 0o7777)
         .ok_or_else(|| format!("'{text}' is not an octal mode such as 0644"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("M").is_err());
-    }
 }
 
 #[derive(Debug, Subcommand)]

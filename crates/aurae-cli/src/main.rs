@@ -1,11 +1,20 @@
-//! `aurae`: the command line for an Aurae node. Parses flags, runs one command.
+//! `aurae`: the command line for an Aurae node. Parses flags, runs one command, and ends
+//! with an exit code that says which class of failure happened (see [`exit::ExitCode`]).
 
 mod cli;
 mod commands;
+mod exit;
+mod output;
+mod size;
+
+use std::io::Write;
 
 use clap::Parser;
 
+use crate::exit::ExitCode;
+
 fn main() -> std::process::ExitCode {
+    output::end_quietly_when_stdout_closes();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -13,15 +22,22 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            report(&anyhow::Error::new(e).context("cannot start the async runtime"));
+            return ExitCode::Failure.into();
         }
     };
     match runtime.block_on(commands::run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::Ok.into(),
+        Err(e) if e.is::<output::ClosedOutput>() => ExitCode::Ok.into(),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            report(&e);
+            ExitCode::of(&e).into()
         }
     }
+}
+
+/// Prints an error with its causes, each once; a closed stderr is nobody's business.
+fn report(error: &anyhow::Error) {
+    let text = aurae_client::error_chain(error.as_ref());
+    let _ = writeln!(std::io::stderr(), "error: {text}");
 }

@@ -79,7 +79,11 @@ fn pki_issue_validates_the_entity_name() {
     );
     for bad in ["../evil", "Alice", "a/b", ""] {
         let out = aurae(dir.path(), &["pki", "issue", bad, "--pki-dir", pki]);
-        assert!(!out.status.success(), "{bad:?} was accepted");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?} was not refused as usage"
+        );
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("entity name"),
             "{bad:?}"
@@ -129,7 +133,102 @@ fn status_without_a_daemon_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("none.sock");
     let out = aurae(dir.path(), &["--sock", sock.to_str().unwrap(), "status"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3), "no socket: cannot connect");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is auraed running"), "{stderr}");
+
+    // A socket file nobody listens on any more: connection refused.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let out = aurae(dir.path(), &["--sock", sock.to_str().unwrap(), "status"]);
+    assert_eq!(out.status.code(), Some(3), "refused: cannot connect");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is auraed running"), "{stderr}");
+}
+
+/// Runs `aurae` with its standard output on a pipe whose reading end is already closed.
+fn aurae_into_closed_pipe(home: &Path, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_aurae"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("AURAE_SOCKET")
+        .env_remove("AURAE_CONFIG")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run aurae")
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["completions", "bash"][..],
+        &["--help"],
+        &["pki", "--help"],
+    ] {
+        let out = aurae_into_closed_pipe(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_help_describes_every_command_group_and_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = aurae(dir.path(), &["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "key/value",
+        "volumes",
+        "Exit codes:",
+        "  3  cannot connect",
+        "  5  not found",
+    ] {
+        assert!(help.contains(word), "{word:?} missing from:\n{help}");
+    }
+    let out = aurae(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key/value"));
+}
+
+#[test]
+fn a_bad_volume_name_is_told_the_volume_name_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = aurae(dir.path(), &["volume", "create", "Data"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("volume name 'Data'"), "{stderr}");
+    assert!(stderr.contains("a-z, 0-9, '-' or '_'"), "{stderr}");
+    assert!(!stderr.contains("255 bytes"), "{stderr}");
+}
+
+#[test]
+fn a_bad_quota_is_refused_with_what_a_size_looks_like() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["lots", "1.5X", "1.2.3G"] {
+        let out = aurae(dir.path(), &["volume", "create", "data", "--quota", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("e.g. 4096, 512M, 1.5G"), "{bad}: {stderr}");
+    }
+}
+
+#[test]
+fn a_config_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the config file should be: reading it fails with EISDIR.
+    let config = dir.path().join("config.toml");
+    std::fs::create_dir(&config).unwrap();
+    let out = aurae(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "volume", "list"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let cause = std::io::Error::from_raw_os_error(21).to_string();
+    assert_eq!(stderr.matches(&cause).count(), 1, "{stderr}");
 }

@@ -46,6 +46,30 @@ pub enum ClientError {
         /// What the connection attempt said.
         reason: String,
     },
+    /// The socket, or a directory on the way to it, is closed to this user: auraed may well
+    /// be running, but only root and the members of its `--sock-group` may connect.
+    #[error(
+        "you may not connect to {socket}: {what} (permission denied). auraed admits root and the members of its --sock-group: ask an administrator to start auraed with `--sock-group GROUP` and to add you to GROUP, or run this command with sudo"
+    )]
+    PermissionDenied {
+        /// The socket tried.
+        socket: PathBuf,
+        /// Which part is closed: the socket itself or a directory on the way.
+        what: &'static str,
+    },
+    /// auraed answers, but in its empty loop: it has no certificate material yet, so it
+    /// serves health and status only and every other call has to wait for `aurae pki init`.
+    #[error(
+        "auraed at {socket} is in its empty loop (health and status only): {reason}; fix: `{fix_command}`"
+    )]
+    EmptyLoop {
+        /// The socket tried.
+        socket: PathBuf,
+        /// Why auraed is in its empty loop, as it says itself.
+        reason: String,
+        /// The command auraed says fixes it.
+        fix_command: String,
+    },
     /// auraed answered but the mutual TLS handshake failed.
     #[error(
         "auraed at {socket} refused the TLS handshake: {reason}; check that your client certificate was issued by this node's CA (`aurae pki issue`)"
@@ -172,6 +196,12 @@ fn dial_error(socket: &Path, e: &tonic::transport::Error) -> ClientError {
     while let Some(err) = source {
         if let Some(dial) = err.downcast_ref::<DialError>() {
             return match dial {
+                DialError::Socket(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+                    ClientError::PermissionDenied {
+                        socket: socket.to_owned(),
+                        what: closed_part(socket),
+                    }
+                }
                 DialError::Socket(io) => ClientError::Unreachable {
                     socket: socket.to_owned(),
                     reason: io.to_string(),
@@ -187,6 +217,15 @@ fn dial_error(socket: &Path, e: &tonic::transport::Error) -> ClientError {
     ClientError::Handshake {
         socket: socket.to_owned(),
         reason: error_chain(e),
+    }
+}
+
+/// Which part of the way to `socket` refused a connection with EACCES: the socket exists
+/// (its mode or group shuts the caller out) or a directory cannot be searched.
+fn closed_part(socket: &Path) -> &'static str {
+    match std::fs::symlink_metadata(socket) {
+        Ok(_) => "the socket exists but is closed to you",
+        Err(_) => "a directory on the way to it is closed to you",
     }
 }
 
@@ -242,12 +281,19 @@ pub async fn connect_with_config(
         .map_err(|e| dial_error(socket, &e))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, each said once: many errors already put their
+/// cause in their own message (`cannot read FILE: Permission denied`) and also return it as
+/// their source, and a person should not read it twice. Every client binary prints its
+/// errors with this.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        let cause = inner.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = inner.source();
     }
     text
@@ -260,7 +306,9 @@ pub struct AuraeClient {
 }
 
 impl AuraeClient {
-    /// Connects with mutual TLS using the resolved target's identity.
+    /// Connects with mutual TLS using the resolved target's identity. A refused handshake
+    /// is told apart from a daemon in its empty loop (which speaks no TLS at all), so that
+    /// the caller hears what is really wrong.
     pub async fn connect(target: &Target) -> Result<Self, ClientError> {
         let identity = target
             .identity
@@ -268,9 +316,13 @@ impl AuraeClient {
             .ok_or_else(|| ClientError::NoIdentity {
                 config: target.config_path.clone(),
             })?;
-        Ok(Self::from_channel(
-            connect_mtls(&target.socket, identity).await?,
-        ))
+        match connect_mtls(&target.socket, identity).await {
+            Ok(channel) => Ok(Self::from_channel(channel)),
+            Err(e @ ClientError::Handshake { .. }) => {
+                Err(empty_loop(&target.socket).await.unwrap_or(e))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Wraps an open channel.
@@ -304,6 +356,32 @@ impl AuraeClient {
     }
 }
 
+/// How long the empty-loop probe after a failed handshake may take.
+const EMPTY_LOOP_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Asks `socket` in plaintext whether auraed is in its empty loop; the error that says so,
+/// or `None` if it is not (or does not answer in time).
+async fn empty_loop(socket: &Path) -> Option<ClientError> {
+    let probe = async {
+        let client = AuraeClient::from_channel(connect_plaintext(socket).await.ok()?);
+        let status = client
+            .system()
+            .status(aurae_proto::v0::StatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        (status.mode() == aurae_proto::v0::Mode::EmptyLoop).then(|| ClientError::EmptyLoop {
+            socket: socket.to_owned(),
+            reason: status.reason,
+            fix_command: status.fix_command,
+        })
+    };
+    tokio::time::timeout(EMPTY_LOOP_PROBE, probe)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// How a status call reached the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reached {
@@ -320,7 +398,9 @@ pub async fn connect_any(target: &Target) -> Result<(AuraeClient, Reached), Clie
     let tls_error = match &target.identity {
         Some(identity) => match connect_mtls(&target.socket, identity).await {
             Ok(channel) => return Ok((AuraeClient::from_channel(channel), Reached::MutualTls)),
-            Err(e @ ClientError::Unreachable { .. }) => return Err(e),
+            Err(e @ (ClientError::Unreachable { .. } | ClientError::PermissionDenied { .. })) => {
+                return Err(e);
+            }
             Err(e) => Some(e),
         },
         None => None,
@@ -343,5 +423,35 @@ pub async fn connect_any(target: &Target) -> Result<(AuraeClient, Reached), Clie
                 reason: status.message().to_owned(),
             },
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read /x/config.toml: {source}")]
+    struct SaysItsCause {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading the config")]
+    struct Context(#[source] SaysItsCause);
+
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        let denied = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let text = error_chain(&SaysItsCause { source: denied() });
+        assert_eq!(text, format!("cannot read /x/config.toml: {}", denied()));
+        let text = error_chain(&Context(SaysItsCause { source: denied() }));
+        assert_eq!(
+            text,
+            format!(
+                "loading the config: cannot read /x/config.toml: {}",
+                denied()
+            )
+        );
     }
 }

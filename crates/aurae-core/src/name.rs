@@ -140,6 +140,12 @@ label_newtype!(
     PeerName,
     "peer"
 );
+label_newtype!(
+    /// A volume's name, e.g. `data`: checked where it is typed, so that a person is told
+    /// the volume-name rule rather than whatever rule the store applies further down.
+    VolumeName,
+    "volume"
+);
 
 impl PeerName {
     /// The peer name for this machine: its hostname, lowercased, cut at the first dot and
@@ -323,6 +329,16 @@ mod tests {
         ] {
             assert!(bad.parse::<Principal>().is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn volume_names_are_refused_with_the_volume_name_rule() {
+        assert_eq!("data".parse::<VolumeName>().unwrap().as_str(), "data");
+        let message = "Data".parse::<VolumeName>().unwrap_err().to_string();
+        assert!(message.starts_with("volume name 'Data'"), "{message}");
+        assert!(message.contains("a-z, 0-9, '-' or '_'"), "{message}");
+        assert!("".parse::<VolumeName>().is_err());
+        assert!("a/b".parse::<VolumeName>().is_err());
     }
 
     #[test]

@@ -188,7 +188,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     let daemon = Arc::new(Daemon {
         started,
         identity,
-        mode: server::material::watch(pki.clone()),
+        mode: server::material::watch(pki.clone(), args.sock.clone(), config.server.material_poll),
         pki,
         capabilities,
         health: tonic_health::server::HealthReporter::new(),

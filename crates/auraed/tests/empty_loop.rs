@@ -61,6 +61,51 @@ async fn cli_status_in_the_empty_loop_prints_the_fix() {
     assert!(json.contains("\"mode\": \"empty_loop\""), "{json}");
 }
 
+/// Runs a shell command line as a person would type it, with `aurae` on the PATH and
+/// nothing but HOME to go on (no --sock, no AURAE_SOCKET).
+fn run_as_typed(layout: &Layout, line: &str) -> std::process::Output {
+    let bin_dir = common::aurae_bin().parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    std::process::Command::new("sh")
+        .args(["-c", line])
+        .env("PATH", path)
+        .env("HOME", &layout.home)
+        .env_remove("AURAE_SOCKET")
+        .env_remove("AURAE_CONFIG")
+        .output()
+        .expect("run sh")
+}
+
+#[tokio::test]
+async fn the_printed_fix_on_a_socket_of_its_own_works_as_printed() {
+    let layout = Layout::new();
+    let _daemon = Daemon::start(&layout);
+    let fix = plaintext_status(&layout).await.unwrap().fix_command;
+    assert!(
+        fix.contains(&format!("--sock {}", layout.sock.display())),
+        "{fix}"
+    );
+
+    let out = run_as_typed(&layout, &fix);
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_as_typed(&layout, "aurae status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "aurae status after `{fix}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("serving over mutual TLS"), "{text}");
+}
+
 #[tokio::test]
 async fn registered_material_is_served_over_mtls_without_restart() {
     let layout = Layout::new();

@@ -2,6 +2,7 @@
 
 mod cli;
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", aurae_client::error_chain(e.as_ref()));
             let code = e
                 .downcast_ref::<AuraefsError>()
                 .map_or(Exit::Failure, AuraefsError::exit);
@@ -63,7 +64,11 @@ fn init_logging(args: &MountArgs, log_file: Option<&Path>) -> anyhow::Result<()>
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        // Colour only for a person at a terminal: not into a file, a pipe or the journal.
+        None => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
     }
     Ok(())
 }

@@ -14,25 +14,55 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Status { json } => status::run(&cli.connect, json).await,
-        Command::Pki(command) => pki::run(&cli.connect, command),
+        Command::Pki(command) => pki::run(&cli.connect, command).await,
         Command::Capabilities(command) => capabilities::run(&cli.connect, command).await,
         Command::Kv(command) => kv::run(&cli.connect, command).await,
         Command::Volume(command) => volume::run(&cli.connect, command).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "aurae", &mut std::io::stdout());
-            Ok(())
+            // Generated in memory: clap_complete panics on a failed write, and a closed
+            // pipe (`aurae completions bash | head`) is no reason to.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "aurae", &mut script);
+            crate::output::write_stdout(&script)
         }
     }
 }
 
-/// Turns a gRPC status into an error a person can read (with the errno when given).
-pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
-    match status
-        .metadata()
-        .get("aurae-errno")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(errno) => anyhow::anyhow!("{} ({:?}, {errno})", status.message(), status.code()),
-        None => anyhow::anyhow!("{} ({:?})", status.message(), status.code()),
+/// A call auraed answered with an error: its message for a person, and its gRPC code,
+/// which decides the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} ({code:?}{errno})")]
+pub struct RpcError {
+    code: tonic::Code,
+    message: String,
+    /// `, EXXX` when auraed named the errno a filesystem would return.
+    errno: String,
+}
+
+impl RpcError {
+    /// Keeps what a person and the exit code need from `status`.
+    pub fn new(status: tonic::Status) -> Self {
+        let errno = status
+            .metadata()
+            .get("aurae-errno")
+            .and_then(|v| v.to_str().ok())
+            .map(|errno| format!(", {errno}"))
+            .unwrap_or_default();
+        Self {
+            code: status.code(),
+            message: status.message().to_owned(),
+            errno,
+        }
     }
+
+    /// The gRPC code auraed answered with.
+    pub fn code(&self) -> tonic::Code {
+        self.code
+    }
+}
+
+/// Turns a gRPC status into an error a person can read (with the errno when given) and
+/// that keeps its code for the exit status.
+pub fn rpc_error(status: tonic::Status) -> anyhow::Error {
+    RpcError::new(status).into()
 }

@@ -1,16 +1,23 @@
 //! `aurae pki init|issue`: the node's CA without openssl.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use aurae_client::{ClientError, Identity, Reached, Target, connect_any};
 use aurae_core::config::{self, ClientConfig};
 use aurae_core::fsutil;
 use aurae_core::name::{EntityName, PeerName, Principal};
 use aurae_core::pki::{self, CertificateAuthority, NodeNames, Overwrite, PkiPaths, Validity};
+use aurae_proto::v0::{Mode, StatusRequest};
 
 use crate::cli::{ConnectArgs, PkiCommand};
 
-pub fn run(connect: &ConnectArgs, command: PkiCommand) -> anyhow::Result<()> {
+/// How long `pki init` waits for auraed to pick the new material up (it polls every 500 ms).
+const PICKUP_WAIT: Duration = Duration::from_secs(3);
+
+/// Runs `aurae pki init` or `aurae pki issue`.
+pub async fn run(connect: &ConnectArgs, command: PkiCommand) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init {
             pki_dir,
@@ -18,7 +25,18 @@ pub fn run(connect: &ConnectArgs, command: PkiCommand) -> anyhow::Result<()> {
             peer,
             client_dir,
             force,
-        } => init(connect, &pki_dir, &domain, peer, client_dir, force),
+        } => {
+            let names = NodeNames {
+                domain,
+                peer: peer.unwrap_or_else(|| PeerName::from_hostname(&hostname())),
+            };
+            let overwrite = if force {
+                Overwrite::Replace
+            } else {
+                Overwrite::Refuse
+            };
+            init(connect, &pki_dir, names, client_dir, overwrite).await
+        }
         PkiCommand::Issue {
             entity,
             pki_dir,
@@ -44,27 +62,14 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-fn init(
+async fn init(
     connect: &ConnectArgs,
     pki_dir: &Path,
-    domain: &str,
-    peer: Option<String>,
+    names: NodeNames,
     client_dir_flag: Option<PathBuf>,
-    force: bool,
+    overwrite: Overwrite,
 ) -> anyhow::Result<()> {
-    let names = NodeNames {
-        domain: domain.parse().context("--domain")?,
-        peer: match peer {
-            Some(peer) => peer.parse().context("--peer")?,
-            None => PeerName::from_hostname(&hostname()),
-        },
-    };
     let paths = PkiPaths::new(pki_dir);
-    let overwrite = if force {
-        Overwrite::Replace
-    } else {
-        Overwrite::Refuse
-    };
     let ca = pki::init_server_material(&paths, &names, overwrite)?;
     println!("created CA and server certificate in {}", pki_dir.display());
 
@@ -79,28 +84,116 @@ fn init(
     material.write(&cert, &key)?;
     fsutil::write_atomic(&ca_copy, ca.cert_pem().as_bytes(), fsutil::PUBLIC_MODE)
         .with_context(|| format!("cannot write {}", ca_copy.display()))?;
-    let config = ClientConfig {
-        socket: connect
-            .sock
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_SOCKET)),
-        ca_cert: ca_copy,
-        client_cert: cert,
-        client_key: key,
-    };
     let config_path = match &connect.config {
         Some(path) => path.clone(),
         None => dir.join("config.toml"),
     };
+    let config = ClientConfig {
+        socket: socket_to_record(connect, &config_path),
+        ca_cert: ca_copy,
+        client_cert: cert,
+        client_key: key,
+    };
     config.save(&config_path)?;
     println!("issued admin certificate for {admin} in {}", dir.display());
-    println!("wrote client config {}", config_path.display());
-    println!("auraed picks the material up within 2 seconds; check with `aurae status`");
+    println!(
+        "wrote client config {} (socket {})",
+        config_path.display(),
+        config.socket.display()
+    );
+    let target = Target {
+        socket: config.socket.clone(),
+        identity: Some(Identity {
+            ca_cert: config.ca_cert,
+            client_cert: config.client_cert,
+            client_key: config.client_key,
+        }),
+        config_path: config_path.display().to_string(),
+    };
+    println!("{}", await_pickup(&target, pki_dir).await);
     Ok(())
 }
 
-fn issue(entity: &str, pki_dir: &Path, out_dir: Option<PathBuf>, days: i64) -> anyhow::Result<()> {
-    let entity: EntityName = entity.parse()?;
+/// The socket the new config names, resolved as every other command resolves it:
+/// `--sock` / `AURAE_SOCKET`, else the socket of the config being replaced, else the default.
+fn socket_to_record(connect: &ConnectArgs, config_path: &Path) -> PathBuf {
+    let previous = || {
+        ClientConfig::load(config_path)
+            .ok()
+            .flatten()
+            .map(|c| c.socket)
+    };
+    let socket = connect
+        .sock
+        .clone()
+        .or_else(previous)
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_SOCKET));
+    // A relative --sock would mean another socket from another directory.
+    std::path::absolute(&socket).unwrap_or(socket)
+}
+
+/// Talks to the socket the config names until auraed serves the new material over mTLS,
+/// and says how that went: a config naming a socket nobody serves, or a daemon reading
+/// another PKI directory, is better found now than at the next command.
+async fn await_pickup(target: &Target, pki_dir: &Path) -> String {
+    let socket = target.socket.display();
+    let deadline = Instant::now() + PICKUP_WAIT;
+    loop {
+        let empty_loop_dir = match connect_any(target).await {
+            Ok((_, Reached::MutualTls)) => {
+                return format!(
+                    "auraed on {socket} serves over mutual TLS; check with `aurae status`"
+                );
+            }
+            Ok((client, Reached::EmptyLoop)) => client
+                .system()
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .map(|s| s.into_inner())
+                .filter(|s| s.mode() == Mode::EmptyLoop)
+                .map(|s| s.pki_dir),
+            Err(ClientError::Unreachable { .. }) => {
+                return format!(
+                    "note: nothing answers on {socket} yet; start auraed there with `auraed --sock {socket} --pki-dir {}`",
+                    pki_dir.display()
+                );
+            }
+            Err(e @ ClientError::PermissionDenied { .. }) => return format!("note: {e}"),
+            Err(_) => None,
+        };
+        if let Some(dir) = empty_loop_dir
+            && !same_dir(Path::new(&dir), pki_dir)
+        {
+            return format!(
+                "warning: auraed on {socket} reads its material from {dir}, not {}: run `aurae pki init --pki-dir {dir}` instead, or restart auraed with `--pki-dir {}`",
+                pki_dir.display(),
+                pki_dir.display()
+            );
+        }
+        if Instant::now() >= deadline {
+            return format!(
+                "warning: auraed on {socket} has not picked the material up after {}s; see `aurae status`",
+                PICKUP_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn issue(
+    entity: &EntityName,
+    pki_dir: &Path,
+    out_dir: Option<PathBuf>,
+    days: i64,
+) -> anyhow::Result<()> {
     let paths = PkiPaths::new(pki_dir);
     let ca = CertificateAuthority::load(&paths)
         .context("cannot load the CA; create it first with `aurae pki init`")?;

@@ -1,11 +1,32 @@
 //! `aurae volume create|ls|rm`.
 
+use std::io::IsTerminal;
+
 use aurae_client::AuraeClient;
-use aurae_proto::v0::{CreateVolumeRequest, DeleteVolumeRequest, ListVolumesRequest};
+use aurae_proto::v0::{CreateVolumeRequest, DeleteVolumeRequest, ListVolumesRequest, Volume};
 use serde_json::json;
 
 use super::rpc_error;
 use crate::cli::{ConnectArgs, VolumeCommand};
+use crate::size;
+
+/// How sizes are shown in the human listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sizes {
+    /// `1.5 GiB`: for a person at a terminal.
+    Human,
+    /// `1610612736`: for `sort -n`, `awk` and the like when the output is piped.
+    Bytes,
+}
+
+impl Sizes {
+    fn show(self, bytes: u64) -> String {
+        match self {
+            Self::Human => size::human(bytes),
+            Self::Bytes => bytes.to_string(),
+        }
+    }
+}
 
 pub async fn run(connect: &ConnectArgs, command: VolumeCommand) -> anyhow::Result<()> {
     let client = AuraeClient::connect(&connect.options().resolve()?).await?;
@@ -13,7 +34,7 @@ pub async fn run(connect: &ConnectArgs, command: VolumeCommand) -> anyhow::Resul
     match command {
         VolumeCommand::Create { name, quota } => {
             let request = CreateVolumeRequest {
-                name,
+                name: name.to_string(),
                 quota_bytes: quota.unwrap_or(0),
             };
             let volume = storage
@@ -42,30 +63,74 @@ pub async fn run(connect: &ConnectArgs, command: VolumeCommand) -> anyhow::Resul
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
-                    "{:<20} {:>14} {:>14} {:>8}",
-                    "NAME", "USED", "QUOTA", "FILES"
-                );
+                let sizes = if std::io::stdout().is_terminal() {
+                    Sizes::Human
+                } else {
+                    Sizes::Bytes
+                };
+                println!("{}", row("NAME", "USED", "QUOTA", "FILES"));
                 for v in &volumes {
-                    let quota = if v.quota_bytes == 0 {
-                        "-".to_owned()
-                    } else {
-                        v.quota_bytes.to_string()
-                    };
-                    println!(
-                        "{:<20} {:>14} {:>14} {:>8}",
-                        v.name, v.used_bytes, quota, v.files
-                    );
+                    println!("{}", volume_row(v, sizes));
                 }
             }
         }
         VolumeCommand::Rm { name } => {
             storage
-                .delete_volume(DeleteVolumeRequest { name: name.clone() })
+                .delete_volume(DeleteVolumeRequest {
+                    name: name.to_string(),
+                })
                 .await
                 .map_err(rpc_error)?;
             println!("deleted volume {name}");
         }
     }
     Ok(())
+}
+
+fn row(name: &str, used: &str, quota: &str, files: &str) -> String {
+    format!("{name:<20} {used:>14} {quota:>14} {files:>8}")
+}
+
+fn volume_row(v: &Volume, sizes: Sizes) -> String {
+    let quota = match v.quota_bytes {
+        0 => "-".to_owned(),
+        bytes => sizes.show(bytes),
+    };
+    row(
+        &v.name,
+        &sizes.show(v.used_bytes),
+        &quota,
+        &v.files.to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_for_people_or_for_scripts() {
+        let volume = Volume {
+            name: "data".to_owned(),
+            quota_bytes: 3 << 29,
+            used_bytes: 2048,
+            files: 3,
+            ..Default::default()
+        };
+        let human = volume_row(&volume, Sizes::Human);
+        assert!(
+            human.contains("2.0 KiB") && human.contains("1.5 GiB"),
+            "{human}"
+        );
+        let bytes = volume_row(&volume, Sizes::Bytes);
+        assert!(
+            bytes.contains(" 2048 ") && bytes.contains(" 1610612736 "),
+            "{bytes}"
+        );
+        let unlimited = Volume {
+            quota_bytes: 0,
+            ..volume
+        };
+        assert!(volume_row(&unlimited, Sizes::Human).contains(" - "));
+    }
 }

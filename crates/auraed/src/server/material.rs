@@ -7,15 +7,14 @@
 //! empty loop, with the reason.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurae_core::pki::{PkiPaths, files};
+use aurae_core::config::DEFAULT_SOCKET;
+use aurae_core::pki::{Overwrite, PkiPaths, files};
 use rustls::ServerConfig;
 use tokio::sync::watch;
-
-/// How often the PKI directory is checked; registration is noticed within this time.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the daemon serves right now.
 #[derive(Clone)]
@@ -46,8 +45,9 @@ pub struct EmptyReason {
     pub fix_command: String,
 }
 
-/// Reads the material of `paths` and decides the mode.
-pub fn load(paths: &PkiPaths) -> Mode {
+/// Reads the material of `paths` and decides the mode; `socket` is the one auraed serves,
+/// which the fix command must name so that the client config it writes points here.
+pub fn load(paths: &PkiPaths, socket: &Path) -> Mode {
     let dir = paths.dir().display();
     let missing = paths.missing_for_serving();
     if !missing.is_empty() {
@@ -57,7 +57,7 @@ pub fn load(paths: &PkiPaths) -> Mode {
                 missing.join(", ")
             ),
             missing: missing.into_iter().map(str::to_owned).collect(),
-            fix_command: format!("aurae pki init --pki-dir {dir}"),
+            fix_command: fix_command(paths.dir(), socket, Overwrite::Refuse),
         });
     }
     match aurae_core::tls::server_config(paths) {
@@ -65,8 +65,41 @@ pub fn load(paths: &PkiPaths) -> Mode {
         Err(e) => Mode::EmptyLoop(EmptyReason {
             missing: Vec::new(),
             reason: format!("certificate material in {dir} is unusable: {e}"),
-            fix_command: format!("aurae pki init --force --pki-dir {dir}"),
+            fix_command: fix_command(paths.dir(), socket, Overwrite::Replace),
         }),
+    }
+}
+
+/// `aurae pki init` for this daemon, as a person can paste it: absolute paths (it may be
+/// run from anywhere), and `--sock` unless the socket is the default, because the command
+/// records the socket in the client config every later command reads.
+fn fix_command(pki_dir: &Path, socket: &Path, overwrite: Overwrite) -> String {
+    let mut command = String::from("aurae pki init");
+    if overwrite == Overwrite::Replace {
+        command.push_str(" --force");
+    }
+    command.push_str(" --pki-dir ");
+    command.push_str(&shell_word(&absolute(pki_dir)));
+    if socket != Path::new(DEFAULT_SOCKET) {
+        command.push_str(" --sock ");
+        command.push_str(&shell_word(&absolute(socket)));
+    }
+    command
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// A path as one shell word: as it is when it holds only harmless characters, else in
+/// single quotes.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let harmless = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%=".contains(c);
+    if !text.is_empty() && text.chars().all(harmless) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -100,16 +133,18 @@ fn log_transition(old: &Mode, new: &Mode) {
     }
 }
 
-/// Loads the material now and keeps `Mode` current for as long as the receiver lives.
-pub fn watch(paths: PkiPaths) -> watch::Receiver<Mode> {
-    let initial = load(&paths);
+/// Loads the material now and keeps `Mode` current for as long as the receiver lives;
+/// `socket` is the one auraed serves, for the fix command of the empty loop; the PKI
+/// directory is checked every `poll`.
+pub fn watch(paths: PkiPaths, socket: PathBuf, poll: Duration) -> watch::Receiver<Mode> {
+    let initial = load(&paths, &socket);
     if let Mode::EmptyLoop(why) = &initial {
         tracing::warn!(reason = %why.reason, fix = %why.fix_command, "empty loop: serving health and status only");
     }
     let (tx, rx) = watch::channel(initial);
     tokio::spawn(async move {
         let mut seen = fingerprint(&paths);
-        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
@@ -121,7 +156,7 @@ pub fn watch(paths: PkiPaths) -> watch::Receiver<Mode> {
                 continue;
             }
             seen = now;
-            let mode = load(&paths);
+            let mode = load(&paths, &socket);
             log_transition(&tx.borrow(), &mode);
             tx.send_replace(mode);
         }
@@ -132,16 +167,52 @@ pub fn watch(paths: PkiPaths) -> watch::Receiver<Mode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurae_core::pki::{self, NodeNames, Overwrite};
+    use aurae_core::pki::{self, NodeNames};
 
     #[test]
     fn missing_material_names_files_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let Mode::EmptyLoop(why) = load(&PkiPaths::new(dir.path())) else {
+        let Mode::EmptyLoop(why) = load(&PkiPaths::new(dir.path()), Path::new(DEFAULT_SOCKET))
+        else {
             panic!("empty directory must mean the empty loop");
         };
         assert_eq!(why.missing, ["ca.crt", "server.crt", "server.key"]);
-        assert!(why.fix_command.starts_with("aurae pki init"));
+        assert_eq!(
+            why.fix_command,
+            format!("aurae pki init --pki-dir {}", dir.path().display())
+        );
+    }
+
+    #[test]
+    fn the_fix_names_a_socket_that_is_not_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("my aurae.sock");
+        let Mode::EmptyLoop(why) = load(&PkiPaths::new(dir.path()), &socket) else {
+            panic!("empty directory must mean the empty loop");
+        };
+        assert_eq!(
+            why.fix_command,
+            format!(
+                "aurae pki init --pki-dir {} --sock '{}'",
+                dir.path().display(),
+                socket.display()
+            )
+        );
+        let relative = fix_command(
+            Path::new("pki"),
+            Path::new("run/a.sock"),
+            Overwrite::Replace,
+        );
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            relative,
+            format!(
+                "aurae pki init --force --pki-dir {} --sock {}",
+                cwd.join("pki").display(),
+                cwd.join("run/a.sock").display()
+            )
+        );
+        assert_eq!(shell_word(Path::new("/a/it's")), r"'/a/it'\''s'");
     }
 
     #[test]
@@ -153,9 +224,10 @@ mod tests {
             domain: "local".parse().unwrap(),
         };
         pki::init_server_material(&paths, &names, Overwrite::Refuse).unwrap();
-        assert!(matches!(load(&paths), Mode::Serving(_)));
+        let socket = Path::new(DEFAULT_SOCKET);
+        assert!(matches!(load(&paths, socket), Mode::Serving(_)));
         std::fs::write(paths.file(files::SERVER_CERT), "broken").unwrap();
-        let Mode::EmptyLoop(why) = load(&paths) else {
+        let Mode::EmptyLoop(why) = load(&paths, socket) else {
             panic!("broken material must mean the empty loop");
         };
         assert!(why.missing.is_empty());
