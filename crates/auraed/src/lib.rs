@@ -11,16 +11,12 @@ pub mod capabilities;
 pub mod cli;
 /// Documented exit codes.
 pub mod exit;
-/// The `aurae.v0.Filesystem` service: the store by volume and inode, for FUSE.
-pub mod filesystem;
 /// PID 1 duties: mounts, reaping, power-off.
 pub mod init;
 /// The socket server: empty loop, mTLS, authorization.
 pub mod server;
-/// The `aurae.v0.Storage` service over the store.
+/// The storage capability: the Storage and Filesystem services over aurae-store.
 pub mod storage;
-/// The database: the source of truth and its filesystem-like namespace.
-pub mod store;
 /// The `aurae.v0.System` service and the node's own facts.
 pub mod system;
 

@@ -26,7 +26,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::capabilities::CapabilitiesService;
-use crate::filesystem::FilesystemService;
+use crate::storage::FilesystemService;
 use crate::storage::StorageService;
 use crate::system::{Node, SystemService};
 use connection::AuthenticatedStream;

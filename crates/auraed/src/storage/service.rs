@@ -1,123 +1,33 @@
-//! The `aurae.v0.Storage` gRPC service: the store's namespace over the socket.
+//! The `aurae.v0.Storage` gRPC service: the store's default namespace by path.
 //!
-//! It validates every path into a [`StorePath`] at the edge, runs the blocking store
-//! calls off the async runtime, and maps [`StoreError`] to gRPC codes with the errno in
-//! metadata. When the database could not be opened it answers UNAVAILABLE with why.
+//! It validates every path into a [`StorePath`] at the edge, runs store reads that may
+//! take long off the async runtime, writes durably (answered once fsync'd), and maps
+//! store errors to gRPC codes with the errno in metadata. When the database could not be
+//! opened it answers UNAVAILABLE with why.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use aurae_core::path::StorePath;
 use aurae_proto::v0 as pb;
+use aurae_store::namespace::{self, Removal};
+use aurae_store::volumes;
+use aurae_store::{
+    Change, Committed, Content, Durability, Parents, PutOptions, Store, WatchFilter,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::store::{self, Committed, Parents, PutOptions, Store, StoreError, Vol, Writer};
+use super::StoreState;
+use super::convert::IntoProto;
+use super::error::{StorageError, status};
 
 /// Default and largest page of List.
 const PAGE_DEFAULT: usize = 1000;
 const PAGE_MAX: usize = 10_000;
-
-/// The store as the services reach it: open, or the reason it is not (yet).
-#[derive(Debug, Clone)]
-pub struct StoreState(Arc<std::sync::RwLock<Result<Arc<Store>, String>>>);
-
-impl StoreState {
-    /// The store, or why there is none.
-    pub fn new(store: Result<Arc<Store>, String>) -> Self {
-        Self(Arc::new(std::sync::RwLock::new(store)))
-    }
-
-    /// Opens the store in `data_dir` now, or keeps trying every second while another
-    /// process holds it (an auraed that is still shutting down): until then the services
-    /// answer UNAVAILABLE with the reason.
-    pub fn open(data_dir: &std::path::Path) -> Self {
-        let state = Self::new(Err("not opened yet".to_owned()));
-        match Store::open(data_dir) {
-            Ok(store) => state.set(Ok(Arc::new(store))),
-            Err(e @ StoreError::Locked { .. }) => {
-                tracing::warn!(error = %e, "database locked; retrying every second");
-                state.set(Err(e.to_string()));
-                let (state, dir) = (state.clone(), data_dir.to_owned());
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        let dir = dir.clone();
-                        match tokio::task::spawn_blocking(move || Store::open(&dir)).await {
-                            Ok(Ok(store)) => return state.set(Ok(Arc::new(store))),
-                            Ok(Err(StoreError::Locked { .. })) => continue,
-                            Ok(Err(e)) => return state.set(Err(e.to_string())),
-                            Err(e) => return state.set(Err(e.to_string())),
-                        }
-                    }
-                });
-            }
-            Err(e) => state.set(Err(e.to_string())),
-        }
-        state
-    }
-
-    fn set(&self, store: Result<Arc<Store>, String>) {
-        match &store {
-            Ok(store) => tracing::info!(database = %store.path().display(), "database open"),
-            Err(why) => {
-                tracing::error!(error = %why, "database unavailable; Storage answers UNAVAILABLE")
-            }
-        }
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = store;
-    }
-
-    /// The open store; UNAVAILABLE with the reason otherwise.
-    pub fn store(&self) -> Result<Arc<Store>, Status> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .map_err(|why| Status::unavailable(format!("storage is unavailable: {why}")))
-    }
-
-    /// Ends every Watch stream, so that a shutdown does not wait on them.
-    pub fn close_watches(&self) {
-        if let Ok(store) = self.store() {
-            store.close_watches();
-        }
-    }
-
-    /// Runs `op`, a small change in `volume`, as a lazy write: answered once logged (see
-    /// [`Store::submit_small_lazy`]).
-    pub async fn lazy<T: Send + 'static>(
-        &self,
-        volume: &str,
-        op: impl FnMut(&mut Writer<'_>, &mut Vol) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<(T, u64), Status> {
-        Ok(self
-            .store()?
-            .submit_small_lazy(store::in_volume(volume, op))
-            .await?)
-    }
-
-    /// Runs a short read (one inode, one entry) right here: it takes microseconds, less
-    /// than a hop to the blocking pool and back.
-    pub fn read<T>(&self, op: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, Status> {
-        let store = self.store()?;
-        Ok(op(&store)?)
-    }
-
-    /// Runs a blocking store call on the blocking pool.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
-        let store = self.store()?;
-        tokio::task::spawn_blocking(move || op(&store))
-            .await
-            .map_err(|e| Status::internal(format!("storage call did not finish: {e}")))?
-            .map_err(Status::from)
-    }
-}
 
 /// The `aurae.v0.Storage` gRPC service.
 #[derive(Debug, Clone)]
@@ -126,14 +36,43 @@ pub struct StorageService {
 }
 
 fn path(text: &str) -> Result<StorePath, Status> {
-    text.parse::<StorePath>()
-        .map_err(|e| Status::from(StoreError::from(e)))
+    text.parse::<StorePath>().map_err(|e| status(e.into()))
 }
 
 impl StorageService {
     /// A service over `store`.
     pub fn new(store: StoreState) -> Self {
         Self { store }
+    }
+
+    /// Puts `content` at `path` durably; a staged `content` is discarded if the Put
+    /// fails, so that nothing is left behind.
+    async fn put_content(
+        store: &Store,
+        path: StorePath,
+        content: Content,
+        options: PutOptions,
+    ) -> Result<(aurae_store::Stat, u64), StorageError> {
+        let staged = content.staged();
+        let put = store
+            .write(Durability::Durable, namespace::put(path, content, options))
+            .await;
+        if put.is_err()
+            && let Some(staged) = staged
+        {
+            store.discard(staged);
+        }
+        Ok(put?)
+    }
+
+    /// Runs a durable write operation of the namespace.
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&mut aurae_store::Writer<'_>) -> Result<T, aurae_store::StoreError>
+        + Send
+        + 'static,
+    ) -> Result<(T, u64), StorageError> {
+        Ok(self.store.store()?.write(Durability::Durable, op).await?)
     }
 }
 
@@ -149,7 +88,7 @@ impl pb::storage_server::Storage for StorageService {
         let (value, stat) = self.store.run(move |s| s.get(&path)).await?;
         Ok(Response::new(pb::GetResponse {
             value,
-            stat: Some(stat),
+            stat: Some(stat.into_proto()),
         }))
     }
 
@@ -170,31 +109,15 @@ impl pb::storage_server::Storage for StorageService {
         };
         // A large value is written and synced first, off the writer, which then only
         // points the record at it.
-        let (value, staged) = if request.value.len() > store::INLINE_MAX {
-            self.store
-                .run(move |s| {
-                    let staged = s.stage(&request.value)?;
-                    Ok((request.value, staged))
-                })
-                .await?
-        } else {
-            (request.value, None)
-        };
         let store = self.store.store()?;
-        let put = store
-            .submit(Store::put_op(path, value, options, staged))
-            .await;
-        let (stat, revision) = match put {
-            Ok(put) => put,
-            Err(e) => {
-                if let Some(generation) = staged {
-                    store.discard_staged(generation);
-                }
-                return Err(e.into());
-            }
+        let content = if request.value.len() > store.config().inline_max {
+            self.store.run(move |s| s.stage(request.value)).await?
+        } else {
+            Content::Bytes(request.value)
         };
+        let (stat, revision) = Self::put_content(&store, path, content, options).await?;
         Ok(Response::new(pb::PutResponse {
-            stat: Some(stat),
+            stat: Some(stat.into_proto()),
             revision,
         }))
     }
@@ -219,7 +142,7 @@ impl pb::storage_server::Storage for StorageService {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListResponse {
-            entries,
+            entries: entries.into_iter().map(IntoProto::into_proto).collect(),
             next_page_token,
         }))
     }
@@ -230,7 +153,9 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::StatResponse>, Status> {
         let path = path(&request.into_inner().path)?;
         let stat = self.store.read(|s| s.stat(&path))?;
-        Ok(Response::new(pb::StatResponse { stat: Some(stat) }))
+        Ok(Response::new(pb::StatResponse {
+            stat: Some(stat.into_proto()),
+        }))
     }
 
     async fn mkdir(
@@ -245,12 +170,9 @@ impl pb::storage_server::Storage for StorageService {
             Parents::MustExist
         };
         let mode = request.mode.unwrap_or(0o755);
-        let (stat, revision) = self
-            .store
-            .run(move |s| s.mkdir(&path, mode, parents))
-            .await?;
+        let (stat, revision) = self.write(namespace::mkdir(path, mode, parents)).await?;
         Ok(Response::new(pb::MkdirResponse {
-            stat: Some(stat),
+            stat: Some(stat.into_proto()),
             revision,
         }))
     }
@@ -266,12 +188,9 @@ impl pb::storage_server::Storage for StorageService {
                 "a symlink target must be non-empty and hold no NUL",
             ));
         }
-        let (stat, revision) = self
-            .store
-            .run(move |s| s.symlink(&path, &request.target))
-            .await?;
+        let (stat, revision) = self.write(namespace::symlink(path, request.target)).await?;
         Ok(Response::new(pb::SymlinkResponse {
-            stat: Some(stat),
+            stat: Some(stat.into_proto()),
             revision,
         }))
     }
@@ -282,10 +201,12 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::RemoveResponse>, Status> {
         let request = request.into_inner();
         let path = path(&request.path)?;
-        let revision = self
-            .store
-            .run(move |s| s.remove(&path, request.recursive))
-            .await?;
+        let removal = if request.recursive {
+            Removal::Recursive
+        } else {
+            Removal::Single
+        };
+        let ((), revision) = self.write(namespace::remove(path, removal)).await?;
         Ok(Response::new(pb::RemoveResponse { revision }))
     }
 
@@ -295,9 +216,9 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::RenameResponse>, Status> {
         let request = request.into_inner();
         let (from, to) = (path(&request.from)?, path(&request.to)?);
-        let (stat, revision) = self.store.run(move |s| s.rename(&from, &to)).await?;
+        let (stat, revision) = self.write(namespace::rename(from, to)).await?;
         Ok(Response::new(pb::RenameResponse {
-            stat: Some(stat),
+            stat: Some(stat.into_proto()),
             revision,
         }))
     }
@@ -309,14 +230,12 @@ impl pb::storage_server::Storage for StorageService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let request = request.into_inner();
-        let filter = WatchFilter {
-            volume: store::volume_key(&request.volume).to_owned(),
-            prefix: path(if request.prefix.is_empty() {
-                "/"
-            } else {
-                &request.prefix
-            })?,
-        };
+        let prefix = path(if request.prefix.is_empty() {
+            "/"
+        } else {
+            &request.prefix
+        })?;
+        let filter = WatchFilter::new(&request.volume, prefix);
         let store = self.store.store()?;
         // Subscribe before reading the log: nothing committed in between is lost, and
         // what arrives twice is recognised by its revision.
@@ -328,7 +247,7 @@ impl pb::storage_server::Storage for StorageService {
         let backlog = {
             let filter = filter.clone();
             self.store
-                .run(move |s| s.changes_after(start, |e| filter.keeps(e)))
+                .run(move |s| s.changes_after(start, &filter))
                 .await?
         };
         let (tx, rx) = mpsc::channel(256);
@@ -341,11 +260,10 @@ impl pb::storage_server::Storage for StorageService {
         request: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let request = request.into_inner();
-        let volume = self
-            .store
-            .run(move |s| s.create_volume(&request.name, request.quota_bytes))
+        let (volume, _) = self
+            .write(volumes::create(request.name, request.quota_bytes))
             .await?;
-        Ok(Response::new(volume))
+        Ok(Response::new(volume.into_proto()))
     }
 
     async fn list_volumes(
@@ -353,7 +271,9 @@ impl pb::storage_server::Storage for StorageService {
         _request: Request<pb::ListVolumesRequest>,
     ) -> Result<Response<pb::ListVolumesResponse>, Status> {
         let volumes = self.store.run(|s| s.list_volumes()).await?;
-        Ok(Response::new(pb::ListVolumesResponse { volumes }))
+        Ok(Response::new(pb::ListVolumesResponse {
+            volumes: volumes.into_iter().map(IntoProto::into_proto).collect(),
+        }))
     }
 
     async fn delete_volume(
@@ -361,21 +281,8 @@ impl pb::storage_server::Storage for StorageService {
         request: Request<pb::DeleteVolumeRequest>,
     ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
         let name = request.into_inner().name;
-        self.store.run(move |s| s.delete_volume(&name)).await?;
+        self.write(volumes::delete(name)).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
-    }
-}
-
-/// Which changes a watcher wants.
-#[derive(Debug, Clone)]
-struct WatchFilter {
-    volume: String,
-    prefix: StorePath,
-}
-
-impl WatchFilter {
-    fn keeps(&self, event: &pb::WatchEvent) -> bool {
-        store::concerns(event, &self.volume, &self.prefix)
     }
 }
 
@@ -383,15 +290,15 @@ impl WatchFilter {
 async fn forward_changes(
     store: Arc<Store>,
     filter: WatchFilter,
-    backlog: (Vec<pb::WatchEvent>, u64),
+    backlog: (Vec<Change>, u64),
     mut live: broadcast::Receiver<Arc<Committed>>,
     tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
 ) {
     let mut closing = store.closing();
     let (mut pending, mut seen) = backlog;
     loop {
-        for event in pending.drain(..) {
-            if tx.send(Ok(event)).await.is_err() {
+        for change in pending.drain(..) {
+            if tx.send(Ok(change.into_proto())).await.is_err() {
                 return;
             }
         }
@@ -403,19 +310,23 @@ async fn forward_changes(
         match received {
             Ok(committed) if committed.revision > seen => {
                 seen = committed.revision;
-                pending.extend(committed.events.iter().filter(|e| filter.keeps(e)).cloned());
+                pending.extend(
+                    committed
+                        .changes
+                        .iter()
+                        .filter(|c| filter.keeps(c))
+                        .cloned(),
+                );
             }
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => {
                 let (store, filter) = (store.clone(), filter.clone());
-                let reread = tokio::task::spawn_blocking(move || {
-                    store.changes_after(seen, |e| filter.keeps(e))
-                })
-                .await;
+                let reread =
+                    tokio::task::spawn_blocking(move || store.changes_after(seen, &filter)).await;
                 match reread {
-                    Ok(Ok((events, last))) => (pending, seen) = (events, last),
+                    Ok(Ok((changes, last))) => (pending, seen) = (changes, last),
                     Ok(Err(e)) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
+                        let _ = tx.send(Err(status(e))).await;
                         return;
                     }
                     Err(e) => {
