@@ -736,6 +736,22 @@ async fn rename_by_inode_refuses_cycles_and_honours_no_replace() {
 }
 
 #[tokio::test]
+async fn renaming_a_link_onto_another_link_of_the_same_file_does_nothing() {
+    let (_dir, store) = store();
+    let ino = file_in(&store, "", ROOT_INO, "one").await;
+    let link = inodes::link("", ino, ROOT_INO, "two".to_owned());
+    store.write(Durability::Durable, link).await.unwrap();
+    move_entry(
+        &store,
+        mv(ROOT_INO, "one", ROOT_INO, "two", Replace::Allowed),
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&store, "/").await, ["/one", "/two"]);
+    assert_eq!(store.getattr("", ino).unwrap().nlink, 2);
+}
+
+#[tokio::test]
 async fn events_carry_inodes_for_cache_invalidation() {
     let (_dir, store) = store();
     let start = store.revision().unwrap();

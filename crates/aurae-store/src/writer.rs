@@ -529,22 +529,25 @@ impl<'t> Writer<'t> {
             if replace == Replace::Refused {
                 return Err(StoreError::Exists(shown(to_path, new_name)));
             }
-            if existing != ino {
-                let target = self.node(vol, existing)?;
-                let to = || shown(to_path, new_name);
-                match (inode.is_dir(), target.is_dir()) {
-                    (true, true) if self.has_children(existing)? => {
-                        return Err(StoreError::NotEmpty(to()));
-                    }
-                    (false, true) => return Err(StoreError::IsADirectory(to())),
-                    (true, false) => return Err(StoreError::NotADirectory(to())),
-                    _ => {}
+            if existing == ino {
+                // Two links of one file: rename(2) does nothing (removing the source entry
+                // would leave the file a link short of its count).
+                return Ok((ino, inode));
+            }
+            let target = self.node(vol, existing)?;
+            let to = || shown(to_path, new_name);
+            match (inode.is_dir(), target.is_dir()) {
+                (true, true) if self.has_children(existing)? => {
+                    return Err(StoreError::NotEmpty(to()));
                 }
-                let target_is_dir = target.is_dir();
-                self.release(vol, existing, target)?;
-                if target_is_dir {
-                    self.touch_dir(new_parent, -1)?;
-                }
+                (false, true) => return Err(StoreError::IsADirectory(to())),
+                (true, false) => return Err(StoreError::NotADirectory(to())),
+                _ => {}
+            }
+            let target_is_dir = target.is_dir();
+            self.release(vol, existing, target)?;
+            if target_is_dir {
+                self.touch_dir(new_parent, -1)?;
             }
         }
         self.set_dirent(parent, name, None)?;
