@@ -320,7 +320,7 @@ pub fn set_attr(
         inode.ctime_ns = w.now;
         inode.version = w.revision;
         w.save(ino, &inode)?;
-        w.record(vol, ChangeKind::Put, ino, 0, "", None);
+        w.record_inode(vol, ChangeKind::Put, ino, &inode);
         Ok(stat_of("", ino, &inode))
     })
 }
@@ -342,7 +342,7 @@ pub fn write_at(
             _ => {}
         }
         w.write_at(vol, ino, &mut inode, offset, &data)?;
-        w.record(vol, ChangeKind::Put, ino, 0, "", None);
+        w.record_inode(vol, ChangeKind::Put, ino, &inode);
         Ok(stat_of("", ino, &inode))
     })
 }

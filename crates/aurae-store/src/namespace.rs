@@ -257,6 +257,7 @@ pub fn put(
                 let (parent, name) = path.split_last().expect("a file is not the root");
                 let (parent_ino, _) = w.resolve(&parent)?;
                 w.record(&vol, ChangeKind::Put, ino, parent_ino, name, Some(path));
+                w.record_other_links(&vol, ChangeKind::Put, ino, &inode, (parent_ino, name));
                 (ino, inode)
             }
             None => {

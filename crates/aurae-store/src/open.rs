@@ -1,11 +1,12 @@
 //! Opening a store: create or check the schema, replay the write-ahead log, migrate older
-//! schemas, and sweep content files a crash left behind; then start the writer thread.
+//! schemas, fill in records older versions left incomplete, and sweep content files a
+//! crash left behind; then start the writer thread.
 //!
 //! Everything here runs before the writer thread exists, so it writes redb directly,
 //! in durable transactions. It never rewrites a database it cannot read or one of a newer
 //! schema: those are reported and left untouched.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -49,7 +50,9 @@ impl Store {
         initialize(&db, &path)?;
         let wal = recover(&db, &data_dir.join(WAL_FILE))?;
         migrate_chunks(&db, &extents, config.inline_max)?;
-        sweep_content(&db, &extents)?;
+        let scan = scan_inodes(&db)?;
+        sweep_content(&extents, &scan.live)?;
+        fill_links(&db, &scan.lacking_links)?;
         let committer = Committer::start(
             db.clone(),
             wal,
@@ -218,21 +221,81 @@ fn migrate_chunks(db: &Database, extents: &Extents, inline_max: usize) -> Result
     Ok(())
 }
 
+/// What one pass over every inode record found.
+struct InodeScan {
+    /// Generations of the content files records point at.
+    live: HashSet<u64>,
+    /// Inodes whose records do not yet say which entries name them.
+    lacking_links: HashSet<u64>,
+}
+
+fn scan_inodes(db: &Database) -> Result<InodeScan, StoreError> {
+    let txn = db.begin_read()?;
+    let inodes = txn.open_table(INODES)?;
+    let mut scan = InodeScan {
+        live: HashSet::new(),
+        lacking_links: HashSet::new(),
+    };
+    for entry in inodes.iter()? {
+        let (key, value) = entry?;
+        let ino = key.value();
+        let inode = decode_inode(ino, value.value())?;
+        scan.live
+            .extend(inode.extent_id(ino).map(|id| id.generation));
+        if inode.lacks_links(ino) {
+            scan.lacking_links.insert(ino);
+        }
+    }
+    Ok(scan)
+}
+
 /// Deletes content files no inode points at: left by a crash between writing a content
 /// file and committing (or durably freeing) it, or by a staged value whose Put never
 /// committed.
-fn sweep_content(db: &Database, extents: &Extents) -> Result<(), StoreError> {
-    let txn = db.begin_read()?;
-    let inodes = txn.open_table(INODES)?;
-    let mut live = HashSet::new();
-    for entry in inodes.iter()? {
-        let (key, value) = entry?;
-        let inode = decode_inode(key.value(), value.value())?;
-        live.extend(inode.extent_id(key.value()).map(|id| id.generation));
-    }
+fn sweep_content(extents: &Extents, live: &HashSet<u64>) -> Result<(), StoreError> {
     let swept = extents.sweep(|generation| live.contains(&generation))?;
     if swept > 0 {
         tracing::info!(files = swept, "deleted orphaned content files");
     }
+    Ok(())
+}
+
+/// Records in each inode of `lacking` the directory entries that name it (records
+/// written before links were recorded, or rewritten by such a version), so that changes
+/// by inode can be reported at their paths. One pass over the entries, once.
+fn fill_links(db: &Database, lacking: &HashSet<u64>) -> Result<(), StoreError> {
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    let filled = {
+        let dirents = txn.open_table(DIRENTS)?;
+        let mut links: HashMap<u64, Vec<(u64, String)>> = HashMap::new();
+        for entry in dirents.iter()? {
+            let (key, child) = entry?;
+            let child = child.value();
+            if lacking.contains(&child) {
+                let (parent, name) = key.value();
+                links
+                    .entry(child)
+                    .or_default()
+                    .push((parent, name.to_owned()));
+            }
+        }
+        let mut inodes = txn.open_table(INODES)?;
+        for (ino, names) in &links {
+            let Some(bytes) = inodes.get(*ino)?.map(|g| g.value().to_vec()) else {
+                continue;
+            };
+            let mut inode = decode_inode(*ino, &bytes)?;
+            for (parent, name) in names {
+                inode.add_link(*parent, name);
+            }
+            inodes.insert(*ino, inode.encode_to_vec().as_slice())?;
+        }
+        links.len()
+    };
+    txn.commit()?;
+    tracing::info!(inodes = filled, "recorded the entries that name each inode");
     Ok(())
 }

@@ -49,8 +49,12 @@ pub struct Inode {
     /// from one volume never opens anything in another.
     #[prost(string, tag = "12")]
     pub volume: String,
-    /// For directories, the parent directory (directories have exactly one), so that a
-    /// rename can refuse to move a directory into its own subtree.
+    /// The directory holding the inode's first link, with [`Inode::name`]. A directory
+    /// has exactly one (so that a rename can refuse to move a directory into its own
+    /// subtree, and its path can be found by walking up); a volume's root points at
+    /// itself; other inodes may have more links, in [`Inode::more_links`]. Records
+    /// written before links were recorded hold it for directories only, and are filled in
+    /// when the store opens.
     #[prost(uint64, tag = "13")]
     pub parent: u64,
     /// Device number of a character or block device node.
@@ -63,6 +67,24 @@ pub struct Inode {
     /// The generation of the content file holding a larger file's content (0: inline).
     #[prost(uint64, tag = "16")]
     pub extent: u64,
+    /// The name of the first link in [`Inode::parent`] (empty for a volume's root).
+    #[prost(string, tag = "17")]
+    pub name: String,
+    /// Hard links beyond the first, so that a change by inode can be reported at each
+    /// path that reaches the file.
+    #[prost(message, repeated, tag = "18")]
+    pub more_links: Vec<Link>,
+}
+
+/// A directory entry naming an inode: its directory and its name there.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Link {
+    /// The directory.
+    #[prost(uint64, tag = "1")]
+    pub parent: u64,
+    /// The name.
+    #[prost(string, tag = "2")]
+    pub name: String,
 }
 
 impl EntryKind {
@@ -149,6 +171,8 @@ impl Inode {
             target: String::new(),
             inline: Vec::new(),
             extent: 0,
+            name: String::new(),
+            more_links: Vec::new(),
         }
     }
 
@@ -158,6 +182,57 @@ impl Inode {
             ino,
             generation: self.extent,
         })
+    }
+
+    /// The directory entries known to name this inode: (directory, name).
+    pub fn links(&self) -> impl Iterator<Item = (u64, &str)> {
+        let first = (!self.name.is_empty()).then_some((self.parent, self.name.as_str()));
+        first.into_iter().chain(
+            self.more_links
+                .iter()
+                .map(|link| (link.parent, link.name.as_str())),
+        )
+    }
+
+    /// Whether the record lacks its links (written before links were recorded); a
+    /// volume's root needs none.
+    pub fn lacks_links(&self, ino: u64) -> bool {
+        self.name.is_empty() && self.parent != ino
+    }
+
+    /// Records a new entry `name` in `parent` naming this inode.
+    pub fn add_link(&mut self, parent: u64, name: &str) {
+        if self.name.is_empty() {
+            self.parent = parent;
+            self.name = name.to_owned();
+        } else {
+            self.more_links.push(Link {
+                parent,
+                name: name.to_owned(),
+            });
+        }
+    }
+
+    /// Forgets the entry `name` in `parent`; another link, if any, becomes the first.
+    pub fn remove_link(&mut self, parent: u64, name: &str) {
+        if self.parent == parent && self.name == name {
+            match self.more_links.pop() {
+                Some(link) => {
+                    self.parent = link.parent;
+                    self.name = link.name;
+                }
+                None => {
+                    // A directory keeps its parent until it is freed: rename relies on it.
+                    if !self.is_dir() {
+                        self.parent = 0;
+                    }
+                    self.name.clear();
+                }
+            }
+        } else {
+            self.more_links
+                .retain(|link| !(link.parent == parent && link.name == name));
+        }
     }
 }
 
@@ -253,6 +328,37 @@ mod tests {
     use prost::Message;
 
     use super::*;
+
+    #[test]
+    fn links_follow_adds_and_removes() {
+        let mut inode = Inode::new(EntryKind::File, 0o644, "", 0, 0);
+        assert!(inode.lacks_links(5));
+        inode.add_link(1, "a");
+        inode.add_link(2, "b");
+        inode.add_link(3, "c");
+        assert_eq!(
+            inode.links().collect::<Vec<_>>(),
+            [(1, "a"), (2, "b"), (3, "c")]
+        );
+        inode.remove_link(1, "a");
+        assert_eq!(inode.links().count(), 2);
+        assert!(inode.links().any(|l| l == (2, "b")));
+        inode.remove_link(2, "b");
+        inode.remove_link(3, "c");
+        assert_eq!(inode.links().count(), 0);
+    }
+
+    #[test]
+    fn a_record_without_the_link_fields_decodes_as_lacking_them() {
+        // What an earlier version wrote: fields 1 to 16 only.
+        let mut old = Inode::new(EntryKind::File, 0o644, "", 0, 0);
+        old.size = 3;
+        old.inline = b"abc".to_vec();
+        let bytes = old.encode_to_vec();
+        let read = decode_inode(7, &bytes).unwrap();
+        assert_eq!(read, old);
+        assert!(read.lacks_links(7));
+    }
 
     #[test]
     fn a_change_is_logged_as_the_api_watch_event_was() {

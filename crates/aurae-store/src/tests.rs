@@ -2,7 +2,7 @@
 
 use aurae_core::path::StorePath;
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTableMetadata};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::inodes::{self, Move};
 use crate::namespace::{self, Removal};
@@ -844,4 +844,152 @@ async fn the_change_log_keeps_what_the_config_says() {
     let revision = store.revision().unwrap();
     let (kept, _) = store.changes_after(revision - 2, &all()).unwrap();
     assert_eq!(kept.len(), 2);
+}
+
+/// The changes after `start` as (kind, path).
+fn changes_since(store: &Store, start: u64, filter: &WatchFilter) -> Vec<(ChangeKind, String)> {
+    let (changes, _) = store.changes_after(start, filter).unwrap();
+    changes.into_iter().map(|c| (c.kind, c.path)).collect()
+}
+
+#[tokio::test]
+async fn changes_by_inode_carry_the_path_of_every_link() {
+    let (_dir, store) = store();
+    let web = mkdir(&store, "/services/web", 0o755, Parents::Create)
+        .await
+        .unwrap()
+        .inode;
+    let other = mkdir(&store, "/other", 0o755, Parents::Create)
+        .await
+        .unwrap()
+        .inode;
+    let start = store.revision().unwrap();
+    let file = file_in(&store, "", web, "f").await;
+    write_at(&store, "", file, 0, b"v").await.unwrap();
+    let services = WatchFilter::new("", p("/services"));
+    assert_eq!(
+        changes_since(&store, start, &services),
+        [
+            (ChangeKind::Put, "/services/web/f".to_owned()),
+            (ChangeKind::Put, "/services/web/f".to_owned()),
+        ]
+    );
+    // A second link: a write is reported at both paths, each watcher sees its own.
+    let link = inodes::link("", file, other, "g".to_owned());
+    store.write(Durability::Durable, link).await.unwrap();
+    let start = store.revision().unwrap();
+    set_attr(
+        &store,
+        file,
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        changes_since(&store, start, &all()),
+        [
+            (ChangeKind::Put, "/services/web/f".to_owned()),
+            (ChangeKind::Put, "/other/g".to_owned()),
+        ]
+    );
+    assert_eq!(
+        changes_since(&store, start, &WatchFilter::new("", p("/other"))),
+        [(ChangeKind::Put, "/other/g".to_owned())]
+    );
+    // Renaming the directory by inode renames the paths of what is under it.
+    let start = store.revision().unwrap();
+    let services_ino = store.stat(&p("/services")).unwrap().inode;
+    let mv = mv(services_ino, "web", ROOT_INO, "www", Replace::Allowed);
+    move_entry(&store, mv).await.unwrap();
+    write_at(&store, "", file, 1, b"w").await.unwrap();
+    unlink(&store, "", other, "g", UnlinkKind::File)
+        .await
+        .unwrap();
+    write_at(&store, "", file, 2, b"x").await.unwrap();
+    let (changes, _) = store.changes_after(start, &all()).unwrap();
+    let rename = &changes[0];
+    assert_eq!(
+        (rename.kind, rename.path.as_str(), rename.to.as_str()),
+        (ChangeKind::Rename, "/services/web", "/www")
+    );
+    assert_eq!(
+        changes_since(&store, start, &all())[1..],
+        [
+            (ChangeKind::Put, "/www/f".to_owned()),
+            (ChangeKind::Put, "/other/g".to_owned()),
+            (ChangeKind::Remove, "/other/g".to_owned()),
+            (ChangeKind::Put, "/www/f".to_owned()),
+        ]
+    );
+    // The root is "/", and a volume's changes have no path.
+    let start = store.revision().unwrap();
+    set_attr(&store, ROOT_INO, SetAttr::default()).await;
+    assert_eq!(
+        changes_since(&store, start, &all()),
+        [(ChangeKind::Put, "/".to_owned())]
+    );
+    let (volume, _) = store
+        .write(Durability::Durable, volumes::create("data".to_owned(), 0))
+        .await
+        .unwrap();
+    let start = store.revision().unwrap();
+    let in_volume = file_in(&store, "data", volume.root_inode, "f").await;
+    write_at(&store, "data", in_volume, 0, b"v").await.unwrap();
+    let (changes, _) = store
+        .changes_after(start, &WatchFilter::new("data", StorePath::root()))
+        .unwrap();
+    assert_eq!(changes.len(), 2);
+    assert!(changes.iter().all(|c| c.path.is_empty()));
+}
+
+#[tokio::test]
+async fn records_written_before_links_were_kept_are_filled_in_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, linked) = {
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let dir_ino = mkdir(&store, "/a/b", 0o755, Parents::Create)
+            .await
+            .unwrap()
+            .inode;
+        let file = file_in(&store, "", dir_ino, "f").await;
+        let linked = file_in(&store, "", ROOT_INO, "l").await;
+        let link = inodes::link("", linked, dir_ino, "l2".to_owned());
+        store.write(Durability::Durable, link).await.unwrap();
+        (file, linked)
+    };
+    // What an earlier version left: no names, no links, files without a parent.
+    {
+        let db = Database::open(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut inodes = txn.open_table(INODES).unwrap();
+            let mut old = Vec::new();
+            for entry in inodes.iter().unwrap() {
+                let (key, value) = entry.unwrap();
+                let mut inode = Inode::decode(value.value()).unwrap();
+                if !inode.is_dir() {
+                    inode.parent = 0;
+                }
+                inode.name.clear();
+                inode.more_links.clear();
+                old.push((key.value(), inode.encode_to_vec()));
+            }
+            for (ino, bytes) in old {
+                inodes.insert(ino, bytes.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let start = store.revision().unwrap();
+    write_at(&store, "", file, 0, b"v").await.unwrap();
+    write_at(&store, "", linked, 0, b"v").await.unwrap();
+    let mut paths: Vec<String> = changes_since(&store, start, &all())
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["/a/b/f", "/a/b/l2", "/l"]);
 }

@@ -1,9 +1,10 @@
 //! One write transaction over the namespace: the primitives every operation is made of.
 //!
-//! Each primitive keeps the invariants together: directory link counts and times, volume
-//! usage and quota, file content (inline in the record while small, in a content file
-//! beyond that; never a byte readable beyond a file's size), and the changes of the
-//! transaction. Nothing here commits: the committer does,
+//! Each primitive keeps the invariants together: directory link counts and times, the
+//! links an inode records (its directory entries, so that a change by inode can be
+//! reported at its paths), volume usage and quota, file content (inline in the record
+//! while small, in a content file beyond that; never a byte readable beyond a file's
+//! size), and the changes of the transaction. Nothing here commits: the committer does,
 //! after the whole operation succeeded, so a failure leaves nothing behind in the tables.
 //! Writes into a content file happen in place at once, as on a local filesystem; content
 //! files the transaction frees are handed back to be deleted once its commit is durable.
@@ -11,7 +12,7 @@
 //! Every change to a table goes through one of the `set_*` functions, which also log it
 //! for the write-ahead log: nothing may change a table any other way.
 
-use aurae_core::path::StorePath;
+use aurae_core::path::{MAX_PATH_LEN, StorePath};
 use prost::Message;
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -29,6 +30,10 @@ use crate::wal::Mutation;
 
 /// The set-group-ID bit of a mode.
 const SETGID: u32 = 0o2000;
+
+/// Deepest directory a path is walked up from: a path of at most PATH_MAX bytes has at
+/// most half as many components. A longer walk means a damaged parent chain.
+const MAX_DEPTH: usize = MAX_PATH_LEN / 2;
 
 /// The volume an operation works in.
 #[derive(Debug, Clone)]
@@ -327,9 +332,7 @@ impl<'t> Writer<'t> {
             return Err(StoreError::Exists(shown(path, name)));
         }
         let is_dir = inode.is_dir();
-        if is_dir {
-            inode.parent = parent;
-        }
+        inode.add_link(parent, name);
         self.account(vol, inode.size as i64, 1)?;
         let ino = self.allocate(&inode)?;
         self.set_dirent(parent, name, Some(ino))?;
@@ -365,6 +368,7 @@ impl<'t> Writer<'t> {
         inode.nlink += 1;
         inode.ctime_ns = self.now;
         inode.version = self.revision;
+        inode.add_link(parent, name);
         self.save(ino, &inode)?;
         self.set_dirent(parent, name, Some(ino))?;
         self.touch_dir(parent, 0)?;
@@ -390,8 +394,15 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Drops one link to `ino`; frees it when no link is left.
-    fn release(&mut self, vol: &mut Vol, ino: u64, mut inode: Inode) -> Result<(), StoreError> {
+    /// Drops the link `name` in `parent` to `ino`; frees it when no link is left.
+    fn release(
+        &mut self,
+        vol: &mut Vol,
+        ino: u64,
+        mut inode: Inode,
+        parent: u64,
+        name: &str,
+    ) -> Result<(), StoreError> {
         inode.nlink = inode.nlink.saturating_sub(1);
         if inode.is_dir() || inode.nlink == 0 {
             self.freed.extend(inode.extent_id(ino));
@@ -405,6 +416,7 @@ impl<'t> Writer<'t> {
         } else {
             inode.ctime_ns = self.now;
             inode.version = self.revision;
+            inode.remove_link(parent, name);
             self.save(ino, &inode)
         }
     }
@@ -440,7 +452,7 @@ impl<'t> Writer<'t> {
                 self.remove_children(vol, child)?;
             }
             self.set_dirent(ino, &name, None)?;
-            self.release(vol, child, inode)?;
+            self.release(vol, child, inode, ino, &name)?;
         }
         Ok(())
     }
@@ -474,10 +486,11 @@ impl<'t> Writer<'t> {
             }
             self.remove_children(vol, ino)?;
         }
-        self.set_dirent(parent, name, None)?;
-        self.release(vol, ino, inode)?;
-        self.touch_dir(parent, if is_dir { -1 } else { 0 })?;
+        // Its path, while the entry still leads there.
         self.record(vol, ChangeKind::Remove, ino, parent, name, path);
+        self.set_dirent(parent, name, None)?;
+        self.release(vol, ino, inode, parent, name)?;
+        self.touch_dir(parent, if is_dir { -1 } else { 0 })?;
         Ok(ino)
     }
 
@@ -530,8 +543,7 @@ impl<'t> Writer<'t> {
                 return Err(StoreError::Exists(shown(to_path, new_name)));
             }
             if existing == ino {
-                // Two links of one file: rename(2) does nothing (removing the source entry
-                // would leave the file a link short of its count).
+                // Two links of one file: rename(2) does nothing.
                 return Ok((ino, inode));
             }
             let target = self.node(vol, existing)?;
@@ -545,27 +557,29 @@ impl<'t> Writer<'t> {
                 _ => {}
             }
             let target_is_dir = target.is_dir();
-            self.release(vol, existing, target)?;
+            self.release(vol, existing, target, new_parent, new_name)?;
             if target_is_dir {
                 self.touch_dir(new_parent, -1)?;
             }
         }
+        let mut event = self.event(vol, ChangeKind::Rename, ino, parent, name, from_path);
+        event.to = match to_path {
+            Some(path) => path.to_string(),
+            None => self.entry_path(vol, new_parent, new_name),
+        };
+        event.to_parent_inode = new_parent;
+        event.to_name = new_name.to_owned();
+        self.events.push(event);
         self.set_dirent(parent, name, None)?;
         self.set_dirent(new_parent, new_name, Some(ino))?;
         let moved_dir = i32::from(inode.is_dir());
         self.touch_dir(parent, -moved_dir)?;
         self.touch_dir(new_parent, moved_dir)?;
-        if inode.is_dir() {
-            inode.parent = new_parent;
-        }
+        inode.remove_link(parent, name);
+        inode.add_link(new_parent, new_name);
         inode.ctime_ns = self.now;
         inode.version = self.revision;
         self.save(ino, &inode)?;
-        let mut event = self.event(vol, ChangeKind::Rename, ino, parent, name, from_path);
-        event.to = to_path.map(ToString::to_string).unwrap_or_default();
-        event.to_parent_inode = new_parent;
-        event.to_name = new_name.to_owned();
-        self.events.push(event);
         Ok((ino, inode))
     }
 
@@ -699,6 +713,42 @@ impl<'t> Writer<'t> {
 
     // ---- changes ----
 
+    /// The path of directory `dir` of the default namespace, walked up its parent links
+    /// (a directory has exactly one); `None` if the chain is broken.
+    fn dir_path(&self, mut dir: u64) -> Option<String> {
+        let mut names = Vec::new();
+        while dir != ROOT_INO {
+            let inode = get_inode(&self.inodes, dir).ok()?;
+            if inode.name.is_empty() || inode.parent == dir || names.len() >= MAX_DEPTH {
+                return None;
+            }
+            dir = inode.parent;
+            names.push(inode.name);
+        }
+        let mut path = String::new();
+        for name in names.iter().rev() {
+            path.push('/');
+            path.push_str(name);
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        Some(path)
+    }
+
+    /// The path of entry `name` in directory `parent`: empty outside the default
+    /// namespace, or where the directory's chain is broken.
+    fn entry_path(&self, vol: &Vol, parent: u64, name: &str) -> String {
+        if !vol.is_default() {
+            return String::new();
+        }
+        match self.dir_path(parent) {
+            Some(dir) if dir == "/" => format!("/{name}"),
+            Some(dir) => format!("{dir}/{name}"),
+            None => String::new(),
+        }
+    }
+
     fn event(
         &self,
         vol: &Vol,
@@ -708,10 +758,15 @@ impl<'t> Writer<'t> {
         name: &str,
         path: Option<&StorePath>,
     ) -> ChangeRecord {
+        let path = match path {
+            Some(path) => path.to_string(),
+            None if parent != 0 => self.entry_path(vol, parent, name),
+            None => String::new(),
+        };
         ChangeRecord {
             revision: self.revision,
             kind: kind.code(),
-            path: path.map(ToString::to_string).unwrap_or_default(),
+            path,
             volume: vol.name.clone(),
             inode: ino,
             parent_inode: parent,
@@ -720,7 +775,8 @@ impl<'t> Writer<'t> {
         }
     }
 
-    /// Records a change of this transaction; `path` when the caller addressed it by path.
+    /// Records a change of entry `name` in `parent` (naming `ino`); `path` when the
+    /// caller knows it, else it is found from `parent` in the default namespace.
     pub(crate) fn record(
         &mut self,
         vol: &Vol,
@@ -732,6 +788,58 @@ impl<'t> Writer<'t> {
     ) {
         let event = self.event(vol, kind, ino, parent, name, path);
         self.events.push(event);
+    }
+
+    /// Records a change of `inode`'s content or attributes, addressed by inode: in the
+    /// default namespace once per link, each with that link's path (a directory has one,
+    /// the root is "/"), so that every watcher of a path that reaches it hears of it.
+    pub(crate) fn record_inode(&mut self, vol: &Vol, kind: ChangeKind, ino: u64, inode: &Inode) {
+        self.record_links(vol, kind, ino, inode, None);
+    }
+
+    /// Like [`Writer::record_inode`], for the links other than `except` (whose change
+    /// the caller recorded with its path).
+    pub(crate) fn record_other_links(
+        &mut self,
+        vol: &Vol,
+        kind: ChangeKind,
+        ino: u64,
+        inode: &Inode,
+        except: (u64, &str),
+    ) {
+        self.record_links(vol, kind, ino, inode, Some(except));
+    }
+
+    fn record_links(
+        &mut self,
+        vol: &Vol,
+        kind: ChangeKind,
+        ino: u64,
+        inode: &Inode,
+        except: Option<(u64, &str)>,
+    ) {
+        let path_of = |path: String| {
+            let mut event = self.event(vol, kind, ino, 0, "", None);
+            event.path = path;
+            event
+        };
+        if !vol.is_default() || ino == ROOT_INO {
+            let path = if vol.is_default() { "/" } else { "" };
+            let event = path_of(path.to_owned());
+            self.events.push(event);
+            return;
+        }
+        let mut events = Vec::new();
+        for (parent, name) in inode.links() {
+            if except != Some((parent, name)) {
+                events.push(path_of(self.entry_path(vol, parent, name)));
+            }
+        }
+        if events.is_empty() && except.is_none() {
+            // Links unknown: still tell watchers of the whole namespace.
+            events.push(path_of(String::new()));
+        }
+        self.events.extend(events);
     }
 
     /// Writes the change log; the caller logs the mutations and commits.
