@@ -28,15 +28,10 @@ pub mod capabilities;
 pub mod health;
 /// `reflection`: gRPC server reflection.
 pub mod reflection;
-/// `storage`: the database as a filesystem (kv, volumes, auraefs).
+/// `storage`: the database as a filesystem (kv, volumes, auraefs) over aurae-store.
 pub mod storage;
 /// `system`: the node's own facts.
 pub mod system;
-
-/// The `aurae.v0.Filesystem` service: the store by volume and inode, for FUSE.
-pub mod filesystem;
-/// The database: the source of truth and its filesystem-like namespace.
-pub mod store;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

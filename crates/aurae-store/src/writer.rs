@@ -1,52 +1,58 @@
-//! One write transaction over the namespace: the primitives every mutation is made of.
+//! One write transaction over the namespace: the primitives every operation is made of.
 //!
-//! Each primitive keeps the invariants together: directory link counts and times,
-//! volume usage and quota, file content (inline in the record while small, in a content
-//! file beyond that; never a byte readable beyond a file's size), and the change events
-//! of the transaction. Nothing here commits: [`super::Store`] does, after the whole
-//! operation succeeded, so a failure leaves nothing behind in the tables. Writes into a
-//! content file happen in place at once, as on a local filesystem; content files the
-//! transaction frees are handed back to be deleted once its commit is durable.
+//! Each primitive keeps the invariants together: directory link counts and times, the
+//! links an inode records (its directory entries, so that a change by inode can be
+//! reported at its paths), volume usage and quota, file content (inline in the record
+//! while small, in a content file beyond that; never a byte readable beyond a file's
+//! size), and the changes of the transaction. Nothing here commits: the committer does,
+//! after the whole operation succeeded, so a failure leaves nothing behind in the tables.
+//! Writes into a content file happen in place at once, as on a local filesystem; content
+//! files the transaction frees are handed back to be deleted once its commit is durable.
+//!
+//! Every change to a table goes through one of the `set_*` functions, which also log it
+//! for the write-ahead log: nothing may change a table any other way.
 
-use aurae_core::path::StorePath;
-use aurae_proto::v0::{ChangeKind, EntryKind, WatchEvent};
+use aurae_core::path::{MAX_PATH_LEN, StorePath};
 use prost::Message;
 use redb::{ReadableTable, Table, WriteTransaction};
 
-use super::extents::{self, ExtentId, Extents};
-use super::record::{Inode, VolumeRecord};
-use super::wal::Mutation;
-use super::{
-    CHANGES, CHANGES_KEPT, CHUNKS, DIRENTS, INLINE_MAX, INODES, META, META_NEXT_INO, META_REVISION,
-    StoreError, VOLUMES, get_inode, lookup, now_ns, resolve,
+use crate::config::StoreConfig;
+use crate::error::StoreError;
+use crate::extents::{self, ExtentId, Extents};
+use crate::record::{ChangeRecord, Inode, VolumeRecord, decode_inode, decode_volume};
+use crate::staging::Content;
+use crate::tables::{
+    CHANGES, CHUNKS, DIRENTS, INODES, META, META_NEXT_INO, ROOT_INO, VOLUMES, get_inode,
+    last_revision, lookup, now_ns, resolve,
 };
+use crate::types::{ChangeKind, EntryKind, Replace, UnlinkKind};
+use crate::wal::Mutation;
 
 /// The set-group-ID bit of a mode.
 const SETGID: u32 = 0o2000;
 
+/// Deepest directory a path is walked up from: a path of at most PATH_MAX bytes has at
+/// most half as many components. A longer walk means a damaged parent chain.
+const MAX_DEPTH: usize = MAX_PATH_LEN / 2;
+
 /// The volume an operation works in.
 #[derive(Debug, Clone)]
-pub struct Vol {
+pub(crate) struct Vol {
     /// Its name ("" for the default namespace).
-    pub name: String,
+    pub(crate) name: String,
     /// Its record.
-    pub record: VolumeRecord,
+    pub(crate) record: VolumeRecord,
 }
 
-/// How Unlink treats directories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnlinkKind {
-    /// unlink(2): files and symlinks only.
-    File,
-    /// rmdir(2): empty directories only.
-    Directory,
-    /// Anything; directories with everything in them.
-    Recursive,
-    /// Anything but a non-empty directory.
-    Any,
+impl Vol {
+    fn is_default(&self) -> bool {
+        self.name.is_empty()
+    }
 }
 
-/// The tables of one write transaction, and the revision it commits as.
+/// The transaction a write operation runs in: the tables, the revision it commits as,
+/// and what it changed so far. Operations are built by [`crate::namespace`],
+/// [`crate::inodes`] and [`crate::volumes`] and run by [`crate::Store::write`].
 pub struct Writer<'t> {
     meta: Table<'t, &'static str, u64>,
     inodes: Table<'t, u64, &'static [u8]>,
@@ -54,10 +60,10 @@ pub struct Writer<'t> {
     changes: Table<'t, u64, &'static [u8]>,
     volumes: Table<'t, &'static str, &'static [u8]>,
     /// The revision this transaction commits as.
-    pub revision: u64,
+    pub(crate) revision: u64,
     /// Its timestamp.
-    pub now: i64,
-    events: Vec<WatchEvent>,
+    pub(crate) now: i64,
+    events: Vec<ChangeRecord>,
     /// Every change made to the tables, for the write-ahead log.
     mutations: Vec<Mutation>,
     extents: &'t Extents,
@@ -65,34 +71,36 @@ pub struct Writer<'t> {
     freed: Vec<ExtentId>,
     /// Content files this transaction wrote into (not yet synced).
     dirty: Vec<ExtentId>,
+    inline_max: usize,
+    changes_kept: u64,
 }
 
 /// What a finished transaction hands to the committer.
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// The revision it commits as.
-    pub revision: u64,
-    /// Its change events.
-    pub events: Vec<WatchEvent>,
+    pub(crate) revision: u64,
+    /// Its changes, as logged.
+    pub(crate) changes: Vec<ChangeRecord>,
     /// Its table changes, for the log.
-    pub mutations: Vec<Mutation>,
+    pub(crate) mutations: Vec<Mutation>,
     /// Content files to delete once the commit is durable.
-    pub freed: Vec<ExtentId>,
+    pub(crate) freed: Vec<ExtentId>,
     /// Content files written, to sync before the next checkpoint.
-    pub dirty: Vec<ExtentId>,
+    pub(crate) dirty: Vec<ExtentId>,
 }
 
 impl<'t> Writer<'t> {
     /// Opens the tables of `txn`, with file content in `extents`.
-    pub fn open(txn: &'t WriteTransaction, extents: &'t Extents) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        txn: &'t WriteTransaction,
+        extents: &'t Extents,
+        config: &StoreConfig,
+    ) -> Result<Self, StoreError> {
         let meta = txn.open_table(META)?;
         let changes = txn.open_table(CHANGES)?;
         // The change log's last key is the last revision: no counter to rewrite per commit.
-        let last = match changes.last()? {
-            Some((key, _)) => key.value(),
-            None => meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0),
-        };
-        let revision = last + 1;
+        let revision = last_revision(&changes, &meta)? + 1;
         Ok(Self {
             meta,
             inodes: txn.open_table(INODES)?,
@@ -106,6 +114,8 @@ impl<'t> Writer<'t> {
             extents,
             freed: Vec::new(),
             dirty: Vec::new(),
+            inline_max: config.inline_max,
+            changes_kept: config.changes_kept,
         })
     }
 
@@ -176,16 +186,15 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
+    // ---- volumes ----
+
     /// The volume called `name`.
-    pub fn volume(&self, name: &str) -> Result<Vol, StoreError> {
+    pub(crate) fn volume(&self, name: &str) -> Result<Vol, StoreError> {
         let guard = self
             .volumes
             .get(name)?
             .ok_or_else(|| StoreError::NoSuchVolume(name.to_owned()))?;
-        let record = VolumeRecord::decode(guard.value()).map_err(|e| StoreError::Damaged {
-            ino: 0,
-            reason: format!("volume '{name}': {e}"),
-        })?;
+        let record = decode_volume(name, guard.value())?;
         Ok(Vol {
             name: name.to_owned(),
             record,
@@ -193,78 +202,22 @@ impl<'t> Writer<'t> {
     }
 
     /// Saves a volume record.
-    pub fn save_volume(&mut self, vol: &Vol) -> Result<(), StoreError> {
+    pub(crate) fn save_volume(&mut self, vol: &Vol) -> Result<(), StoreError> {
         self.set_volume(&vol.name, Some(vol.record.encode_to_vec()))
     }
 
     /// Removes a volume record.
-    pub fn drop_volume(&mut self, name: &str) -> Result<(), StoreError> {
+    pub(crate) fn drop_volume(&mut self, name: &str) -> Result<(), StoreError> {
         self.set_volume(name, None)
     }
 
     /// Frees a volume's root inode (its entries must be gone).
-    pub fn free_root(&mut self, ino: u64) -> Result<(), StoreError> {
+    pub(crate) fn free_root(&mut self, ino: u64) -> Result<(), StoreError> {
         self.set_inode(ino, None)
     }
 
-    /// An inode of `vol`; inodes of other volumes do not exist here.
-    pub fn node(&self, vol: &Vol, ino: u64) -> Result<Inode, StoreError> {
-        match self.inodes.get(ino)? {
-            Some(guard) => {
-                let inode = super::decode(ino, guard.value())?;
-                if inode.volume == vol.name {
-                    Ok(inode)
-                } else {
-                    Err(StoreError::NoSuchInode(ino))
-                }
-            }
-            None => Err(StoreError::NoSuchInode(ino)),
-        }
-    }
-
-    /// A directory inode of `vol`.
-    pub fn dir(&self, vol: &Vol, ino: u64) -> Result<Inode, StoreError> {
-        let inode = self.node(vol, ino)?;
-        if inode.is_dir() {
-            Ok(inode)
-        } else {
-            Err(StoreError::NotADirectory(format!("inode {ino}")))
-        }
-    }
-
-    /// Saves an inode.
-    pub fn save(&mut self, ino: u64, inode: &Inode) -> Result<(), StoreError> {
-        self.set_inode(ino, Some(inode.encode_to_vec()))
-    }
-
-    /// Resolves a path of the default namespace.
-    pub fn resolve(&self, path: &StorePath) -> Result<(u64, Inode), StoreError> {
-        resolve(&self.inodes, &self.dirents, path)
-    }
-
-    /// The inode named `name` in directory `parent`.
-    pub fn lookup(&self, parent: u64, name: &str) -> Result<Option<u64>, StoreError> {
-        lookup(&self.dirents, parent, name)
-    }
-
-    fn allocate(&mut self, inode: &Inode) -> Result<u64, StoreError> {
-        let ino = self
-            .meta
-            .get(META_NEXT_INO)?
-            .map(|g| g.value())
-            .unwrap_or(super::ROOT_INO + 1);
-        self.set_meta(META_NEXT_INO, ino + 1)?;
-        self.save(ino, inode)?;
-        Ok(ino)
-    }
-
-    /// A fresh inode of `kind` in `vol` (not linked anywhere yet).
-    pub fn fresh(&self, vol: &Vol, kind: EntryKind, mode: u32) -> Inode {
-        Inode::new(kind, mode, &vol.name, self.now, self.revision)
-    }
-
     /// Allocates a volume's root directory.
-    pub fn allocate_root(&mut self, name: &str) -> Result<u64, StoreError> {
+    pub(crate) fn allocate_root(&mut self, name: &str) -> Result<u64, StoreError> {
         let mut root = Inode::new(EntryKind::Directory, 0o755, name, self.now, self.revision);
         let ino = self.allocate(&root)?;
         root.parent = ino;
@@ -272,20 +225,15 @@ impl<'t> Writer<'t> {
         Ok(ino)
     }
 
-    /// Marks a directory's content as changed (an entry came or went).
-    fn touch_dir(&mut self, ino: u64, nlink_delta: i32) -> Result<(), StoreError> {
-        let mut dir = get_inode(&self.inodes, ino)?;
-        dir.mtime_ns = self.now;
-        dir.ctime_ns = self.now;
-        dir.version = self.revision;
-        dir.nlink = dir.nlink.saturating_add_signed(nlink_delta);
-        self.save(ino, &dir)
-    }
-
     /// Changes `vol`'s usage by `bytes` and `files`, refusing to exceed its quota. The
     /// default namespace has no quota and keeps no count: its writes skip this record.
-    pub fn account(&mut self, vol: &mut Vol, bytes: i64, files: i64) -> Result<(), StoreError> {
-        if vol.name.is_empty() {
+    pub(crate) fn account(
+        &mut self,
+        vol: &mut Vol,
+        bytes: i64,
+        files: i64,
+    ) -> Result<(), StoreError> {
+        if vol.is_default() {
             return Ok(());
         }
         let record = &mut vol.record;
@@ -301,8 +249,76 @@ impl<'t> Writer<'t> {
         self.save_volume(vol)
     }
 
+    // ---- inodes and entries ----
+
+    /// An inode of `vol`; inodes of other volumes do not exist here.
+    pub(crate) fn node(&self, vol: &Vol, ino: u64) -> Result<Inode, StoreError> {
+        match self.inodes.get(ino)? {
+            Some(guard) => {
+                let inode = decode_inode(ino, guard.value())?;
+                if inode.volume == vol.name {
+                    Ok(inode)
+                } else {
+                    Err(StoreError::NoSuchInode(ino))
+                }
+            }
+            None => Err(StoreError::NoSuchInode(ino)),
+        }
+    }
+
+    /// A directory inode of `vol`.
+    pub(crate) fn dir(&self, vol: &Vol, ino: u64) -> Result<Inode, StoreError> {
+        let inode = self.node(vol, ino)?;
+        if inode.is_dir() {
+            Ok(inode)
+        } else {
+            Err(StoreError::NotADirectory(format!("inode {ino}")))
+        }
+    }
+
+    /// Saves an inode.
+    pub(crate) fn save(&mut self, ino: u64, inode: &Inode) -> Result<(), StoreError> {
+        self.set_inode(ino, Some(inode.encode_to_vec()))
+    }
+
+    /// Resolves a path of the default namespace.
+    pub(crate) fn resolve(&self, path: &StorePath) -> Result<(u64, Inode), StoreError> {
+        resolve(&self.inodes, &self.dirents, path)
+    }
+
+    /// The inode named `name` in directory `parent`.
+    pub(crate) fn lookup(&self, parent: u64, name: &str) -> Result<Option<u64>, StoreError> {
+        lookup(&self.dirents, parent, name)
+    }
+
+    fn allocate(&mut self, inode: &Inode) -> Result<u64, StoreError> {
+        let ino = self
+            .meta
+            .get(META_NEXT_INO)?
+            .map(|g| g.value())
+            .unwrap_or(ROOT_INO + 1);
+        self.set_meta(META_NEXT_INO, ino + 1)?;
+        self.save(ino, inode)?;
+        Ok(ino)
+    }
+
+    /// A fresh inode of `kind` in `vol` (not linked anywhere yet).
+    pub(crate) fn fresh(&self, vol: &Vol, kind: EntryKind, mode: u32) -> Inode {
+        Inode::new(kind, mode, &vol.name, self.now, self.revision)
+    }
+
+    /// Marks a directory's content as changed (an entry came or went).
+    fn touch_dir(&mut self, ino: u64, nlink_delta: i32) -> Result<(), StoreError> {
+        let mut dir = get_inode(&self.inodes, ino)?;
+        dir.mtime_ns = self.now;
+        dir.ctime_ns = self.now;
+        dir.version = self.revision;
+        dir.nlink = dir.nlink.saturating_add_signed(nlink_delta);
+        self.save(ino, &dir)
+    }
+
     /// Links a new inode as `name` in `parent`; EEXIST if the name is taken.
-    pub fn create(
+    pub(crate) fn create(
         &mut self,
         vol: &mut Vol,
         parent: u64,
@@ -316,9 +332,7 @@ impl<'t> Writer<'t> {
             return Err(StoreError::Exists(shown(path, name)));
         }
         let is_dir = inode.is_dir();
-        if is_dir {
-            inode.parent = parent;
-        }
+        inode.add_link(parent, name);
         self.account(vol, inode.size as i64, 1)?;
         let ino = self.allocate(&inode)?;
         self.set_dirent(parent, name, Some(ino))?;
@@ -333,7 +347,7 @@ impl<'t> Writer<'t> {
     }
 
     /// Adds a hard link to file `ino`.
-    pub fn link(
+    pub(crate) fn link(
         &mut self,
         vol: &Vol,
         ino: u64,
@@ -354,6 +368,7 @@ impl<'t> Writer<'t> {
         inode.nlink += 1;
         inode.ctime_ns = self.now;
         inode.version = self.revision;
+        inode.add_link(parent, name);
         self.save(ino, &inode)?;
         self.set_dirent(parent, name, Some(ino))?;
         self.touch_dir(parent, 0)?;
@@ -363,7 +378,7 @@ impl<'t> Writer<'t> {
 
     /// Gives a new node in directory `parent` the group of a setgid directory, and a new
     /// directory its setgid bit too (BSD group semantics, as ext4 has them).
-    pub fn inherit_group(
+    pub(crate) fn inherit_group(
         &self,
         vol: &Vol,
         parent: u64,
@@ -379,8 +394,15 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Drops one link to `ino`; frees it when no link is left.
-    fn release(&mut self, vol: &mut Vol, ino: u64, mut inode: Inode) -> Result<(), StoreError> {
+    /// Drops the link `name` in `parent` to `ino`; frees it when no link is left.
+    fn release(
+        &mut self,
+        vol: &mut Vol,
+        ino: u64,
+        mut inode: Inode,
+        parent: u64,
+        name: &str,
+    ) -> Result<(), StoreError> {
         inode.nlink = inode.nlink.saturating_sub(1);
         if inode.is_dir() || inode.nlink == 0 {
             self.freed.extend(inode.extent_id(ino));
@@ -394,6 +416,7 @@ impl<'t> Writer<'t> {
         } else {
             inode.ctime_ns = self.now;
             inode.version = self.revision;
+            inode.remove_link(parent, name);
             self.save(ino, &inode)
         }
     }
@@ -412,7 +435,7 @@ impl<'t> Writer<'t> {
     }
 
     /// Whether directory `ino` has entries.
-    pub fn has_children(&self, ino: u64) -> Result<bool, StoreError> {
+    pub(crate) fn has_children(&self, ino: u64) -> Result<bool, StoreError> {
         Ok(self
             .dirents
             .range((ino, "")..)?
@@ -422,20 +445,20 @@ impl<'t> Writer<'t> {
     }
 
     /// Removes everything below directory `ino`.
-    pub fn remove_children(&mut self, vol: &mut Vol, ino: u64) -> Result<(), StoreError> {
+    pub(crate) fn remove_children(&mut self, vol: &mut Vol, ino: u64) -> Result<(), StoreError> {
         for (name, child) in self.children(ino)? {
             let inode = get_inode(&self.inodes, child)?;
             if inode.is_dir() {
                 self.remove_children(vol, child)?;
             }
             self.set_dirent(ino, &name, None)?;
-            self.release(vol, child, inode)?;
+            self.release(vol, child, inode, ino, &name)?;
         }
         Ok(())
     }
 
     /// Removes `name` from `parent` as `kind` says.
-    pub fn unlink(
+    pub(crate) fn unlink(
         &mut self,
         vol: &mut Vol,
         parent: u64,
@@ -463,10 +486,11 @@ impl<'t> Writer<'t> {
             }
             self.remove_children(vol, ino)?;
         }
-        self.set_dirent(parent, name, None)?;
-        self.release(vol, ino, inode)?;
-        self.touch_dir(parent, if is_dir { -1 } else { 0 })?;
+        // Its path, while the entry still leads there.
         self.record(vol, ChangeKind::Remove, ino, parent, name, path);
+        self.set_dirent(parent, name, None)?;
+        self.release(vol, ino, inode, parent, name)?;
+        self.touch_dir(parent, if is_dir { -1 } else { 0 })?;
         Ok(ino)
     }
 
@@ -486,14 +510,14 @@ impl<'t> Writer<'t> {
 
     /// Moves `name` in `parent` to `new_name` in `new_parent` with rename(2) semantics.
     #[allow(clippy::too_many_arguments)]
-    pub fn rename(
+    pub(crate) fn rename(
         &mut self,
         vol: &mut Vol,
         parent: u64,
         name: &str,
         new_parent: u64,
         new_name: &str,
-        no_replace: bool,
+        replace: Replace,
         paths: Option<(&StorePath, &StorePath)>,
     ) -> Result<(u64, Inode), StoreError> {
         let (from_path, to_path) = paths.unzip();
@@ -515,71 +539,80 @@ impl<'t> Writer<'t> {
             });
         }
         if let Some(existing) = self.lookup(new_parent, new_name)? {
-            if no_replace {
+            if replace == Replace::Refused {
                 return Err(StoreError::Exists(shown(to_path, new_name)));
             }
-            if existing != ino {
-                let target = self.node(vol, existing)?;
-                let to = || shown(to_path, new_name);
-                match (inode.is_dir(), target.is_dir()) {
-                    (true, true) if self.has_children(existing)? => {
-                        return Err(StoreError::NotEmpty(to()));
-                    }
-                    (false, true) => return Err(StoreError::IsADirectory(to())),
-                    (true, false) => return Err(StoreError::NotADirectory(to())),
-                    _ => {}
+            if existing == ino {
+                // Two links of one file: rename(2) does nothing.
+                return Ok((ino, inode));
+            }
+            let target = self.node(vol, existing)?;
+            let to = || shown(to_path, new_name);
+            match (inode.is_dir(), target.is_dir()) {
+                (true, true) if self.has_children(existing)? => {
+                    return Err(StoreError::NotEmpty(to()));
                 }
-                let target_is_dir = target.is_dir();
-                self.release(vol, existing, target)?;
-                if target_is_dir {
-                    self.touch_dir(new_parent, -1)?;
-                }
+                (false, true) => return Err(StoreError::IsADirectory(to())),
+                (true, false) => return Err(StoreError::NotADirectory(to())),
+                _ => {}
+            }
+            let target_is_dir = target.is_dir();
+            self.release(vol, existing, target, new_parent, new_name)?;
+            if target_is_dir {
+                self.touch_dir(new_parent, -1)?;
             }
         }
+        let mut event = self.event(vol, ChangeKind::Rename, ino, parent, name, from_path);
+        event.to = match to_path {
+            Some(path) => path.to_string(),
+            None => self.entry_path(vol, new_parent, new_name),
+        };
+        event.to_parent_inode = new_parent;
+        event.to_name = new_name.to_owned();
+        self.events.push(event);
         self.set_dirent(parent, name, None)?;
         self.set_dirent(new_parent, new_name, Some(ino))?;
         let moved_dir = i32::from(inode.is_dir());
         self.touch_dir(parent, -moved_dir)?;
         self.touch_dir(new_parent, moved_dir)?;
-        if inode.is_dir() {
-            inode.parent = new_parent;
-        }
+        inode.remove_link(parent, name);
+        inode.add_link(new_parent, new_name);
         inode.ctime_ns = self.now;
         inode.version = self.revision;
         self.save(ino, &inode)?;
-        let mut event = self.event(vol, ChangeKind::Rename, ino, parent, name, from_path);
-        event.to = to_path.map(ToString::to_string).unwrap_or_default();
-        event.to_parent_inode = new_parent;
-        event.to_name = new_name.to_owned();
-        self.events.push(event);
         Ok((ino, inode))
     }
 
-    /// Replaces a file's whole content: inline when small, else in a fresh content file
-    /// made durable before the record that points at it is logged (`staged`: already
-    /// written by [`Extents::stage`]), so that a crash leaves the old content or the new,
-    /// never a mix.
-    pub fn replace_content(
+    // ---- file content ----
+
+    /// Replaces a file's whole content: inline when small, else in a content file made
+    /// durable before the record that points at it is logged (already, when `content` is
+    /// staged), so that a crash leaves the old content or the new, never a mix.
+    pub(crate) fn replace_content(
         &mut self,
         vol: &mut Vol,
         ino: u64,
         inode: &mut Inode,
-        content: &[u8],
-        staged: Option<u64>,
+        content: &Content,
     ) -> Result<(), StoreError> {
-        self.account(vol, content.len() as i64 - inode.size as i64, 0)?;
+        let len = content.len();
+        self.account(vol, len as i64 - inode.size as i64, 0)?;
         self.freed.extend(inode.extent_id(ino));
-        if content.len() <= INLINE_MAX {
-            inode.inline = content.to_vec();
-            inode.extent = 0;
-        } else {
-            inode.extent = match staged {
-                Some(generation) => generation,
-                None => self.extents.stage(content)?,
-            };
-            inode.inline = Vec::new();
+        match content {
+            Content::Bytes(bytes) if bytes.len() <= self.inline_max => {
+                inode.inline = bytes.clone();
+                inode.extent = 0;
+            }
+            Content::Bytes(bytes) => {
+                inode.extent = self.extents.stage(bytes)?;
+                inode.inline = Vec::new();
+            }
+            Content::Staged(staged) => {
+                inode.extent = staged.generation();
+                inode.inline = Vec::new();
+            }
         }
-        inode.size = content.len() as u64;
+        inode.size = len;
         self.modified(inode);
         self.save(ino, inode)
     }
@@ -604,7 +637,7 @@ impl<'t> Writer<'t> {
 
     /// Writes `data` at `offset`: into the record while the file stays small, else in
     /// place in its content file (a 1-byte write touches one page).
-    pub fn write_at(
+    pub(crate) fn write_at(
         &mut self,
         vol: &mut Vol,
         ino: u64,
@@ -622,7 +655,7 @@ impl<'t> Writer<'t> {
         if end > inode.size {
             self.account(vol, (end - inode.size) as i64, 0)?;
         }
-        if inode.extent == 0 && end <= INLINE_MAX as u64 {
+        if inode.extent == 0 && end <= self.inline_max as u64 {
             let (offset, end) = (offset as usize, end as usize);
             if inode.inline.len() < end {
                 inode.inline.resize(end, 0);
@@ -645,7 +678,7 @@ impl<'t> Writer<'t> {
     }
 
     /// Sets a file's size: shrinking drops the bytes beyond it, growing reads as zeros.
-    pub fn truncate(
+    pub(crate) fn truncate(
         &mut self,
         vol: &mut Vol,
         ino: u64,
@@ -656,7 +689,7 @@ impl<'t> Writer<'t> {
             return Err(StoreError::NotPermitted("size past the largest file size"));
         }
         self.account(vol, size as i64 - inode.size as i64, 0)?;
-        if inode.extent == 0 && size <= INLINE_MAX as u64 {
+        if inode.extent == 0 && size <= self.inline_max as u64 {
             inode.inline.resize(size as usize, 0);
         } else {
             let (id, file) = self.content_file(ino, inode)?;
@@ -678,6 +711,44 @@ impl<'t> Writer<'t> {
         inode.version = self.revision;
     }
 
+    // ---- changes ----
+
+    /// The path of directory `dir` of the default namespace, walked up its parent links
+    /// (a directory has exactly one); `None` if the chain is broken.
+    fn dir_path(&self, mut dir: u64) -> Option<String> {
+        let mut names = Vec::new();
+        while dir != ROOT_INO {
+            let inode = get_inode(&self.inodes, dir).ok()?;
+            if inode.name.is_empty() || inode.parent == dir || names.len() >= MAX_DEPTH {
+                return None;
+            }
+            dir = inode.parent;
+            names.push(inode.name);
+        }
+        let mut path = String::new();
+        for name in names.iter().rev() {
+            path.push('/');
+            path.push_str(name);
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        Some(path)
+    }
+
+    /// The path of entry `name` in directory `parent`: empty outside the default
+    /// namespace, or where the directory's chain is broken.
+    fn entry_path(&self, vol: &Vol, parent: u64, name: &str) -> String {
+        if !vol.is_default() {
+            return String::new();
+        }
+        match self.dir_path(parent) {
+            Some(dir) if dir == "/" => format!("/{name}"),
+            Some(dir) => format!("{dir}/{name}"),
+            None => String::new(),
+        }
+    }
+
     fn event(
         &self,
         vol: &Vol,
@@ -686,11 +757,16 @@ impl<'t> Writer<'t> {
         parent: u64,
         name: &str,
         path: Option<&StorePath>,
-    ) -> WatchEvent {
-        WatchEvent {
+    ) -> ChangeRecord {
+        let path = match path {
+            Some(path) => path.to_string(),
+            None if parent != 0 => self.entry_path(vol, parent, name),
+            None => String::new(),
+        };
+        ChangeRecord {
             revision: self.revision,
-            kind: kind as i32,
-            path: path.map(ToString::to_string).unwrap_or_default(),
+            kind: kind.code(),
+            path,
             volume: vol.name.clone(),
             inode: ino,
             parent_inode: parent,
@@ -699,8 +775,9 @@ impl<'t> Writer<'t> {
         }
     }
 
-    /// Records a change of this transaction.
-    pub fn record(
+    /// Records a change of entry `name` in `parent` (naming `ino`); `path` when the
+    /// caller knows it, else it is found from `parent` in the default namespace.
+    pub(crate) fn record(
         &mut self,
         vol: &Vol,
         kind: ChangeKind,
@@ -713,8 +790,60 @@ impl<'t> Writer<'t> {
         self.events.push(event);
     }
 
+    /// Records a change of `inode`'s content or attributes, addressed by inode: in the
+    /// default namespace once per link, each with that link's path (a directory has one,
+    /// the root is "/"), so that every watcher of a path that reaches it hears of it.
+    pub(crate) fn record_inode(&mut self, vol: &Vol, kind: ChangeKind, ino: u64, inode: &Inode) {
+        self.record_links(vol, kind, ino, inode, None);
+    }
+
+    /// Like [`Writer::record_inode`], for the links other than `except` (whose change
+    /// the caller recorded with its path).
+    pub(crate) fn record_other_links(
+        &mut self,
+        vol: &Vol,
+        kind: ChangeKind,
+        ino: u64,
+        inode: &Inode,
+        except: (u64, &str),
+    ) {
+        self.record_links(vol, kind, ino, inode, Some(except));
+    }
+
+    fn record_links(
+        &mut self,
+        vol: &Vol,
+        kind: ChangeKind,
+        ino: u64,
+        inode: &Inode,
+        except: Option<(u64, &str)>,
+    ) {
+        let path_of = |path: String| {
+            let mut event = self.event(vol, kind, ino, 0, "", None);
+            event.path = path;
+            event
+        };
+        if !vol.is_default() || ino == ROOT_INO {
+            let path = if vol.is_default() { "/" } else { "" };
+            let event = path_of(path.to_owned());
+            self.events.push(event);
+            return;
+        }
+        let mut events = Vec::new();
+        for (parent, name) in inode.links() {
+            if except != Some((parent, name)) {
+                events.push(path_of(self.entry_path(vol, parent, name)));
+            }
+        }
+        if events.is_empty() && except.is_none() {
+            // Links unknown: still tell watchers of the whole namespace.
+            events.push(path_of(String::new()));
+        }
+        self.events.extend(events);
+    }
+
     /// Writes the change log; the caller logs the mutations and commits.
-    pub fn finish(mut self) -> Result<Finished, StoreError> {
+    pub(crate) fn finish(mut self) -> Result<Finished, StoreError> {
         let mut log = Vec::new();
         for event in &self.events {
             event
@@ -722,12 +851,12 @@ impl<'t> Writer<'t> {
                 .expect("a Vec grows as needed");
         }
         self.set_change(self.revision, Some(log))?;
-        if self.revision > CHANGES_KEPT {
-            self.set_change(self.revision - CHANGES_KEPT, None)?;
+        if self.revision > self.changes_kept {
+            self.set_change(self.revision - self.changes_kept, None)?;
         }
         Ok(Finished {
             revision: self.revision,
-            events: self.events,
+            changes: self.events,
             mutations: self.mutations,
             freed: self.freed,
             dirty: self.dirty,
@@ -756,7 +885,7 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
 /// Applies logged mutations to the tables of `txn`: the replay of the write-ahead log.
 /// Chunk mutations come only from logs of schema 1, which kept content in redb; the
 /// migration to content files follows the replay.
-pub fn replay(txn: &WriteTransaction, mutations: &[Mutation]) -> Result<(), StoreError> {
+pub(crate) fn replay(txn: &WriteTransaction, mutations: &[Mutation]) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META)?;
     let mut inodes = txn.open_table(INODES)?;
     let mut dirents = txn.open_table(DIRENTS)?;

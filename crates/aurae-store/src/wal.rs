@@ -12,13 +12,17 @@
 //! not the inode, which is what makes a durable write cheap. Frames left from before the
 //! last checkpoint stay behind the head; they are recognised by their revisions, which
 //! must rise from frame to frame.
+//!
+//! This module never interprets the mutations it carries (replaying them is
+//! [`crate::writer::replay`]'s job) and never syncs redb: it only orders and persists
+//! frames.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use crate::error::{LogAction, StoreError};
 
 /// One change to one table, as the writer made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,9 +198,12 @@ pub struct Wal {
     capacity: u64,
 }
 
-fn io(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> StoreError {
-    let what = format!("{action} {}", path.display());
-    move |e| StoreError::Database(format!("{what}: {e}"))
+fn io(path: &Path, action: LogAction) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Log {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl Wal {
@@ -209,15 +216,15 @@ impl Wal {
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .map_err(io(path, "cannot open the write-ahead log"))?;
+            .map_err(io(path, LogAction::Open))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
-            .map_err(io(path, "cannot read the write-ahead log"))?;
+            .map_err(io(path, LogAction::Read))?;
         let (records, intact) = parse(&bytes);
         let capacity = (bytes.len() as u64).max(INITIAL_CAPACITY);
         if (bytes.len() as u64) < capacity {
             zero_fill(&mut file, bytes.len() as u64, capacity)
-                .map_err(io(path, "cannot size the write-ahead log"))?;
+                .map_err(io(path, LogAction::Size))?;
         }
         let mut wal = Self {
             file,
@@ -251,7 +258,7 @@ impl Wal {
             m.encode(&mut payload);
         }
         let len = u32::try_from(payload.len())
-            .map_err(|_| StoreError::Database("a transaction larger than 4 GiB".to_owned()))?;
+            .map_err(|_| StoreError::TransactionTooLarge(payload.len()))?;
         let mut frame = Vec::with_capacity(HEADER + payload.len());
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -279,7 +286,7 @@ impl Wal {
             Err(e) => {
                 // Leave no partial frame behind for a recovery to trust.
                 let _ = self.reset_to(self.head);
-                Err(io(&self.path, "cannot append to the write-ahead log")(e))
+                Err(io(&self.path, LogAction::Append)(e))
             }
         }
     }
@@ -289,7 +296,7 @@ impl Wal {
         if self.unsynced {
             self.file
                 .sync_data()
-                .map_err(io(&self.path, "cannot sync the write-ahead log"))?;
+                .map_err(io(&self.path, LogAction::Sync))?;
             self.unsynced = false;
         }
         Ok(())
@@ -303,7 +310,7 @@ impl Wal {
             self.file.write_all(&[0u8; HEADER])?;
             self.file.sync_data()
         })()
-        .map_err(io(&self.path, "cannot reset the write-ahead log"))?;
+        .map_err(io(&self.path, LogAction::Reset))?;
         self.head = at;
         self.unsynced = false;
         Ok(())

@@ -10,16 +10,23 @@
 use std::pin::Pin;
 
 use aurae_proto::v0 as pb;
+use aurae_store::inodes::{self, Move, Unlinked};
+use aurae_store::{
+    Durability, EntryKind, NewNode, Replace, SetAttr, StoreError, UnlinkKind, Writer,
+};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::storage::StoreState;
-use crate::store::{CHUNK_SIZE, SetAttr, Store, UnlinkKind, stat_of, writer};
+use super::StoreState;
+use super::convert::{IntoProto, entry_kind};
+use super::error::{StorageError, status};
 
 /// Largest ReadDir page.
 const READDIR_MAX: usize = 10_000;
+/// Bytes one Read reads per piece of its stream.
+const READ_PIECE: u64 = 256 << 10;
 
 /// The `aurae.v0.Filesystem` gRPC service.
 #[derive(Debug, Clone)]
@@ -27,12 +34,14 @@ pub struct FilesystemService {
     store: StoreState,
 }
 
-fn attr(stat: pb::Stat) -> Response<pb::Attr> {
-    Response::new(pb::Attr { stat: Some(stat) })
+fn attr(stat: aurae_store::Stat) -> Response<pb::Attr> {
+    Response::new(pb::Attr {
+        stat: Some(stat.into_proto()),
+    })
 }
 
 fn name(text: &str) -> Result<(), Status> {
-    writer::check_name(text).map_err(Status::from)
+    aurae_store::check_name(text).map_err(status)
 }
 
 impl FilesystemService {
@@ -41,9 +50,22 @@ impl FilesystemService {
         Self { store }
     }
 
+    /// Runs `op`, a small change, as a logged write: answered once in the log, run right
+    /// here when no commit is under way.
+    async fn small<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(T, u64), StorageError> {
+        Ok(self
+            .store
+            .store()?
+            .write(Durability::LoggedSmall, op)
+            .await?)
+    }
+
     /// fsync(2) of inode `ino`: its content, then the log that holds its size and every
     /// change before it. A stale inode fails here, naming it.
-    async fn make_durable(&self, volume: String, ino: u64) -> Result<(), Status> {
+    async fn make_durable(&self, volume: String, ino: u64) -> Result<(), StorageError> {
         self.store
             .run(move |s| s.sync_content(&volume, ino))
             .await?;
@@ -90,8 +112,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             mtime_ns: r.mtime_ns,
         };
         let (stat, _) = self
-            .store
-            .lazy(&r.volume.clone(), Store::setattr_op(r.inode, change))
+            .small(inodes::set_attr(&r.volume, r.inode, change))
             .await?;
         Ok(attr(stat))
     }
@@ -113,7 +134,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
             .into_iter()
             .map(|(name, stat)| pb::DirEntry {
                 name,
-                stat: Some(stat),
+                stat: Some(stat.into_proto()),
             })
             .collect();
         Ok(Response::new(pb::ReadDirResponse { entries, more }))
@@ -125,28 +146,24 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
     ) -> Result<Response<pb::Attr>, Status> {
         let r = request.into_inner();
         name(&r.name)?;
-        let kind = match r.kind() {
-            pb::EntryKind::Symlink | pb::EntryKind::Unspecified => {
+        let kind = match entry_kind(r.kind()) {
+            Some(kind) if kind != EntryKind::Symlink => kind,
+            _ => {
                 return Err(Status::invalid_argument(format!(
                     "MakeNode creates files, directories and special files, not {}; symlinks come from MakeSymlink",
                     r.kind().as_str_name()
                 )));
             }
-            kind => kind,
+        };
+        let node = NewNode {
+            kind,
+            mode: r.mode,
+            uid: r.uid,
+            gid: r.gid,
+            rdev: r.rdev,
         };
         let (stat, _) = self
-            .store
-            .lazy(&r.volume.clone(), move |w, vol| {
-                let mut inode = w.fresh(vol, kind, r.mode);
-                inode.uid = r.uid;
-                inode.gid = r.gid;
-                w.inherit_group(vol, r.parent, &mut inode)?;
-                if matches!(kind, pb::EntryKind::CharDevice | pb::EntryKind::BlockDevice) {
-                    inode.rdev = r.rdev;
-                }
-                let ino = w.create(vol, r.parent, &r.name, inode, None)?;
-                Ok(stat_of("", ino, &w.node(vol, ino)?))
-            })
+            .small(inodes::make_node(&r.volume, r.parent, r.name, node))
             .await?;
         Ok(attr(stat))
     }
@@ -162,32 +179,16 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
                 "a symlink target must be 1 to 4096 bytes without NUL",
             ));
         }
-        let (stat, _) = self
-            .store
-            .lazy(&r.volume.clone(), move |w, vol| {
-                let mut inode = w.fresh(vol, pb::EntryKind::Symlink, 0o777);
-                inode.uid = r.uid;
-                inode.gid = r.gid;
-                w.inherit_group(vol, r.parent, &mut inode)?;
-                inode.size = r.target.len() as u64;
-                inode.target = r.target.clone();
-                let ino = w.create(vol, r.parent, &r.name, inode, None)?;
-                Ok(stat_of("", ino, &w.node(vol, ino)?))
-            })
-            .await?;
+        let op = inodes::make_symlink(&r.volume, r.parent, r.name, r.target, r.uid, r.gid);
+        let (stat, _) = self.small(op).await?;
         Ok(attr(stat))
     }
 
     async fn link(&self, request: Request<pb::LinkRequest>) -> Result<Response<pb::Attr>, Status> {
         let r = request.into_inner();
         name(&r.new_name)?;
-        let (stat, _) = self
-            .store
-            .lazy(&r.volume.clone(), move |w, vol| {
-                let inode = w.link(vol, r.inode, r.new_parent, &r.new_name)?;
-                Ok(stat_of("", r.inode, &inode))
-            })
-            .await?;
+        let op = inodes::link(&r.volume, r.inode, r.new_parent, r.new_name);
+        let (stat, _) = self.small(op).await?;
         Ok(attr(stat))
     }
 
@@ -202,13 +203,8 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         } else {
             UnlinkKind::File
         };
-        let ((inode, links_left), revision) = self
-            .store
-            .lazy(&r.volume.clone(), move |w, vol| {
-                let ino = w.unlink(vol, r.parent, &r.name, kind, None)?;
-                let links_left = w.node(vol, ino).map_or(0, |inode| inode.nlink);
-                Ok((ino, links_left))
-            })
+        let (Unlinked { inode, links_left }, revision) = self
+            .small(inodes::unlink(&r.volume, r.parent, r.name, kind))
             .await?;
         Ok(Response::new(pb::UnlinkResponse {
             revision,
@@ -224,20 +220,18 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let r = request.into_inner();
         name(&r.name)?;
         name(&r.new_name)?;
-        let (_, revision) = self
-            .store
-            .lazy(&r.volume.clone(), move |w, vol| {
-                w.rename(
-                    vol,
-                    r.parent,
-                    &r.name,
-                    r.new_parent,
-                    &r.new_name,
-                    r.no_replace,
-                    None,
-                )
-            })
-            .await?;
+        let mv = Move {
+            parent: r.parent,
+            name: r.name,
+            new_parent: r.new_parent,
+            new_name: r.new_name,
+            replace: if r.no_replace {
+                Replace::Refused
+            } else {
+                Replace::Allowed
+            },
+        };
+        let ((), revision) = self.small(inodes::rename(&r.volume, mv)).await?;
         Ok(Response::new(pb::RenameAtResponse { revision }))
     }
 
@@ -250,7 +244,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let r = request.into_inner();
         let store = self.store.store()?;
         // The first piece is read here so that errors (ENOENT, EISDIR) fail the call itself.
-        let piece = (CHUNK_SIZE as u64 * 4).min(r.length);
+        let piece = READ_PIECE.min(r.length);
         let first = {
             let volume = r.volume.clone();
             self.store
@@ -279,7 +273,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
                 data = match next {
                     Ok(Ok(data)) => data,
                     Ok(Err(e)) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
+                        let _ = tx.send(Err(status(e))).await;
                         return;
                     }
                     Err(e) => {
@@ -308,8 +302,8 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let stat = loop {
             let length = data.len() as u64;
             let store = self.store.store()?;
-            let op = Store::write_at_op(&volume, ino, offset, data);
-            let (stat, _) = store.submit_lazy(op).await?;
+            let op = inodes::write_at(&volume, ino, offset, data);
+            let (stat, _) = store.write(Durability::Logged, op).await.map_err(status)?;
             offset += length;
             written += length;
             match stream.message().await? {
@@ -323,7 +317,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         }
         Ok(Response::new(pb::WriteResponse {
             written,
-            attr: Some(pb::Attr { stat: Some(stat) }),
+            attr: Some(pb::Attr {
+                stat: Some(stat.into_proto()),
+            }),
         }))
     }
 

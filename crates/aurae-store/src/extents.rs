@@ -11,6 +11,9 @@
 //! generation, syncs it, and commits the record that points at it, so a crash leaves the
 //! old value or the new one. Files of freed generations are deleted only once the commit
 //! that freed them is durable.
+//!
+//! This module never decides which content is live (the inode records do) and never
+//! touches redb.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -19,7 +22,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::StoreError;
+use crate::error::{ContentAction, StoreError};
 
 /// The directory of content files inside the data directory.
 pub const EXTENTS_DIR: &str = "extents";
@@ -42,9 +45,10 @@ pub struct Extents {
     created: AtomicBool,
 }
 
-fn content_error(what: impl Into<String>, source: std::io::Error) -> StoreError {
-    StoreError::Content {
-        what: what.into(),
+fn content_error(action: ContentAction, ino: u64) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Content {
+        action,
+        ino,
         source,
     }
 }
@@ -56,11 +60,17 @@ impl Extents {
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(content_error(format!("creating {}", dir.display()), e)),
+            Err(source) => {
+                return Err(StoreError::ContentDir {
+                    action: ContentAction::Create,
+                    dir,
+                    source,
+                });
+            }
         }
         // Generations only need to be unique per inode: a clock seed keeps them unique
         // across restarts, and creation refuses an existing file anyway.
-        let seed = super::now_ns().max(1) as u64;
+        let seed = crate::tables::now_ns().max(1) as u64;
         Ok(Self {
             dir,
             next_generation: AtomicU64::new(seed),
@@ -89,7 +99,7 @@ impl Extents {
                     return Ok((id, file));
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(content_error(format!("creating content of inode {ino}"), e)),
+                Err(e) => return Err(content_error(ContentAction::Create, ino)(e)),
             }
         }
     }
@@ -102,7 +112,7 @@ impl Extents {
         let written = write_at(&file, id, content, 0)
             .and_then(|()| {
                 file.sync_data()
-                    .map_err(|e| content_error("syncing staged content", e))
+                    .map_err(content_error(ContentAction::Sync, 0))
             })
             .and_then(|()| self.sync_dir());
         match written {
@@ -121,9 +131,13 @@ impl Extents {
         }
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
-            .map_err(|e| {
+            .map_err(|source| {
                 self.created.store(true, Ordering::Release);
-                content_error(format!("syncing {}", self.dir.display()), e)
+                StoreError::ContentDir {
+                    action: ContentAction::Sync,
+                    dir: self.dir.clone(),
+                    source,
+                }
             })
     }
 
@@ -133,7 +147,7 @@ impl Extents {
             .read(true)
             .write(true)
             .open(self.path(id))
-            .map_err(|e| content_error(format!("opening content of inode {}", id.ino), e))
+            .map_err(content_error(ContentAction::Open, id.ino))
     }
 
     /// Reads `length` bytes at `offset` of content `id` holding a file of `size` bytes;
@@ -154,12 +168,7 @@ impl Extents {
         let file = match File::open(self.path(id)) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(content_error(
-                    format!("opening content of inode {}", id.ino),
-                    e,
-                ));
-            }
+            Err(e) => return Err(content_error(ContentAction::Open, id.ino)(e)),
         };
         let mut content = vec![0u8; (end - offset) as usize];
         let mut done = 0;
@@ -168,12 +177,7 @@ impl Extents {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(content_error(
-                        format!("reading content of inode {}", id.ino),
-                        e,
-                    ));
-                }
+                Err(e) => return Err(content_error(ContentAction::Read, id.ino)(e)),
             }
         }
         Ok(Some(content))
@@ -184,12 +188,9 @@ impl Extents {
         match File::open(self.path(id)) {
             Ok(file) => file
                 .sync_data()
-                .map_err(|e| content_error(format!("syncing content of inode {}", id.ino), e)),
+                .map_err(content_error(ContentAction::Sync, id.ino)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(content_error(
-                format!("opening content of inode {}", id.ino),
-                e,
-            )),
+            Err(e) => Err(content_error(ContentAction::Open, id.ino)(e)),
         }
     }
 
@@ -206,12 +207,15 @@ impl Extents {
     /// Deletes every content file whose generation `live` does not claim (and anything
     /// else found in the directory); returns how many went.
     pub fn sweep(&self, live: impl Fn(u64) -> bool) -> Result<usize, StoreError> {
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| content_error(format!("listing {}", self.dir.display()), e))?;
+        let listing = |source| StoreError::ContentDir {
+            action: ContentAction::List,
+            dir: self.dir.clone(),
+            source,
+        };
+        let entries = std::fs::read_dir(&self.dir).map_err(listing)?;
         let mut swept = 0;
         for entry in entries {
-            let entry =
-                entry.map_err(|e| content_error(format!("listing {}", self.dir.display()), e))?;
+            let entry = entry.map_err(listing)?;
             let keep = entry
                 .file_name()
                 .to_str()
@@ -243,7 +247,7 @@ fn parse_name(name: &str) -> Option<u64> {
 /// Writes all of `data` at `offset` of `file`.
 pub fn write_at(file: &File, id: ExtentId, data: &[u8], offset: u64) -> Result<(), StoreError> {
     file.write_all_at(data, offset)
-        .map_err(|e| content_error(format!("writing content of inode {}", id.ino), e))
+        .map_err(content_error(ContentAction::Write, id.ino))
 }
 
 /// Writes at least this large start their way to the disk at once.
@@ -275,7 +279,7 @@ pub fn start_writeback(file: &File, offset: u64, len: usize) {
 /// Sets the length of `file`: bytes beyond it are dropped, a longer file reads zeros.
 pub fn set_len(file: &File, id: ExtentId, size: u64) -> Result<(), StoreError> {
     file.set_len(size)
-        .map_err(|e| content_error(format!("resizing content of inode {}", id.ino), e))
+        .map_err(content_error(ContentAction::Resize, id.ino))
 }
 
 #[cfg(test)]

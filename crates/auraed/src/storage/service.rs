@@ -1,0 +1,341 @@
+//! The `aurae.v0.Storage` gRPC service: the store's default namespace by path.
+//!
+//! It validates every path into a [`StorePath`] at the edge, runs store reads that may
+//! take long off the async runtime, writes durably (answered once fsync'd), and maps
+//! store errors to gRPC codes with the errno in metadata. When the database could not be
+//! opened it answers UNAVAILABLE with why.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aurae_core::path::StorePath;
+use aurae_proto::v0 as pb;
+use aurae_store::namespace::{self, Removal};
+use aurae_store::volumes;
+use aurae_store::{
+    Change, Committed, Content, Durability, Parents, PutOptions, Store, WatchFilter,
+};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::StoreState;
+use super::convert::IntoProto;
+use super::error::{StorageError, status};
+
+/// Default and largest page of List.
+const PAGE_DEFAULT: usize = 1000;
+const PAGE_MAX: usize = 10_000;
+
+/// The `aurae.v0.Storage` gRPC service.
+#[derive(Debug, Clone)]
+pub struct StorageService {
+    store: StoreState,
+}
+
+fn path(text: &str) -> Result<StorePath, Status> {
+    text.parse::<StorePath>().map_err(|e| status(e.into()))
+}
+
+impl StorageService {
+    /// A service over `store`.
+    pub fn new(store: StoreState) -> Self {
+        Self { store }
+    }
+
+    /// Puts `content` at `path` durably; a staged `content` is discarded if the Put
+    /// fails, so that nothing is left behind.
+    async fn put_content(
+        store: &Store,
+        path: StorePath,
+        content: Content,
+        options: PutOptions,
+    ) -> Result<(aurae_store::Stat, u64), StorageError> {
+        let staged = content.staged();
+        let put = store
+            .write(Durability::Durable, namespace::put(path, content, options))
+            .await;
+        if put.is_err()
+            && let Some(staged) = staged
+        {
+            store.discard(staged);
+        }
+        Ok(put?)
+    }
+
+    /// Runs a durable write operation of the namespace.
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&mut aurae_store::Writer<'_>) -> Result<T, aurae_store::StoreError>
+        + Send
+        + 'static,
+    ) -> Result<(T, u64), StorageError> {
+        Ok(self.store.store()?.write(Durability::Durable, op).await?)
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::storage_server::Storage for StorageService {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let path = path(&request.into_inner().path)?;
+        let (value, stat) = self.store.run(move |s| s.get(&path)).await?;
+        Ok(Response::new(pb::GetResponse {
+            value,
+            stat: Some(stat.into_proto()),
+        }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        let options = PutOptions {
+            mode: request.mode,
+            if_version: request.if_version,
+            parents: if request.no_parents {
+                Parents::MustExist
+            } else {
+                Parents::Create
+            },
+        };
+        // A large value is written and synced first, off the writer, which then only
+        // points the record at it.
+        let store = self.store.store()?;
+        let content = if request.value.len() > store.config().inline_max {
+            self.store.run(move |s| s.stage(request.value)).await?
+        } else {
+            Content::Bytes(request.value)
+        };
+        let (stat, revision) = Self::put_content(&store, path, content, options).await?;
+        Ok(Response::new(pb::PutResponse {
+            stat: Some(stat.into_proto()),
+            revision,
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        let limit = match request.page_size as usize {
+            0 => PAGE_DEFAULT,
+            n => n.min(PAGE_MAX),
+        };
+        let after = request.page_token;
+        let (entries, more) = self
+            .store
+            .run(move |s| s.list(&path, &after, limit))
+            .await?;
+        let next_page_token = match (more, entries.last()) {
+            (true, Some(last)) => last.path.rsplit('/').next().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListResponse {
+            entries: entries.into_iter().map(IntoProto::into_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn stat(
+        &self,
+        request: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
+        let path = path(&request.into_inner().path)?;
+        let stat = self.store.read(|s| s.stat(&path))?;
+        Ok(Response::new(pb::StatResponse {
+            stat: Some(stat.into_proto()),
+        }))
+    }
+
+    async fn mkdir(
+        &self,
+        request: Request<pb::MkdirRequest>,
+    ) -> Result<Response<pb::MkdirResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        let parents = if request.parents {
+            Parents::Create
+        } else {
+            Parents::MustExist
+        };
+        let mode = request.mode.unwrap_or(0o755);
+        let (stat, revision) = self.write(namespace::mkdir(path, mode, parents)).await?;
+        Ok(Response::new(pb::MkdirResponse {
+            stat: Some(stat.into_proto()),
+            revision,
+        }))
+    }
+
+    async fn symlink(
+        &self,
+        request: Request<pb::SymlinkRequest>,
+    ) -> Result<Response<pb::SymlinkResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        if request.target.is_empty() || request.target.contains('\0') {
+            return Err(Status::invalid_argument(
+                "a symlink target must be non-empty and hold no NUL",
+            ));
+        }
+        let (stat, revision) = self.write(namespace::symlink(path, request.target)).await?;
+        Ok(Response::new(pb::SymlinkResponse {
+            stat: Some(stat.into_proto()),
+            revision,
+        }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::RemoveResponse>, Status> {
+        let request = request.into_inner();
+        let path = path(&request.path)?;
+        let removal = if request.recursive {
+            Removal::Recursive
+        } else {
+            Removal::Single
+        };
+        let ((), revision) = self.write(namespace::remove(path, removal)).await?;
+        Ok(Response::new(pb::RemoveResponse { revision }))
+    }
+
+    async fn rename(
+        &self,
+        request: Request<pb::RenameRequest>,
+    ) -> Result<Response<pb::RenameResponse>, Status> {
+        let request = request.into_inner();
+        let (from, to) = (path(&request.from)?, path(&request.to)?);
+        let (stat, revision) = self.write(namespace::rename(from, to)).await?;
+        Ok(Response::new(pb::RenameResponse {
+            stat: Some(stat.into_proto()),
+            revision,
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let request = request.into_inner();
+        let prefix = path(if request.prefix.is_empty() {
+            "/"
+        } else {
+            &request.prefix
+        })?;
+        let filter = WatchFilter::new(&request.volume, prefix);
+        let store = self.store.store()?;
+        // Subscribe before reading the log: nothing committed in between is lost, and
+        // what arrives twice is recognised by its revision.
+        let live = store.subscribe();
+        let start = match request.after_revision {
+            0 => self.store.run(|s| s.revision()).await?,
+            after => after,
+        };
+        let backlog = {
+            let filter = filter.clone();
+            self.store
+                .run(move |s| s.changes_after(start, &filter))
+                .await?
+        };
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(forward_changes(store, filter, backlog, live, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn create_volume(
+        &self,
+        request: Request<pb::CreateVolumeRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
+        let request = request.into_inner();
+        let (volume, _) = self
+            .write(volumes::create(request.name, request.quota_bytes))
+            .await?;
+        Ok(Response::new(volume.into_proto()))
+    }
+
+    async fn list_volumes(
+        &self,
+        _request: Request<pb::ListVolumesRequest>,
+    ) -> Result<Response<pb::ListVolumesResponse>, Status> {
+        let volumes = self.store.run(|s| s.list_volumes()).await?;
+        Ok(Response::new(pb::ListVolumesResponse {
+            volumes: volumes.into_iter().map(IntoProto::into_proto).collect(),
+        }))
+    }
+
+    async fn delete_volume(
+        &self,
+        request: Request<pb::DeleteVolumeRequest>,
+    ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
+        let name = request.into_inner().name;
+        self.write(volumes::delete(name)).await?;
+        Ok(Response::new(pb::DeleteVolumeResponse {}))
+    }
+}
+
+/// Sends the backlog, then live changes; re-reads the log if the live feed lagged.
+async fn forward_changes(
+    store: Arc<Store>,
+    filter: WatchFilter,
+    backlog: (Vec<Change>, u64),
+    mut live: broadcast::Receiver<Arc<Committed>>,
+    tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
+) {
+    let mut closing = store.closing();
+    let (mut pending, mut seen) = backlog;
+    loop {
+        for change in pending.drain(..) {
+            if tx.send(Ok(change.into_proto())).await.is_err() {
+                return;
+            }
+        }
+        let received = tokio::select! {
+            received = live.recv() => received,
+            () = tx.closed() => return,
+            _ = closing.wait_for(|closing| *closing) => return,
+        };
+        match received {
+            Ok(committed) if committed.revision > seen => {
+                seen = committed.revision;
+                pending.extend(
+                    committed
+                        .changes
+                        .iter()
+                        .filter(|c| filter.keeps(c))
+                        .cloned(),
+                );
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => {
+                let (store, filter) = (store.clone(), filter.clone());
+                let reread =
+                    tokio::task::spawn_blocking(move || store.changes_after(seen, &filter)).await;
+                match reread {
+                    Ok(Ok((changes, last))) => (pending, seen) = (changes, last),
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
