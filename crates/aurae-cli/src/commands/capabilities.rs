@@ -4,9 +4,32 @@ use aurae_client::AuraeClient;
 use aurae_proto::v0::{
     Capability, DisableCapabilityRequest, EnableCapabilityRequest, ListCapabilitiesRequest,
 };
+use clap::Subcommand;
 use serde_json::json;
 
-use crate::cli::{CapabilitiesCommand, ConnectArgs};
+use crate::cli::ConnectArgs;
+
+/// `aurae capabilities`: what the node serves.
+#[derive(Debug, Subcommand)]
+pub enum CapabilitiesCommand {
+    /// List every capability and whether it is enabled.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a capability (persisted across restarts).
+    Enable {
+        /// The capability's name, as `aurae capabilities list` shows it.
+        name: String,
+    },
+    /// Disable a capability (persisted across restarts).
+    Disable {
+        /// The capability's name, as `aurae capabilities list` shows it.
+        name: String,
+    },
+}
 
 pub async fn run(connect: &ConnectArgs, command: CapabilitiesCommand) -> anyhow::Result<()> {
     let client = AuraeClient::connect(&connect.options().resolve()?).await?;

@@ -7,10 +7,100 @@ use aurae_proto::v0::{
     ChangeKind, EntryKind, FsyncRequest, GetRequest, ListRequest, MkdirRequest, PutRequest,
     ReadRequest, RemoveRequest, RenameRequest, Stat, StatRequest, WatchRequest, WriteChunk,
 };
+use clap::Subcommand;
 use serde_json::json;
 
 use super::rpc_error;
-use crate::cli::{ConnectArgs, KvCommand};
+use crate::cli::ConnectArgs;
+
+/// `aurae kv`: the node's store by path.
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Print a file's value (raw bytes, or JSON with --json).
+    Get {
+        /// Absolute path, e.g. /services/nginx/port.
+        path: String,
+        /// Machine-readable output (value as UTF-8, lossy).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file's value; parent directories are created.
+    Put {
+        /// Absolute path, e.g. /services/nginx/port.
+        path: String,
+        /// The value; read from standard input when absent.
+        value: Option<String>,
+        /// Only write if the entry's version is this (0: only if it does not exist).
+        #[arg(long, value_name = "VERSION")]
+        if_version: Option<u64>,
+        /// Permission bits of a new file, octal.
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
+        /// Fail if the parent directory does not exist.
+        #[arg(long)]
+        no_parents: bool,
+    },
+    /// List a directory.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Directory path.
+        #[arg(default_value = "/")]
+        path: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an entry's metadata.
+    Stat {
+        /// Path.
+        path: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a directory.
+    Mkdir {
+        /// Directory path.
+        path: String,
+        /// Create parents too, and succeed if it exists.
+        #[arg(short, long)]
+        parents: bool,
+    },
+    /// Remove a file, symlink or empty directory.
+    Rm {
+        /// Path.
+        path: String,
+        /// Remove a directory with everything in it.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Move an entry atomically, replacing the target like mv(1).
+    Mv {
+        /// Source path.
+        from: String,
+        /// Target path.
+        to: String,
+    },
+    /// Print changes under a prefix as they happen (one line each, or JSON lines).
+    Watch {
+        /// Prefix to watch.
+        #[arg(default_value = "/")]
+        prefix: String,
+        /// Replay the changes after this revision first.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| format!("'{text}' is not an octal mode such as 0644"))
+}
 
 pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()> {
     let client = AuraeClient::connect(&connect.options().resolve()?).await?;

@@ -6,9 +6,43 @@ mod pki;
 mod status;
 mod volume;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Subcommand};
+use clap_complete::Shell;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Cli;
+use capabilities::CapabilitiesCommand;
+use kv::KvCommand;
+use pki::PkiCommand;
+use volume::VolumeCommand;
+
+/// Every command of `aurae`: one variant per command group.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the node's mode, identity and capabilities; in the empty loop, what is missing
+    /// and the command that fixes it.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create and issue certificates (replaces openssl scripts).
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// List, enable and disable capabilities.
+    #[command(subcommand, visible_alias = "cap")]
+    Capabilities(CapabilitiesCommand),
+    /// Read and write the node's key/value store, laid out like a filesystem.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Create, list and delete volumes: filesystems with their own root and quota.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Print a shell completion script: `aurae completions bash > /etc/bash_completion.d/aurae`.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -7,11 +7,50 @@ use anyhow::Context;
 use aurae_client::{ClientError, Identity, Reached, Target, connect_any};
 use aurae_core::config::{self, ClientConfig};
 use aurae_core::fsutil;
-use aurae_core::name::{EntityName, PeerName, Principal};
+use aurae_core::name::{DomainName, EntityName, PeerName, Principal};
 use aurae_core::pki::{self, CertificateAuthority, NodeNames, Overwrite, PkiPaths, Validity};
 use aurae_proto::v0::{Mode, StatusRequest};
+use clap::Subcommand;
 
-use crate::cli::{ConnectArgs, PkiCommand};
+use crate::cli::ConnectArgs;
+
+/// `aurae pki`: the node's certificate authority.
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the CA and server certificate in the PKI directory, and an admin client
+    /// certificate with its config in ~/.aurae/. auraed picks them up without a restart.
+    Init {
+        /// The PKI directory auraed reads (its --pki-dir).
+        #[arg(long, default_value = "/etc/aurae/pki")]
+        pki_dir: PathBuf,
+        /// The domain peers find this node under.
+        #[arg(long, default_value = "local")]
+        domain: DomainName,
+        /// This node's peer name [default: the hostname].
+        #[arg(long)]
+        peer: Option<PeerName>,
+        /// Where the admin's client material goes [default: ~/.aurae].
+        #[arg(long, value_name = "DIR")]
+        client_dir: Option<PathBuf>,
+        /// Replace an existing CA (every certificate it issued stops working).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate for `<entity>@<peer>@<domain>`, signed by the node's CA.
+    Issue {
+        /// The entity, e.g. `alice` or `nginx`.
+        entity: EntityName,
+        /// The PKI directory holding ca.crt and ca.key.
+        #[arg(long, default_value = "/etc/aurae/pki")]
+        pki_dir: PathBuf,
+        /// Where to write `<entity>.crt` and `<entity>.key` [default: ~/.aurae].
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Days of validity.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        days: i64,
+    },
+}
 
 /// How long `pki init` waits for auraed to pick the new material up (it polls every 500 ms).
 const PICKUP_WAIT: Duration = Duration::from_secs(3);

@@ -3,12 +3,42 @@
 use std::io::IsTerminal;
 
 use aurae_client::AuraeClient;
+use aurae_core::name::VolumeName;
 use aurae_proto::v0::{CreateVolumeRequest, DeleteVolumeRequest, ListVolumesRequest, Volume};
+use clap::Subcommand;
 use serde_json::json;
 
 use super::rpc_error;
-use crate::cli::{ConnectArgs, VolumeCommand};
+use crate::cli::ConnectArgs;
 use crate::size;
+use crate::size::parse_size;
+
+/// `aurae volume`: filesystems with their own root and quota.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume, optionally with a quota.
+    Create {
+        /// 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter or digit.
+        name: VolumeName,
+        /// Most content the volume may hold: bytes, or a number with K, M, G or T in
+        /// binary multiples (1K = 1024; KB and KiB mean the same), e.g. 512M or 1.5G.
+        /// None by default.
+        #[arg(long, value_parser = parse_size)]
+        quota: Option<u64>,
+    },
+    /// List volumes with their usage (sizes for people on a terminal, bytes otherwise).
+    #[command(visible_alias = "ls")]
+    List {
+        /// Machine-readable output (sizes in bytes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a volume and everything in it.
+    Rm {
+        /// The volume.
+        name: VolumeName,
+    },
+}
 
 /// How sizes are shown in the human listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
