@@ -276,7 +276,13 @@ async fn put_streamed(
     // The answer comes once the stream ended or was refused, after which the reader
     // stops at its next chunk. A read error broke the stream off: it is the cause to tell.
     reader.await??;
-    let reply = put.map_err(rpc_error)?;
+    let reply = put.map_err(|status| match status.code() {
+        tonic::Code::Unimplemented => anyhow::anyhow!(
+            "this auraed takes values of at most {STREAM_ABOVE} bytes: it predates streamed puts \
+             (Storage.PutStream); upgrade auraed to put larger ones"
+        ),
+        _ => rpc_error(status),
+    })?;
     Ok(reply.into_inner().stat.unwrap_or_default())
 }
 
