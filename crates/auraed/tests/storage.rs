@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aurae_client::AuraeClient;
-use aurae_proto::v0::{ChangeKind, GetRequest, PutRequest, StatRequest, WatchRequest};
+use aurae_proto::v0::{
+    ChangeKind, GetRequest, PutChunk, PutHeader, PutRequest, StatRequest, WatchRequest,
+};
 use common::{Daemon, Layout, serving_daemon, wait_serving};
 
 async fn admin(layout: &Layout) -> AuraeClient {
@@ -408,7 +410,10 @@ async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
 async fn large_values_stream_through_the_cli_and_replace_atomically() {
     use std::io::Write;
     let (layout, _daemon) = serving_daemon().await;
-    let big: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 241) as u8).collect();
+    let (ok, before, _) = kv(&layout, &["put", "/big/blob", "small"]);
+    assert!(ok);
+    let before = version_of(&before);
+    let big: Vec<u8> = (0..(24u32 << 20)).map(|i| (i % 241) as u8).collect();
     let mut put = std::process::Command::new(common::aurae_bin())
         .args([
             "--sock",
@@ -429,6 +434,11 @@ async fn large_values_stream_through_the_cli_and_replace_atomically() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    assert_eq!(
+        version_of(&String::from_utf8_lossy(&out.stdout)),
+        before + 1,
+        "a streamed value lands in one revision"
+    );
 
     let got = layout.aurae(&["kv", "get", "/big/blob"]);
     assert!(
@@ -446,6 +456,239 @@ async fn large_values_stream_through_the_cli_and_replace_atomically() {
         listing.lines().count(),
         1,
         "the upload left a temporary entry: {listing}"
+    );
+    assert_eq!(
+        content_files(&layout).len(),
+        1,
+        "one content file: the value's"
+    );
+}
+
+/// The version `aurae kv put` printed ("PATH version N").
+fn version_of(out: &str) -> u64 {
+    out.trim().rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// The content files in the data directory.
+fn content_files(layout: &Layout) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(layout.data_dir.join("extents"))
+        .map(|dir| {
+            dir.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn header(path: &str, if_version: Option<u64>, size: Option<u64>) -> PutChunk {
+    PutChunk {
+        header: Some(PutHeader {
+            path: path.into(),
+            mode: None,
+            if_version,
+            no_parents: false,
+            size,
+        }),
+        data: Vec::new(),
+        last: false,
+    }
+}
+
+fn data(bytes: Vec<u8>, last: bool) -> PutChunk {
+    PutChunk {
+        header: None,
+        data: bytes,
+        last,
+    }
+}
+
+async fn value_of(layout: &Layout, path: &str) -> Vec<u8> {
+    admin(layout)
+        .await
+        .storage()
+        .get(GetRequest { path: path.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .value
+}
+
+#[tokio::test]
+async fn a_streamed_put_with_a_stale_version_is_refused_and_changes_nothing() {
+    let (layout, _daemon) = serving_daemon().await;
+    let mut storage = admin(&layout).await.storage();
+    let old = storage
+        .put(PutRequest {
+            path: "/cas".into(),
+            value: b"old".to_vec(),
+            mode: None,
+            if_version: None,
+            no_parents: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let version = old.stat.unwrap().version;
+    let before = content_files(&layout);
+    // Refused at the first message, before the data travels.
+    let chunks = vec![
+        header("/cas", Some(version + 7), Some(8 << 20)),
+        data(vec![1; 4 << 20], false),
+        data(vec![2; 4 << 20], true),
+    ];
+    let err = storage
+        .put_stream(tokio_stream::iter(chunks))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+    assert_eq!(value_of(&layout, "/cas").await, b"old");
+    assert_eq!(content_files(&layout), before);
+    // The right version, for any size, lands in one revision.
+    // 3.5 MiB: streamed in two chunks, read back whole with one Get.
+    let value: Vec<u8> = (0..(7u32 << 19)).map(|i| (i % 251) as u8).collect();
+    let chunks = vec![
+        header("/cas", Some(version), Some(value.len() as u64)),
+        data(value[..3 << 20].to_vec(), false),
+        data(value[3 << 20..].to_vec(), true),
+    ];
+    let put = storage
+        .put_stream(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(put.revision, old.revision + 1);
+    assert!(value_of(&layout, "/cas").await == value);
+    // A stream that carries another number of bytes than announced is refused too.
+    let chunks = vec![header("/cas", None, Some(10)), data(vec![9; 11], true)];
+    let err = storage
+        .put_stream(tokio_stream::iter(chunks))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(value_of(&layout, "/cas").await == value);
+}
+
+/// Opens a PutStream of a large value to `path` and sends its first 3 MiB: the caller
+/// holds the sender (dropping it without a last chunk ends the stream unfinished).
+fn start_stream(
+    layout: &Layout,
+    client: &AuraeClient,
+    path: &str,
+) -> (
+    tokio::sync::mpsc::Sender<PutChunk>,
+    tokio::task::JoinHandle<Result<tonic::Response<aurae_proto::v0::PutResponse>, tonic::Status>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut storage = client.storage();
+    let call = tokio::spawn(async move {
+        storage
+            .put_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let before = content_files(layout).len();
+    let first = [
+        header(path, None, Some(64 << 20)),
+        data(vec![7; 1 << 20], false),
+        data(vec![7; 1 << 20], false),
+        data(vec![7; 1 << 20], false),
+    ];
+    for chunk in first {
+        tx.try_send(chunk).unwrap();
+    }
+    common::wait_until(Duration::from_secs(5), "the upload's content file", || {
+        content_files(layout).len() > before
+    });
+    (tx, call)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_drops_a_stream_midway_leaves_the_old_value_and_no_file() {
+    let (layout, _daemon) = serving_daemon().await;
+    assert!(kv(&layout, &["put", "/dropped", "old"]).0);
+    let before = content_files(&layout);
+    let client = admin(&layout).await;
+    // Gone mid-value: the call is dropped, the stream broken off.
+    let (tx, call) = start_stream(&layout, &client, "/dropped");
+    call.abort();
+    let _ = call.await;
+    drop(tx);
+    common::wait_until(Duration::from_secs(5), "the upload's file to go", || {
+        content_files(&layout) == before
+    });
+    assert_eq!(value_of(&layout, "/dropped").await, b"old");
+    // A CLI killed mid-put: its connection goes, and the upload with it.
+    let mut put = std::process::Command::new(common::aurae_bin())
+        .args([
+            "--sock",
+            layout.sock.to_str().unwrap(),
+            "kv",
+            "put",
+            "/dropped",
+        ])
+        .env("HOME", &layout.home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = put.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &vec![5u8; 6 << 20]).unwrap();
+    common::wait_until(Duration::from_secs(5), "the CLI's upload file", || {
+        content_files(&layout).len() > before.len()
+    });
+    put.kill().unwrap();
+    put.wait().unwrap();
+    drop(stdin);
+    common::wait_until(
+        Duration::from_secs(5),
+        "the CLI's upload file to go",
+        || content_files(&layout) == before,
+    );
+    assert_eq!(value_of(&layout, "/dropped").await, b"old");
+    // Ended without its last chunk: refused, and nothing is left either.
+    let (tx, call) = start_stream(&layout, &client, "/dropped");
+    drop(tx);
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(content_files(&layout), before);
+    assert_eq!(value_of(&layout, "/dropped").await, b"old");
+}
+
+// Multi-threaded: this thread blocks while killing and restarting the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_kill_9_of_auraed_leaves_the_old_value_after_restart() {
+    let (layout, mut daemon) = serving_daemon().await;
+    let old: Vec<u8> = vec![3; 3 << 20];
+    let mut storage = admin(&layout).await.storage();
+    storage
+        .put(PutRequest {
+            path: "/killed".into(),
+            value: old.clone(),
+            mode: None,
+            if_version: None,
+            no_parents: false,
+        })
+        .await
+        .unwrap();
+    let before = content_files(&layout);
+    let client = admin(&layout).await;
+    let (tx, call) = start_stream(&layout, &client, "/killed");
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    assert!(call.await.unwrap().is_err());
+    drop(tx);
+    assert!(
+        content_files(&layout).len() > before.len(),
+        "the upload was under way"
+    );
+
+    let _daemon = Daemon::start(&layout);
+    wait_serving(&layout, Duration::from_secs(2)).await;
+    assert!(value_of(&layout, "/killed").await == old);
+    assert_eq!(
+        content_files(&layout),
+        before,
+        "the unfinished upload's file is swept at start"
     );
 }
 

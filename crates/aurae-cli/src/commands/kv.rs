@@ -1,13 +1,15 @@
 //! `aurae kv`: the node's store from the shell.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Seek, Write};
+use std::os::fd::AsFd;
 
 use aurae_client::AuraeClient;
 use aurae_proto::v0::{
-    ChangeKind, EntryKind, FsyncRequest, GetRequest, ListRequest, MkdirRequest, PutRequest,
-    ReadRequest, RemoveRequest, RenameRequest, Stat, StatRequest, WatchRequest, WriteChunk,
+    ChangeKind, EntryKind, GetRequest, ListRequest, MkdirRequest, PutChunk, PutHeader, PutRequest,
+    ReadRequest, RemoveRequest, RenameRequest, Stat, StatRequest, WatchRequest,
 };
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::rpc_error;
@@ -130,31 +132,27 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
             mode,
             no_parents,
         } => {
-            let (value, rest) = match value {
-                Some(value) => (value.into_bytes(), None),
-                None => read_head(std::io::stdin())?,
-            };
-            if let Some(rest) = rest {
-                if if_version.is_some() {
-                    anyhow::bail!(
-                        "--if-version works on values up to {} bytes; larger ones are streamed",
-                        STREAM_ABOVE
-                    );
-                }
-                let stat =
-                    stream_in(&client, &mut storage, &path, value, rest, mode, no_parents).await?;
-                println!("{} version {}", stat.path, stat.version);
-                return Ok(());
-            }
-            let request = PutRequest {
+            let header = PutHeader {
                 path,
-                value,
                 mode,
                 if_version,
                 no_parents,
+                size: None,
             };
-            let reply = storage.put(request).await.map_err(rpc_error)?.into_inner();
-            let stat = reply.stat.unwrap_or_default();
+            let stat = match value {
+                Some(value) => put_whole(&mut storage, header, value.into_bytes()).await?,
+                None => {
+                    let stdin = std::io::stdin();
+                    let size = remaining_size(&stdin);
+                    match read_head(stdin)? {
+                        (head, None) => put_whole(&mut storage, header, head).await?,
+                        (head, Some(rest)) => {
+                            let header = PutHeader { size, ..header };
+                            put_streamed(&mut storage, header, head, rest).await?
+                        }
+                    }
+                }
+            };
             println!("{} version {}", stat.path, stat.version);
         }
         KvCommand::Ls { path, json } => {
@@ -249,8 +247,8 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
     Ok(())
 }
 
-/// Values larger than this are streamed through the Filesystem service in chunks, so
-/// that neither side holds them whole (and no message nears gRPC's 4 MiB limit).
+/// Values larger than this are streamed (PutStream) in chunks, so that neither side
+/// holds them whole and no message nears gRPC's 4 MiB limit; smaller ones take one Put.
 const STREAM_ABOVE: usize = 2 << 20;
 /// Size of one streamed chunk.
 const STREAM_CHUNK: usize = 1 << 20;
@@ -270,48 +268,83 @@ fn read_head<R: Read>(mut input: R) -> anyhow::Result<(Vec<u8>, Option<R>)> {
     }
 }
 
-/// Uploads a large value to a hidden name beside `path`, then renames it over `path`:
-/// readers see the old value or the whole new one, never a part.
-async fn stream_in(
-    client: &AuraeClient,
+/// The bytes left to read from standard input when it is a regular file (`< file`):
+/// the server then refuses a stream that carries another count, and the progress bar
+/// knows its end. `None` for a pipe or a terminal.
+fn remaining_size(stdin: &std::io::Stdin) -> Option<u64> {
+    let mut file = std::fs::File::from(stdin.as_fd().try_clone_to_owned().ok()?);
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
+    let at = file.stream_position().ok()?;
+    Some(metadata.len().saturating_sub(at))
+}
+
+/// Writes a whole value with one Put.
+async fn put_whole(
     storage: &mut Storage,
-    path: &str,
+    header: PutHeader,
+    value: Vec<u8>,
+) -> anyhow::Result<Stat> {
+    let request = PutRequest {
+        path: header.path,
+        value,
+        mode: header.mode,
+        if_version: header.if_version,
+        no_parents: header.no_parents,
+    };
+    let reply = storage.put(request).await.map_err(rpc_error)?.into_inner();
+    Ok(reply.stat.unwrap_or_default())
+}
+
+/// A progress bar of bytes sent, on standard error when it is a terminal; nothing
+/// otherwise.
+fn progress(size: Option<u64>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    match size {
+        Some(size) => ProgressBar::new(size).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
+}
+
+/// Streams a large value with PutStream: the server writes it aside as it arrives and
+/// puts it in place in one revision once the last chunk is in, so a reader sees the old
+/// value or the whole new one, and a put that fails or is killed leaves nothing behind.
+/// A chunk marked last is sent only after the input was read to its end: a read error
+/// breaks the stream off instead.
+async fn put_streamed(
+    storage: &mut Storage,
+    header: PutHeader,
     head: Vec<u8>,
     mut rest: impl Read + Send + 'static,
-    mode: Option<u32>,
-    no_parents: bool,
 ) -> anyhow::Result<Stat> {
-    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-    let upload = format!("{dir}/.{name}.upload-{}", std::process::id());
-    let created = storage
-        .put(PutRequest {
-            path: upload.clone(),
-            value: Vec::new(),
-            mode,
-            if_version: Some(0),
-            no_parents,
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .stat
-        .unwrap_or_default();
-    let (tx, rx) = tokio::sync::mpsc::channel::<WriteChunk>(4);
-    let inode = created.inode;
+    let bar = progress(header.size);
+    let (tx, rx) = tokio::sync::mpsc::channel::<PutChunk>(4);
+    let sent = bar.clone();
     let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let send = |data: Vec<u8>| {
-            let chunk = WriteChunk {
-                volume: String::new(),
-                inode,
-                offset: 0,
+        let mut header = Some(header);
+        let mut send = |data: Vec<u8>, last: bool| {
+            sent.inc(data.len() as u64);
+            let chunk = PutChunk {
+                header: header.take(),
                 data,
-                // Synced once, by the Fsync below, instead of once per chunk.
-                lazy: true,
+                last,
             };
             tx.blocking_send(chunk).is_ok()
         };
         for piece in head.chunks(STREAM_CHUNK) {
-            if !send(piece.to_vec()) {
+            if !send(piece.to_vec(), false) {
                 return Ok(());
             }
         }
@@ -320,53 +353,27 @@ async fn stream_in(
             (&mut rest)
                 .take(STREAM_CHUNK as u64)
                 .read_to_end(&mut data)?;
-            if data.is_empty() || !send(data) {
+            let last = data.is_empty();
+            if !send(data, last) || last {
                 return Ok(());
             }
         }
     });
-    let written = client
-        .filesystem()
-        .write(tokio_stream::wrappers::ReceiverStream::new(rx))
+    let put = storage
+        .put_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await;
-    let read = reader.await?;
-    let cleanup = async |storage: &mut Storage| {
-        let request = RemoveRequest {
-            path: upload.clone(),
-            recursive: false,
-        };
-        let _ = storage.remove(request).await;
-    };
-    if let Err(status) = written {
-        cleanup(storage).await;
-        return Err(rpc_error(status));
-    }
-    if let Err(e) = read {
-        cleanup(storage).await;
-        return Err(e.into());
-    }
-    let synced = client
-        .filesystem()
-        .fsync(FsyncRequest {
-            volume: String::new(),
-            inode,
-        })
-        .await;
-    if let Err(status) = synced {
-        cleanup(storage).await;
-        return Err(rpc_error(status));
-    }
-    let request = RenameRequest {
-        from: upload.clone(),
-        to: path.to_owned(),
-    };
-    match storage.rename(request).await {
-        Ok(reply) => Ok(reply.into_inner().stat.unwrap_or_default()),
-        Err(status) => {
-            cleanup(storage).await;
-            Err(rpc_error(status))
-        }
-    }
+    bar.finish_and_clear();
+    // The answer comes once the stream ended or was refused, after which the reader
+    // stops at its next chunk. A read error broke the stream off: it is the cause to tell.
+    reader.await??;
+    let reply = put.map_err(|status| match status.code() {
+        tonic::Code::Unimplemented => anyhow::anyhow!(
+            "this auraed takes values of at most {STREAM_ABOVE} bytes: it predates streamed puts \
+             (Storage.PutStream); upgrade auraed to put larger ones"
+        ),
+        _ => rpc_error(status),
+    })?;
+    Ok(reply.into_inner().stat.unwrap_or_default())
 }
 
 /// Writes a file's value to stdout, streaming large ones in chunks.

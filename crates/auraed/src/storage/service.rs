@@ -13,13 +13,14 @@ use aurae_proto::v0 as pb;
 use aurae_store::namespace::{self, Removal};
 use aurae_store::volumes;
 use aurae_store::{
-    Change, Committed, Content, Durability, Parents, PutOptions, Store, WatchFilter,
+    Change, Committed, Content, Durability, Parents, PutOptions, Store, StoreError, Upload,
+    WatchFilter,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::StoreState;
 use super::convert::IntoProto;
@@ -37,6 +38,29 @@ pub struct StorageService {
 
 fn path(text: &str) -> Result<StorePath, Status> {
     text.parse::<StorePath>().map_err(|e| status(e.into()))
+}
+
+fn put_options(mode: Option<u32>, if_version: Option<u64>, no_parents: bool) -> PutOptions {
+    PutOptions {
+        mode,
+        if_version,
+        parents: if no_parents {
+            Parents::MustExist
+        } else {
+            Parents::Create
+        },
+    }
+}
+
+/// Appends `data` to `upload` on the blocking pool (it may write to disk), handing the
+/// upload back. If this call is abandoned the upload is dropped there, deleting its file.
+async fn append(mut upload: Upload, data: Vec<u8>) -> Result<Upload, StorageError> {
+    let appended = tokio::task::spawn_blocking(move || {
+        upload.append(&data)?;
+        Ok::<_, StoreError>(upload)
+    })
+    .await??;
+    Ok(appended)
 }
 
 impl StorageService {
@@ -98,15 +122,7 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::PutResponse>, Status> {
         let request = request.into_inner();
         let path = path(&request.path)?;
-        let options = PutOptions {
-            mode: request.mode,
-            if_version: request.if_version,
-            parents: if request.no_parents {
-                Parents::MustExist
-            } else {
-                Parents::Create
-            },
-        };
+        let options = put_options(request.mode, request.if_version, request.no_parents);
         // A large value is written and synced first, off the writer, which then only
         // points the record at it.
         let store = self.store.store()?;
@@ -115,6 +131,76 @@ impl pb::storage_server::Storage for StorageService {
         } else {
             Content::Bytes(request.value)
         };
+        let (stat, revision) = Self::put_content(&store, path, content, options).await?;
+        Ok(Response::new(pb::PutResponse {
+            stat: Some(stat.into_proto()),
+            revision,
+        }))
+    }
+
+    async fn put_stream(
+        &self,
+        request: Request<Streaming<pb::PutChunk>>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.unwrap_or_default();
+        let Some(header) = first.header else {
+            return Err(Status::invalid_argument(
+                "PutStream's first message must carry the header (path and options)",
+            ));
+        };
+        let path = path(&header.path)?;
+        let options = put_options(header.mode, header.if_version, header.no_parents);
+        // Refused before any byte travels; the commit checks again.
+        self.store.read(|s| s.check_put(&path, &options))?;
+        let store = self.store.store()?;
+        // The value goes into a content file of its own as it arrives; if the stream
+        // breaks off (an error here, or this call dropped), the upload is dropped with
+        // it and so is its file.
+        let mut upload = store.upload();
+        let (mut data, mut last) = (first.data, first.last);
+        loop {
+            let received = upload.len() + data.len() as u64;
+            if let Some(announced) = header.size
+                && received > announced
+            {
+                return Err(status(StoreError::SizeMismatch {
+                    announced,
+                    received,
+                }));
+            }
+            if !data.is_empty() {
+                upload = append(upload, data).await?;
+            }
+            if last {
+                break;
+            }
+            match stream.message().await? {
+                Some(chunk) if chunk.header.is_some() => {
+                    return Err(Status::invalid_argument(
+                        "only PutStream's first message carries a header",
+                    ));
+                }
+                Some(chunk) => (data, last) = (chunk.data, chunk.last),
+                None => {
+                    return Err(Status::invalid_argument(
+                        "the PutStream ended before its last message; nothing was written",
+                    ));
+                }
+            }
+        }
+        if let Some(announced) = header.size
+            && announced != upload.len()
+        {
+            return Err(status(StoreError::SizeMismatch {
+                announced,
+                received: upload.len(),
+            }));
+        }
+        let content = tokio::task::spawn_blocking(move || upload.finish())
+            .await
+            .map_err(StorageError::from)?
+            .map_err(status)?;
         let (stat, revision) = Self::put_content(&store, path, content, options).await?;
         Ok(Response::new(pb::PutResponse {
             stat: Some(stat.into_proto()),
