@@ -5,7 +5,7 @@
 //! [`crate::Store::write`]. The default namespace is a volume too (named "" or
 //! "default"); it can be listed but never created or deleted.
 
-use aurae_core::name::EntityName;
+use aurae_core::name::VolumeName;
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::Store;
@@ -55,17 +55,14 @@ impl Store {
     }
 }
 
-/// Creates volume `name` (an Aurae name: lowercase letters, digits, '-' and '_') with
-/// its own root and a quota in bytes (0: none).
+/// Creates volume `name` (validated where it was typed) with its own root and a quota in
+/// bytes (0: none).
 pub fn create(
-    name: String,
+    name: VolumeName,
     quota_bytes: u64,
 ) -> impl FnMut(&mut Writer<'_>) -> Result<VolumeInfo, StoreError> + Send + 'static {
     move |w| {
-        let checked: EntityName = name
-            .parse()
-            .map_err(|_| StoreError::InvalidName(name.chars().take(64).collect()))?;
-        let name = checked.as_str();
+        let name = name.as_str();
         if name == "default" || w.volume(name).is_ok() {
             return Err(StoreError::VolumeExists(name.to_owned()));
         }

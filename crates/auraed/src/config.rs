@@ -1,6 +1,6 @@
 //! Tuning values of the daemon, as config structs with documented defaults (the
 //! rust-libp2p style): one place to read what a number is and why it is what it is.
-//! The store's own tuning is `aurae_store::StoreConfig`.
+//! Each capability with tuning of its own keeps it in its folder and has a field here.
 
 use std::time::Duration;
 
@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct DaemonConfig {
     /// The socket server.
     pub server: ServerConfig,
+    /// The storage capability and the store under it.
+    pub storage: crate::storage::StorageConfig,
 }
 
 /// Tuning of the socket server.

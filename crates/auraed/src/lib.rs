@@ -173,7 +173,11 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         tracing::error!(dir = %args.data_dir.display(), error = %e, "cannot create the data directory; changes will not persist");
     }
     let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir, CAPABILITIES));
-    let store = storage::StoreState::open(&args.data_dir);
+    let store = storage::StoreState::open(
+        &args.data_dir,
+        config.storage.store.clone(),
+        config.storage.reopen_interval,
+    );
     let bound = match bind_socket(args, pid1).await {
         Ok(bound) => bound,
         Err(code) => return code,

@@ -310,6 +310,30 @@ async fn a_locked_database_is_reported_then_taken_over_when_its_holder_exits() {
 }
 
 #[tokio::test]
+async fn a_bad_volume_name_is_refused_at_the_edge_with_the_volume_rule() {
+    use aurae_proto::v0::CreateVolumeRequest;
+    let (layout, _daemon) = serving_daemon().await;
+    let client = admin(&layout).await;
+    for name in ["Data", "a/b", "", "../etc"] {
+        let err = client
+            .storage()
+            .create_volume(CreateVolumeRequest {
+                name: name.into(),
+                quota_bytes: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name}: {err}");
+        assert!(err.message().contains("volume"), "{name}: {}", err.message());
+        assert!(
+            !err.message().contains("255 bytes"),
+            "{name}: the file-name rule was quoted: {}",
+            err.message()
+        );
+    }
+}
+
+#[tokio::test]
 async fn volumes_are_served_by_inode_with_streamed_io_and_quotas() {
     use aurae_proto::v0::{
         CreateVolumeRequest, EntryKind, MakeNodeRequest, ReadRequest, WriteChunk,

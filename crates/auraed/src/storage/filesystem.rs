@@ -8,6 +8,7 @@
 //! writes are applied piece by piece as they arrive, so a 1 GiB file never sits in memory.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use aurae_proto::v0 as pb;
 use aurae_store::inodes::{self, Move, Unlinked};
@@ -20,18 +21,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::StoreState;
+use super::config::StorageConfig;
 use super::convert::{IntoProto, entry_kind};
 use super::error::{StorageError, status};
-
-/// Largest ReadDir page.
-const READDIR_MAX: usize = 10_000;
-/// Bytes one Read reads per piece of its stream.
-const READ_PIECE: u64 = 256 << 10;
 
 /// The `aurae.v0.Filesystem` gRPC service.
 #[derive(Debug, Clone)]
 pub struct FilesystemService {
     store: StoreState,
+    config: Arc<StorageConfig>,
 }
 
 fn attr(stat: aurae_store::Stat) -> Response<pb::Attr> {
@@ -45,9 +43,9 @@ fn name(text: &str) -> Result<(), Status> {
 }
 
 impl FilesystemService {
-    /// A service over `store`.
-    pub fn new(store: StoreState) -> Self {
-        Self { store }
+    /// A service over `store`, answering as `config` says.
+    pub fn new(store: StoreState, config: Arc<StorageConfig>) -> Self {
+        Self { store, config }
     }
 
     /// Runs `op`, a small change, as a logged write: answered once in the log, run right
@@ -122,10 +120,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         request: Request<pb::ReadDirRequest>,
     ) -> Result<Response<pb::ReadDirResponse>, Status> {
         let r = request.into_inner();
-        let limit = match r.limit as usize {
-            0 => 1000,
-            n => n.min(READDIR_MAX),
-        };
+        let limit = self.config.page(r.limit);
         let (entries, more) = self
             .store
             .run(move |s| s.readdir(&r.volume, r.inode, &r.after, limit))
@@ -244,7 +239,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         let r = request.into_inner();
         let store = self.store.store()?;
         // The first piece is read here so that errors (ENOENT, EISDIR) fail the call itself.
-        let piece = READ_PIECE.min(r.length);
+        let piece = self.config.read_piece.min(r.length);
         let first = {
             let volume = r.volume.clone();
             self.store

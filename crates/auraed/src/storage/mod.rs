@@ -7,6 +7,8 @@
 //! It never touches the database's tables or files itself: every read and write goes
 //! through the store's API.
 
+/// Tuning, with documented defaults.
+pub mod config;
 /// Store types as wire messages.
 mod convert;
 /// The capability's errors and their gRPC status.
@@ -25,6 +27,7 @@ use aurae_proto::v0::storage_server::StorageServer;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
+pub use config::StorageConfig;
 pub use filesystem::FilesystemService;
 pub use service::StorageService;
 pub use state::StoreState;
@@ -48,11 +51,14 @@ pub const CAPABILITY: Capability = Capability {
 };
 
 fn register(daemon: &Arc<Daemon>, routes: &mut RoutesBuilder) -> Result<(), RegisterError> {
+    let config = Arc::new(daemon.config.storage.clone());
     routes.add_service(StorageServer::new(StorageService::new(
         daemon.store.clone(),
+        config.clone(),
     )));
     routes.add_service(FilesystemServer::new(FilesystemService::new(
         daemon.store.clone(),
+        config,
     )));
     Ok(())
 }

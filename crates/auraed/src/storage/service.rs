@@ -8,6 +8,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use aurae_core::name::{NameError, VolumeName};
 use aurae_core::path::StorePath;
 use aurae_proto::v0 as pb;
 use aurae_store::namespace::{self, Removal};
@@ -23,17 +24,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::StoreState;
+use super::config::StorageConfig;
 use super::convert::IntoProto;
 use super::error::{StorageError, status};
-
-/// Default and largest page of List.
-const PAGE_DEFAULT: usize = 1000;
-const PAGE_MAX: usize = 10_000;
 
 /// The `aurae.v0.Storage` gRPC service.
 #[derive(Debug, Clone)]
 pub struct StorageService {
     store: StoreState,
+    config: Arc<StorageConfig>,
 }
 
 fn path(text: &str) -> Result<StorePath, Status> {
@@ -64,9 +63,9 @@ async fn append(mut upload: Upload, data: Vec<u8>) -> Result<Upload, StorageErro
 }
 
 impl StorageService {
-    /// A service over `store`.
-    pub fn new(store: StoreState) -> Self {
-        Self { store }
+    /// A service over `store`, answering as `config` says.
+    pub fn new(store: StoreState, config: Arc<StorageConfig>) -> Self {
+        Self { store, config }
     }
 
     /// Puts `content` at `path` durably; a staged `content` is discarded if the Put
@@ -214,10 +213,7 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::ListResponse>, Status> {
         let request = request.into_inner();
         let path = path(&request.path)?;
-        let limit = match request.page_size as usize {
-            0 => PAGE_DEFAULT,
-            n => n.min(PAGE_MAX),
-        };
+        let limit = self.config.page(request.page_size);
         let after = request.page_token;
         let (entries, more) = self
             .store
@@ -346,8 +342,12 @@ impl pb::storage_server::Storage for StorageService {
         request: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let request = request.into_inner();
+        let name: VolumeName = request
+            .name
+            .parse()
+            .map_err(|e: NameError| Status::invalid_argument(e.to_string()))?;
         let (volume, _) = self
-            .write(volumes::create(request.name, request.quota_bytes))
+            .write(volumes::create(name, request.quota_bytes))
             .await?;
         Ok(Response::new(volume.into_proto()))
     }

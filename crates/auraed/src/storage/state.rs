@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aurae_store::{Store, StoreConfig, StoreError};
 
@@ -19,25 +20,23 @@ impl StoreState {
         Self(Arc::new(std::sync::RwLock::new(store)))
     }
 
-    /// Opens the store in `data_dir` now, or keeps trying every second while another
+    /// Opens the store in `data_dir` now, or keeps trying every `retry` while another
     /// process holds it (an auraed that is still shutting down): until then the services
     /// answer UNAVAILABLE with the reason.
-    pub fn open(data_dir: &Path) -> Self {
+    pub fn open(data_dir: &Path, config: StoreConfig, retry: Duration) -> Self {
         let state = Self::new(Err("not opened yet".to_owned()));
-        match Store::open(data_dir, StoreConfig::default()) {
+        match Store::open(data_dir, config.clone()) {
             Ok(store) => state.set(Ok(Arc::new(store))),
             Err(e @ StoreError::Locked { .. }) => {
-                tracing::warn!(error = %e, "database locked; retrying every second");
+                tracing::warn!(error = %e, ?retry, "database locked; retrying");
                 state.set(Err(e.to_string()));
                 let (state, dir) = (state.clone(), data_dir.to_owned());
                 tokio::spawn(async move {
                     loop {
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        let dir = dir.clone();
-                        let opened = tokio::task::spawn_blocking(move || {
-                            Store::open(&dir, StoreConfig::default())
-                        })
-                        .await;
+                        tokio::time::sleep(retry).await;
+                        let (dir, config) = (dir.clone(), config.clone());
+                        let opened =
+                            tokio::task::spawn_blocking(move || Store::open(&dir, config)).await;
                         match opened {
                             Ok(Ok(store)) => return state.set(Ok(Arc::new(store))),
                             Ok(Err(StoreError::Locked { .. })) => continue,
