@@ -330,6 +330,12 @@ impl AuraeClient {
         Self { channel }
     }
 
+    /// The connection, for any service's generated client (`FooClient::new(client.channel())`):
+    /// a new capability needs no accessor here.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// The `aurae.v0.System` service.
     pub fn system(&self) -> SystemClient<Channel> {
         SystemClient::new(self.channel.clone())
