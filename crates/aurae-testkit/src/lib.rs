@@ -87,6 +87,34 @@ pub fn is_socket(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
+/// The children of process `parent` (read from `/proc`), and how many of them are
+/// zombies: what a test of reaping asserts on.
+pub fn children_of(parent: i32) -> (usize, usize) {
+    let parent = parent.to_string();
+    let mut all = 0;
+    let mut zombies = 0;
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if field("PPid:") == parent {
+            all += 1;
+            if field("State:").starts_with('Z') {
+                zombies += 1;
+            }
+        }
+    }
+    (all, zombies)
+}
+
 /// Installs the TLS crypto provider once per process (tests may link two).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

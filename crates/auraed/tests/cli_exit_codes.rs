@@ -115,13 +115,9 @@ async fn volume_listing_survives_a_closed_pipe() {
     for args in [&["volume", "list"][..], &["kv", "ls", "/"]] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = Command::new(common::aurae_bin())
-            .arg("--sock")
-            .arg(&layout.sock)
+        let out = layout
+            .aurae_command()
             .args(args)
-            .env("HOME", &layout.home)
-            .env_remove("AURAE_SOCKET")
-            .env_remove("AURAE_CONFIG")
             .stdout(writer)
             .stderr(Stdio::piped())
             .output()

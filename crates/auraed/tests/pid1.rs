@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, Layout, auraed_bin, plaintext_status, wait_until};
+use common::{Daemon, Layout, auraed_bin, children_of, plaintext_status, wait_until};
 
 /// Starts auraed as PID 1 of a new PID namespace; returns it and its pid as seen from here.
 fn start_as_pid1(layout: &Layout) -> (Daemon, i32) {
@@ -27,31 +27,6 @@ fn start_as_pid1(layout: &Layout) -> (Daemon, i32) {
         .parse()
         .unwrap();
     (daemon, pid)
-}
-
-/// Children of `parent`, and how many of them are zombies.
-fn children_of(parent: i32) -> (usize, usize) {
-    let mut all = 0;
-    let mut zombies = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_default()
-        };
-        if field("PPid:") == parent.to_string() {
-            all += 1;
-            if field("State:").starts_with('Z') {
-                zombies += 1;
-            }
-        }
-    }
-    (all, zombies)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -324,7 +324,11 @@ async fn a_bad_volume_name_is_refused_at_the_edge_with_the_volume_rule() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name}: {err}");
-        assert!(err.message().contains("volume"), "{name}: {}", err.message());
+        assert!(
+            err.message().contains("volume"),
+            "{name}: {}",
+            err.message()
+        );
         assert!(
             !err.message().contains("255 bytes"),
             "{name}: the file-name rule was quoted: {}",
@@ -438,15 +442,9 @@ async fn large_values_stream_through_the_cli_and_replace_atomically() {
     assert!(ok);
     let before = version_of(&before);
     let big: Vec<u8> = (0..(24u32 << 20)).map(|i| (i % 241) as u8).collect();
-    let mut put = std::process::Command::new(common::aurae_bin())
-        .args([
-            "--sock",
-            layout.sock.to_str().unwrap(),
-            "kv",
-            "put",
-            "/big/blob",
-        ])
-        .env("HOME", &layout.home)
+    let mut put = layout
+        .aurae_command()
+        .args(["kv", "put", "/big/blob"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -642,15 +640,9 @@ async fn a_client_that_drops_a_stream_midway_leaves_the_old_value_and_no_file() 
     });
     assert_eq!(value_of(&layout, "/dropped").await, b"old");
     // A CLI killed mid-put: its connection goes, and the upload with it.
-    let mut put = std::process::Command::new(common::aurae_bin())
-        .args([
-            "--sock",
-            layout.sock.to_str().unwrap(),
-            "kv",
-            "put",
-            "/dropped",
-        ])
-        .env("HOME", &layout.home)
+    let mut put = layout
+        .aurae_command()
+        .args(["kv", "put", "/dropped"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

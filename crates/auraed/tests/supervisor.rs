@@ -48,28 +48,7 @@ fn release_orphans(storm_pid: i32) {
 
 /// This process's children and how many of them are zombies, from `/proc/*/status`.
 fn my_children() -> (usize, usize) {
-    let me = std::process::id().to_string();
-    let mut all = 0;
-    let mut zombies = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_default()
-        };
-        if field("PPid:") == me {
-            all += 1;
-            if field("State:").starts_with('Z') {
-                zombies += 1;
-            }
-        }
-    }
-    (all, zombies)
+    aurae_testkit::children_of(i32::try_from(std::process::id()).expect("pids fit in i32"))
 }
 
 /// The state letter of `pid` (`Z` for a zombie), if it exists.
