@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../api");
+    // Read at run time, not baked in: a build script binary may outlive its checkout.
+    let api = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../api");
     let protos: Vec<PathBuf> = std::fs::read_dir(api.join("aurae/v0"))?
         .filter_map(Result::ok)
         .map(|entry| entry.path())

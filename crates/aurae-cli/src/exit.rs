@@ -5,7 +5,7 @@
 use aurae_client::ClientError;
 use tonic::Code;
 
-use crate::commands::RpcError;
+use crate::commands::{NotFound, RpcError};
 
 /// How a run of `aurae` ended. The numbers are an interface: never renumber one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +86,8 @@ impl ExitCode {
             .find_map(|cause| {
                 if let Some(rpc) = cause.downcast_ref::<RpcError>() {
                     Some(Self::of_code(rpc.code()))
+                } else if cause.is::<NotFound>() {
+                    Some(Self::NotFound)
                 } else if let Some(status) = cause.downcast_ref::<tonic::Status>() {
                     Some(Self::of_code(status.code()))
                 } else {

@@ -10,6 +10,8 @@ pub mod config;
 pub mod fsutil;
 /// The node's ed25519 key and the PeerId derived from it.
 pub mod identity;
+/// What the node's CA issued and revoked: the ledger and the revocation list.
+pub mod ledger;
 /// Validated names: entities, peers, domains, principals.
 pub mod name;
 /// Validated paths of the store namespace.

@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
 use crate::fsutil::{self, PUBLIC_MODE, SECRET_MODE};
+use crate::ledger::{self, CertKind, IssuedCert, Ledger};
 use crate::name::{DomainName, EntityName, NameError, PeerName, Principal};
 
 /// The DNS name in the server certificate; clients verify the daemon against it.
@@ -171,9 +172,24 @@ pub struct CertifiedKey {
     pub cert_pem: String,
     /// The private key, PEM (PKCS#8).
     pub key_pem: String,
+    /// Its serial number, what a revocation list names.
+    pub serial: Vec<u8>,
+    /// End of its validity.
+    pub not_after: OffsetDateTime,
 }
 
 impl CertifiedKey {
+    /// Its entry for the ledger of issued certificates.
+    pub fn issued(&self, kind: CertKind, subject: String) -> IssuedCert {
+        IssuedCert {
+            serial: ledger::serial_hex(&self.serial),
+            kind,
+            subject,
+            not_after: self.not_after.unix_timestamp(),
+            revoked_at: None,
+        }
+    }
+
     /// Writes the certificate (0644) and key (0600) atomically.
     pub fn write(&self, cert: &Path, key: &Path) -> Result<(), PkiError> {
         write(key, self.key_pem.as_bytes(), SECRET_MODE)?;
@@ -288,6 +304,8 @@ impl CertificateAuthority {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.use_authority_key_identifier_extension = true;
+        let serial = ledger::new_serial();
+        params.serial_number = Some(serial.clone().into());
         let key = KeyPair::generate().map_err(cert_err(what))?;
         let cert = params
             .signed_by(&key, &self.issuer)
@@ -295,7 +313,17 @@ impl CertificateAuthority {
         Ok(CertifiedKey {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            serial,
+            not_after: validity.not_after,
         })
+    }
+
+    /// Signs a revocation list.
+    pub fn sign_crl(&self, params: &CertificateRevocationListParams) -> Result<String, PkiError> {
+        let crl = params
+            .signed_by(&self.issuer)
+            .map_err(cert_err("revocation list"))?;
+        crl.pem().map_err(cert_err("revocation list"))
     }
 }
 
@@ -344,6 +372,12 @@ pub fn init_server_material(
     )?;
     write(&ca_cert, ca.cert_pem.as_bytes(), PUBLIC_MODE)?;
     names.save(paths)?;
+    // A new CA issued nothing yet: its ledger starts with the server certificate.
+    Ledger::reset(paths)?;
+    Ledger::record(
+        paths,
+        server.issued(CertKind::Server, SERVER_NAME.to_owned()),
+    )?;
     server.write(
         &paths.file(files::SERVER_CERT),
         &paths.file(files::SERVER_KEY),

@@ -11,10 +11,14 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+use crate::ledger;
 use crate::pki::{PkiPaths, SERVER_NAME, files};
 
 /// Why TLS material could not be turned into a working configuration.
@@ -116,12 +120,7 @@ pub fn server_config(paths: &PkiPaths) -> Result<Arc<ServerConfig>, TlsError> {
             source,
         })?;
 
-    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
-        .build()
-        .map_err(|e| TlsError::Verifier {
-            path: ca.clone(),
-            reason: e.to_string(),
-        })?;
+    let client_verifier = verifier_for_clients(paths, roots)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|source| TlsError::Rejected {
@@ -140,6 +139,35 @@ pub fn server_config(paths: &PkiPaths) -> Result<Arc<ServerConfig>, TlsError> {
         })?;
     config.alpn_protocols = h2();
     Ok(Arc::new(config))
+}
+
+/// The verifier of client certificates a PKI directory describes: chained to `ca.crt`
+/// and, when `ca.crl` exists, not revoked by it. auraed uses it for new connections and
+/// to check open ones again when the material changes.
+pub fn client_verifier(paths: &PkiPaths) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let roots = Arc::new(roots(&paths.file(files::CA_CERT))?);
+    verifier_for_clients(paths, roots)
+}
+
+fn verifier_for_clients(
+    paths: &PkiPaths,
+    roots: Arc<RootCertStore>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    let crl = paths.file(ledger::files::CRL);
+    if crl.exists() {
+        let list =
+            CertificateRevocationListDer::from_pem_file(&crl).map_err(|e| TlsError::BadFile {
+                path: crl.clone(),
+                reason: format!("no usable revocation list ({e}); `aurae pki revoke` rewrites it"),
+            })?;
+        // Our CA signs only end-entity certificates, and the list covers all of them.
+        builder = builder.with_crls([list]).only_check_end_entity_revocation();
+    }
+    builder.build().map_err(|e| TlsError::Verifier {
+        path: paths.file(files::CA_CERT),
+        reason: e.to_string(),
+    })
 }
 
 /// A client's mTLS configuration: trust `ca`, present `cert` with `key`.

@@ -62,6 +62,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// What a command names does not exist locally (a certificate, a file): exits with the
+/// not-found code, as a NOT_FOUND from auraed does.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
 /// A call auraed answered with an error: its message for a person, and its gRPC code,
 /// which decides the exit code.
 #[derive(Debug, thiserror::Error)]

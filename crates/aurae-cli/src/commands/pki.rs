@@ -1,4 +1,4 @@
-//! `aurae pki init|issue`: the node's CA without openssl.
+//! `aurae pki init|issue|ls|revoke`: the node's CA without openssl.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,6 +7,7 @@ use anyhow::Context;
 use aurae_client::{ClientError, Identity, Reached, Target, connect_any};
 use aurae_core::config::{self, ClientConfig};
 use aurae_core::fsutil;
+use aurae_core::ledger::{CertKind, IssuedCert, Ledger};
 use aurae_core::name::{DomainName, EntityName, PeerName, Principal};
 use aurae_core::pki::{self, CertificateAuthority, NodeNames, Overwrite, PkiPaths, Validity};
 use aurae_proto::v0::{Mode, StatusRequest};
@@ -50,6 +51,29 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
         days: i64,
     },
+    /// List the certificates the CA issued, with their expiry and whether they are revoked.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// The PKI directory holding the CA.
+        #[arg(long, default_value = "/etc/aurae/pki")]
+        pki_dir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke every valid certificate of `<entity>@<peer>@<domain>`: auraed refuses them on
+    /// new connections and closes the open ones within a second.
+    Revoke {
+        /// The entity, e.g. `alice`.
+        entity: EntityName,
+        /// The PKI directory holding the CA.
+        #[arg(long, default_value = "/etc/aurae/pki")]
+        pki_dir: PathBuf,
+        /// Allow revoking the node's admin (you lose access unless another admin
+        /// certificate exists).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// How long `pki init` waits for auraed to pick the new material up (it polls every 500 ms).
@@ -82,6 +106,12 @@ pub async fn run(connect: &ConnectArgs, command: PkiCommand) -> anyhow::Result<(
             out_dir,
             days,
         } => issue(&entity, &pki_dir, out_dir, days),
+        PkiCommand::Ls { pki_dir, json } => list(&pki_dir, json),
+        PkiCommand::Revoke {
+            entity,
+            pki_dir,
+            force,
+        } => revoke(&entity, &pki_dir, force),
     }
 }
 
@@ -115,6 +145,7 @@ async fn init(
     let dir = client_dir(client_dir_flag)?;
     let admin = names.principal(Principal::ADMIN.parse()?);
     let material = ca.issue_client(&admin, Validity::days(365))?;
+    Ledger::record(&paths, material.issued(CertKind::Client, admin.to_string()))?;
     let (cert, key, ca_copy) = (
         dir.join("admin.crt"),
         dir.join("admin.key"),
@@ -239,6 +270,10 @@ fn issue(
     let names = NodeNames::load(&paths)?;
     let principal = names.principal(entity.clone());
     let material = ca.issue_client(&principal, Validity::days(days))?;
+    Ledger::record(
+        &paths,
+        material.issued(CertKind::Client, principal.to_string()),
+    )?;
     let dir = client_dir(out_dir)?;
     let (cert, key) = (
         dir.join(format!("{entity}.crt")),
@@ -249,6 +284,112 @@ fn issue(
         "issued {principal}: {} and {}",
         cert.display(),
         key.display()
+    );
+    Ok(())
+}
+
+/// `aurae pki ls`.
+fn list(pki_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let paths = PkiPaths::new(pki_dir);
+    if !paths.file(pki::files::CA_CERT).exists() {
+        anyhow::bail!(
+            "no CA in {}; create one with `aurae pki init --pki-dir {}`",
+            pki_dir.display(),
+            pki_dir.display()
+        );
+    }
+    let ledger = Ledger::load(&paths)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if json {
+        let rows: Vec<_> = ledger
+            .certs
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "serial": c.serial,
+                    "kind": c.kind,
+                    "subject": c.subject,
+                    "not_after": c.not_after,
+                    "revoked_at": c.revoked_at,
+                    "state": state(c, now),
+                })
+            })
+            .collect();
+        return crate::output::write_stdout(
+            format!("{}\n", serde_json::Value::from(rows)).as_bytes(),
+        );
+    }
+    let mut out = format!(
+        "{:<32} {:<7} {:<10} {:<20} SERIAL\n",
+        "SUBJECT", "KIND", "STATE", "EXPIRES"
+    );
+    for c in &ledger.certs {
+        let kind = match c.kind {
+            CertKind::Server => "server",
+            CertKind::Client => "client",
+        };
+        out.push_str(&format!(
+            "{:<32} {:<7} {:<10} {:<20} {}\n",
+            c.subject,
+            kind,
+            state(c, now),
+            date(c.not_after),
+            c.serial
+        ));
+    }
+    crate::output::write_stdout(out.as_bytes())
+}
+
+/// Valid, expired or revoked.
+fn state(cert: &IssuedCert, now: i64) -> &'static str {
+    if cert.revoked_at.is_some() {
+        "revoked"
+    } else if cert.not_after <= now {
+        "expired"
+    } else {
+        "valid"
+    }
+}
+
+/// `2027-11-30 08:52 UTC`.
+fn date(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// `aurae pki revoke`.
+fn revoke(entity: &EntityName, pki_dir: &Path, force: bool) -> anyhow::Result<()> {
+    let paths = PkiPaths::new(pki_dir);
+    let ca = CertificateAuthority::load(&paths).context(
+        "cannot load the CA; revoking needs the CA key (run where `aurae pki init` ran)",
+    )?;
+    let names = NodeNames::load(&paths)?;
+    let principal = names.principal(entity.clone());
+    if entity.as_str() == Principal::ADMIN && !force {
+        anyhow::bail!(
+            "{principal} is this node's admin; revoking it locks you out unless another admin \
+             certificate exists. Pass --force to revoke it anyway"
+        );
+    }
+    let mut ledger = Ledger::load(&paths)?;
+    let revoked = ledger.revoke(&principal);
+    if revoked.is_empty() {
+        return Err(anyhow::Error::new(super::NotFound(format!(
+            "no valid certificate of {principal} in {}; `aurae pki ls --pki-dir {}` lists them",
+            paths.file(aurae_core::ledger::files::ISSUED).display(),
+            pki_dir.display()
+        ))));
+    }
+    ledger.publish_crl(&ca, &paths)?;
+    for cert in &revoked {
+        println!("revoked {} (serial {})", cert.subject, cert.serial);
+    }
+    println!(
+        "wrote {}; auraed refuses these certificates from now on and closes their connections",
+        paths.file(aurae_core::ledger::files::CRL).display()
     );
     Ok(())
 }

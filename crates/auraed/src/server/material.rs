@@ -109,6 +109,7 @@ type Fingerprint = Vec<Option<(u64, u64, i64, i64, u64)>>;
 fn fingerprint(paths: &PkiPaths) -> Fingerprint {
     files::SERVING
         .iter()
+        .chain([&aurae_core::ledger::files::CRL])
         .map(|name| {
             std::fs::metadata(paths.file(name))
                 .ok()
@@ -123,7 +124,9 @@ fn log_transition(old: &Mode, new: &Mode) {
             tracing::info!("certificate material registered: serving capabilities over mTLS")
         }
         (Mode::Serving(_), Mode::Serving(_)) => {
-            tracing::info!("certificate material replaced: new connections use it")
+            tracing::info!(
+                "certificate material or revocation list replaced: new connections use it"
+            )
         }
         (_, Mode::EmptyLoop(why)) => tracing::warn!(
             reason = %why.reason,

@@ -1,0 +1,79 @@
+//! Revocation: `aurae pki revoke` refuses a principal's certificates on new connections
+//! and closes the open ones; `aurae pki ls` shows what the CA issued.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Layout, health, serving_daemon, status_as};
+
+fn aurae_ok(layout: &Layout, args: &[&str]) -> String {
+    let out = layout.aurae(args);
+    assert!(
+        out.status.success(),
+        "aurae {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn connects_as(layout: &Layout, entity: &str) -> bool {
+    let Ok(client) =
+        aurae_client::AuraeClient::connect(&layout.target(Some(layout.identity(entity)))).await
+    else {
+        return false;
+    };
+    health(&client).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_principal_is_refused_at_the_handshake_and_others_are_not() {
+    let (layout, _daemon) = serving_daemon().await;
+    let pki = layout.pki_dir.to_str().unwrap();
+    aurae_ok(&layout, &["pki", "issue", "alice", "--pki-dir", pki]);
+    aurae_ok(&layout, &["pki", "issue", "bob", "--pki-dir", pki]);
+    assert!(connects_as(&layout, "alice").await);
+
+    let out = aurae_ok(&layout, &["pki", "revoke", "alice", "--pki-dir", pki]);
+    assert!(out.contains("revoked alice@node1@local"), "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while connects_as(&layout, "alice").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice still connects 3 s after her revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(connects_as(&layout, "bob").await, "bob was not revoked");
+    assert!(status_as(&layout, layout.admin()).await.is_ok());
+
+    let listing = aurae_ok(&layout, &["pki", "ls", "--pki-dir", pki, "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let state = |subject: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["subject"] == subject)
+            .map(|r| r["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(state("alice@node1@local").as_deref(), Some("revoked"));
+    assert_eq!(state("bob@node1@local").as_deref(), Some("valid"));
+    assert_eq!(state("admin@node1@local").as_deref(), Some("valid"));
+    assert_eq!(state("auraed").as_deref(), Some("valid"));
+}
+
+#[tokio::test]
+async fn revoking_the_admin_or_an_unknown_entity_needs_a_word_first() {
+    let (layout, _daemon) = serving_daemon().await;
+    let pki = layout.pki_dir.to_str().unwrap();
+    let out = layout.aurae(&["pki", "revoke", "admin", "--pki-dir", pki]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--force"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = layout.aurae(&["pki", "revoke", "nobody", "--pki-dir", pki]);
+    assert_eq!(out.status.code(), Some(5), "not found");
+    assert!(status_as(&layout, layout.admin()).await.is_ok());
+}
