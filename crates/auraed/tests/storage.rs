@@ -224,6 +224,11 @@ async fn every_acknowledged_write_survives_kill_9() {
             "{path} holds other bytes than acknowledged"
         );
     }
+    // The figure the hardening work keeps: `--no-capture` shows it.
+    println!(
+        "kill -9 during writes: {} acknowledged, 0 lost",
+        acknowledged.len()
+    );
     // The write each writer had in flight at the kill is all or nothing: if it is there,
     // it is whole. (Each writer stops at its first failed write.)
     for w in 0..4 {
