@@ -254,9 +254,11 @@ impl Principal {
     /// The entity name of a node's administrator.
     pub const ADMIN: &'static str = "admin";
 
-    /// Whether this principal is a node administrator, who holds every right.
-    pub fn is_admin(&self) -> bool {
-        self.entity.as_str() == Self::ADMIN
+    /// Whether this principal is the administrator of the node `peer`@`domain`, who holds
+    /// every right there. The whole principal counts: `admin@otherpeer@other.example` is
+    /// the admin of another node, even if this node's CA signed its certificate.
+    pub fn is_admin_of(&self, peer: &PeerName, domain: &DomainName) -> bool {
+        self.entity.as_str() == Self::ADMIN && self.peer == *peer && self.domain == *domain
     }
 
     /// The principal as a URI for a certificate's subject alternative name.
@@ -296,6 +298,18 @@ impl fmt::Display for Principal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_nodes_own_admin_is_its_admin() {
+        let (peer, domain): (PeerName, DomainName) =
+            ("node1".parse().unwrap(), "local".parse().unwrap());
+        let admin = |s: &str| s.parse::<Principal>().unwrap().is_admin_of(&peer, &domain);
+        assert!(admin("admin@node1@local"));
+        assert!(!admin("admin@otherpeer@other.example"));
+        assert!(!admin("admin@node1@other.example"));
+        assert!(!admin("admin@otherpeer@local"));
+        assert!(!admin("alice@node1@local"));
+    }
 
     #[test]
     fn principal_round_trips_through_text_and_uri() {

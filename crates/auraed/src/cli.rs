@@ -35,6 +35,13 @@ pub struct Args {
     #[arg(long, env = "AURAE_DATA_DIR", default_value = "/var/lib/aurae")]
     pub data_dir: PathBuf,
 
+    /// Close a client connection that carried no request for this many seconds (with
+    /// none in flight); clients reconnect on their next call. It bounds how long a
+    /// forgotten or hostile connection holds one of the daemon's file descriptors.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::config::DEFAULT_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,

@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+/// Default of [`ServerConfig::idle_timeout`] in seconds, also the default of `auraed
+/// --idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+
 /// Every tuning value of one daemon run.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonConfig {
@@ -31,6 +35,30 @@ pub struct ServerConfig {
     pub material_poll: Duration,
     /// How long open connections get to finish when shutting down. Default 5 s.
     pub shutdown_grace: Duration,
+    /// Connections accepted but not yet through their handshake, at most; a new one
+    /// beyond it evicts the oldest. Default 64: a handshake takes milliseconds, so
+    /// legitimate clients never have that many pending, and silent connections from
+    /// anyone who can open the socket cannot hold more descriptors than this.
+    pub max_pending_handshakes: usize,
+    /// Connections one principal may hold at once; a new one beyond it is closed right
+    /// after its handshake. The node's admin is exempt. Default 64: a CLI holds one per
+    /// command, an auraefs mount one; 64 leaves room for scripts running in parallel.
+    pub max_connections_per_principal: usize,
+    /// File descriptors kept for the node's admin, pending handshakes and the daemon's
+    /// own files: all principals but the admin together hold at most the descriptor
+    /// budget (the soft `RLIMIT_NOFILE`, raised to the hard limit at start) less this,
+    /// and never less than half the budget. Default 256: more than
+    /// `max_pending_handshakes`, the store's files and an admin's parallel commands.
+    pub fd_reserve: usize,
+    /// Concurrent requests (HTTP/2 streams) one connection may carry. Default 128: more
+    /// than a FUSE mount keeps in flight, and it bounds the work one connection can
+    /// queue on the daemon's single serving thread.
+    pub max_concurrent_streams: u32,
+    /// A connection that carried no request for this long, with none in flight, is
+    /// closed (clients reconnect on their next call). Default 300 s: a person typing
+    /// commands keeps theirs, a forgotten or hostile one stops holding a descriptor.
+    /// `auraed --idle-timeout` sets it.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +69,11 @@ impl Default for ServerConfig {
             flow_window: 8 << 20,
             material_poll: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(5),
+            max_pending_handshakes: 64,
+            max_connections_per_principal: 64,
+            fd_reserve: 256,
+            max_concurrent_streams: 128,
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The daemon-wide context every capability is built over: who this node is, its
-//! certificate mode, its capability registry, its store, its process supervisor and its
-//! tuning.
+//! certificate mode, its capability registry, its open connections, its store, its
+//! process supervisor and its tuning.
 //!
 //! It is made once per daemon run and shared (`Arc<Daemon>`) by the server and the
 //! services; a capability keeps its own state in its own folder, not here, unless the
@@ -16,6 +16,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::DaemonConfig;
+use crate::server::connections::ConnectionRegistry;
 use crate::server::material::Mode;
 use crate::server::registry::{Capability, CapabilityRegistry};
 
@@ -43,6 +44,9 @@ pub struct Daemon {
     pub mode: watch::Receiver<Mode>,
     /// The capabilities and their state.
     pub capabilities: Arc<CapabilityRegistry>,
+    /// The open authenticated connections: their limits, and closing any set of them
+    /// (idle ones, or those of a revoked certificate).
+    pub connections: ConnectionRegistry,
     /// Health statuses of the serving face, one per service.
     pub health: HealthReporter,
     /// The database, or why it could not be opened.

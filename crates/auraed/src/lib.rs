@@ -164,7 +164,21 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::Runtime;
     };
-    let config = DaemonConfig::default();
+    let mut config = DaemonConfig::default();
+    config.server.idle_timeout = Duration::from_secs(args.idle_timeout);
+    let fd_budget = server::fd_limit::raise_fd_limit();
+    let limits = server::connections::ConnectionLimits::from_budget(
+        fd_budget,
+        config.server.fd_reserve,
+        config.server.max_connections_per_principal,
+    );
+    tracing::info!(
+        fd_budget,
+        per_principal = limits.per_principal,
+        non_admin = limits.non_admin,
+        idle_timeout_s = config.server.idle_timeout.as_secs(),
+        "connection limits"
+    );
     let identity = load_identity(args);
     if let Err(e) = aurae_core::fsutil::create_dir_with_mode(
         &args.data_dir,
@@ -190,6 +204,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         mode: server::material::watch(pki.clone(), args.sock.clone(), config.server.material_poll),
         pki,
         capabilities,
+        connections: server::connections::ConnectionRegistry::new(limits),
         health: tonic_health::server::HealthReporter::new(),
         store,
         supervisor,

@@ -146,3 +146,29 @@ async fn an_unknown_principal_is_denied_with_who_and_what() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_admin_of_another_node_signed_by_this_ca_is_denied() {
+    let (layout, _daemon) = serving_daemon().await;
+    let foreign = issue(
+        &layout,
+        "admin@otherpeer@other.example",
+        Validity::days(1),
+        "foreign-admin",
+    );
+    let err = status_as(&layout, foreign).await.unwrap_err();
+    assert!(err.starts_with("PermissionDenied"), "{err}");
+    assert!(err.contains("admin@otherpeer@other.example"), "{err}");
+    let same_peer_other_domain = issue(
+        &layout,
+        "admin@node1@other.example",
+        Validity::days(1),
+        "other-domain-admin",
+    );
+    let err = status_as(&layout, same_peer_other_domain)
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("PermissionDenied"), "{err}");
+    let status = status_as(&layout, layout.admin()).await.unwrap();
+    assert_eq!(status.mode(), aurae_proto::v0::Mode::Serving);
+}

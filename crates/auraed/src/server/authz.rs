@@ -1,16 +1,21 @@
 //! The authorization layer in front of every service served over mTLS.
 //!
 //! It reads the caller's principal from the client certificate, decides (default deny)
-//! whether that principal may call the method (by the access its capability declares),
-//! and whether the method's capability is enabled. A service no registered capability
-//! declares is refused (fail closed). Services behind it find the [`Principal`] in the
-//! request extensions. It must never let a request through without a principal.
+//! whether that principal may call the method (by the access its capability declares:
+//! admin access means the admin of this node, `admin@<this peer>@<this domain>`, never
+//! the admin of another node that this node's CA happened to sign), and whether the
+//! method's capability is enabled. A service no registered capability declares is
+//! refused (fail closed). Services behind it find the [`Principal`] in the request
+//! extensions. It must never let a request through without a principal. It also counts
+//! each authorized request as in flight on its connection until the response body is
+//! done, so that the idle timeout never closes a connection that is in use.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::connection::ConnectionPrincipal;
+use super::connections::{InFlight, Role};
 use aurae_core::name::Principal;
 use tonic::Status;
 use tower::{Layer, Service};
@@ -26,7 +31,7 @@ pub enum Denial {
     Unauthenticated(String),
     /// The principal holds no right to the method.
     #[error(
-        "{principal} may not call {method}: only admin principals hold rights on this node; ask its admin"
+        "{principal} may not call {method}: only the admin of this node holds rights on it; ask its admin"
     )]
     Forbidden {
         /// Who asked.
@@ -66,11 +71,12 @@ fn service_of(path: &str) -> &str {
         .unwrap_or_default()
 }
 
-/// Decides whether `principal` may call `path`, with `capability_of` naming the
-/// capability that declares a service and `enabled` telling whether it is on. Pure, so
-/// it can be tested on its own.
+/// Decides whether `principal`, whose role on this node is `role`, may call `path`, with
+/// `capability_of` naming the capability that declares a service and `enabled` telling
+/// whether it is on. Pure, so it can be tested on its own.
 pub fn authorize(
     principal: &Principal,
+    role: Role,
     path: &str,
     capability_of: impl Fn(&str) -> Option<&'static Capability>,
     enabled: impl Fn(&Capability) -> bool,
@@ -81,7 +87,7 @@ pub fn authorize(
     };
     let allowed = match capability.access {
         Access::AnyPrincipal => true,
-        Access::Admin => principal.is_admin(),
+        Access::Admin => role == Role::NodeAdmin,
     };
     if !allowed {
         return Err(Denial::Forbidden {
@@ -95,15 +101,44 @@ pub fn authorize(
     Ok(())
 }
 
-/// The principal the connection's client certificate named (read once per connection).
-pub fn principal_of_connection(extensions: &http::Extensions) -> Result<Principal, Denial> {
+/// The principal the connection's client certificate named (read once per connection)
+/// and its role on this node.
+pub fn principal_of_connection(extensions: &http::Extensions) -> Result<(Principal, Role), Denial> {
     let connection = extensions
         .get::<ConnectionPrincipal>()
         .ok_or_else(|| Denial::Unauthenticated("no client certificate".to_owned()))?;
     connection
         .get()
         .cloned()
+        .map(|principal| (principal, connection.role()))
         .map_err(|why| Denial::Unauthenticated(why.to_owned()))
+}
+
+/// A response body that keeps its request counted as in flight on its connection until
+/// the body is done or dropped: a stream of replies keeps the connection from idling.
+struct TrackedBody {
+    inner: tonic::body::Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = <tonic::body::Body as http_body::Body>::Data;
+    type Error = <tonic::body::Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Puts [`Authz`] in front of a service.
@@ -154,20 +189,38 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let decision = principal_of_connection(request.extensions()).and_then(|principal| {
-            let registry = &self.registry;
-            authorize(
-                &principal,
-                request.uri().path(),
-                |service| registry.capability_of_service(service),
-                |capability| registry.is_enabled(capability),
-            )
-            .map(|()| principal)
-        });
+        let decision =
+            principal_of_connection(request.extensions()).and_then(|(principal, role)| {
+                let registry = &self.registry;
+                authorize(
+                    &principal,
+                    role,
+                    request.uri().path(),
+                    |service| registry.capability_of_service(service),
+                    |capability| registry.is_enabled(capability),
+                )
+                .map(|()| principal)
+            });
         match decision {
             Ok(principal) => {
+                let in_flight = request
+                    .extensions()
+                    .get::<ConnectionPrincipal>()
+                    .map(|connection| connection.connection().request_started());
                 request.extensions_mut().insert(principal);
-                Box::pin(self.inner.call(request))
+                let response = self.inner.call(request);
+                Box::pin(async move {
+                    let response = response.await?;
+                    Ok(match in_flight {
+                        Some(in_flight) => response.map(|inner| {
+                            tonic::body::Body::new(TrackedBody {
+                                inner,
+                                _in_flight: in_flight,
+                            })
+                        }),
+                        None => response,
+                    })
+                })
             }
             Err(denial) => {
                 tracing::info!(method = request.uri().path(), %denial, "request denied");
@@ -197,12 +250,19 @@ mod tests {
     fn admin_may_call_anything_enabled() {
         let admin = principal("admin@node1@local");
         assert_eq!(
-            authorize(&admin, "/aurae.v0.System/Status", capability_of, |_| true),
+            authorize(
+                &admin,
+                Role::NodeAdmin,
+                "/aurae.v0.System/Status",
+                capability_of,
+                |_| true
+            ),
             Ok(())
         );
         assert_eq!(
             authorize(
                 &admin,
+                Role::NodeAdmin,
                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                 capability_of,
                 |_| false
@@ -214,8 +274,14 @@ mod tests {
     #[test]
     fn other_principals_are_denied_by_default_but_may_check_health() {
         let alice = principal("alice@node1@local");
-        let err =
-            authorize(&alice, "/aurae.v0.System/Status", capability_of, |_| true).unwrap_err();
+        let err = authorize(
+            &alice,
+            Role::Other,
+            "/aurae.v0.System/Status",
+            capability_of,
+            |_| true,
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("alice@node1@local") && text.contains("/aurae.v0.System/Status"),
@@ -224,6 +290,7 @@ mod tests {
         assert_eq!(
             authorize(
                 &alice,
+                Role::Other,
                 "/grpc.health.v1.Health/Check",
                 capability_of,
                 |_| true
@@ -233,10 +300,30 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_of_another_node_holds_no_rights_here() {
+        let other = principal("admin@otherpeer@other.example");
+        let err = authorize(
+            &other,
+            Role::Other,
+            "/aurae.v0.System/Status",
+            capability_of,
+            |_| true,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Denial::Forbidden { .. }), "{err}");
+    }
+
+    #[test]
     fn a_service_no_capability_declares_is_refused_even_to_the_admin() {
         let admin = principal("admin@node1@local");
         assert_eq!(
-            authorize(&admin, "/no.Such/Thing", capability_of, |_| true),
+            authorize(
+                &admin,
+                Role::NodeAdmin,
+                "/no.Such/Thing",
+                capability_of,
+                |_| true
+            ),
             Err(Denial::UnknownService("no.Such".to_owned()))
         );
     }
