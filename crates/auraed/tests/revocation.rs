@@ -77,3 +77,59 @@ async fn revoking_the_admin_or_an_unknown_entity_needs_a_word_first() {
     assert_eq!(out.status.code(), Some(5), "not found");
     assert!(status_as(&layout, layout.admin()).await.is_ok());
 }
+
+/// Polls `client`'s health until a call fails; fails the test after 3 s.
+async fn until_refused(client: &aurae_client::AuraeClient, who: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while health(client).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{who}'s open connection still works 3 s later"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_connection_of_a_revoked_principal_is_closed() {
+    let (layout, _daemon) = serving_daemon().await;
+    let pki = layout.pki_dir.to_str().unwrap();
+    aurae_ok(&layout, &["pki", "issue", "alice", "--pki-dir", pki]);
+    let alice = aurae_client::AuraeClient::connect(&layout.target(Some(layout.identity("alice"))))
+        .await
+        .unwrap();
+    let admin = layout.admin_client().await.unwrap();
+    assert!(health(&alice).await.is_ok());
+
+    aurae_ok(&layout, &["pki", "revoke", "alice", "--pki-dir", pki]);
+    until_refused(&alice, "alice").await;
+    assert!(health(&admin).await.is_ok(), "the admin's connection stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ca_closes_connections_opened_under_the_old_one() {
+    let (layout, _daemon) = serving_daemon().await;
+    let old_admin = layout.admin_client().await.unwrap();
+    let mut storage = old_admin.storage();
+    storage
+        .put(aurae_proto::v0::PutRequest {
+            path: "/before".into(),
+            value: b"1".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    layout.pki_init(&["--force"]);
+    until_refused(&old_admin, "the old admin").await;
+    let refused = storage
+        .put(aurae_proto::v0::PutRequest {
+            path: "/after".into(),
+            value: b"2".to_vec(),
+            ..Default::default()
+        })
+        .await;
+    assert!(refused.is_err(), "the old certificate still writes");
+    // The new admin certificate works.
+    assert!(status_as(&layout, layout.admin()).await.is_ok());
+}

@@ -16,6 +16,7 @@ pub mod fd_limit;
 pub mod handshakes;
 pub mod material;
 pub mod registry;
+pub mod revalidate;
 pub mod socket;
 
 use std::sync::Arc;
@@ -63,8 +64,10 @@ pub async fn serve(
     let empty_loop = empty_loop_router(daemon.clone(), plain_rx, stopped(shutdown.clone()));
     let serving = serving_router(daemon.clone(), tls_rx, stopped(shutdown.clone()));
     let idle = close_idle_connections(daemon.clone(), stopped(shutdown.clone()));
+    let revalidate = revalidate::on_material_change(daemon.clone(), stopped(shutdown.clone()));
     let accept = accept_loop(listener, daemon.clone(), plain_tx, tls_tx, shutdown);
-    let (empty_loop, serving, (), ()) = tokio::join!(empty_loop, serving, accept, idle);
+    let (empty_loop, serving, (), (), ()) =
+        tokio::join!(empty_loop, serving, accept, idle, revalidate);
     empty_loop?;
     serving?;
     Ok(())
