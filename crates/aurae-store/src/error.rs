@@ -32,6 +32,15 @@ pub enum StoreError {
         #[source]
         source: redb::DatabaseError,
     },
+    /// The database file could not be created 0600, or an existing one made 0600.
+    #[error("cannot make {} private (0600)", path.display())]
+    Private {
+        /// The database file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// Opening found a schema written by a newer auraed.
     #[error(
         "the database {} has schema {found}, newer than this auraed's {supported}; upgrade auraed",

@@ -37,6 +37,17 @@ impl Store {
     pub fn open(data_dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         let config = config.sanitized();
         let path = data_dir.join(DB_FILE);
+        // redb creates its file with the umask's mode: create it 0600 first, so that no
+        // umask lets another user read stored values.
+        match aurae_core::fsutil::ensure_private_file(&path) {
+            Ok(None) => {}
+            Ok(Some(n)) => tracing::warn!(
+                file = %path.display(),
+                was = format_args!("{:04o}", n.was),
+                "the database was readable by others; made it 0600"
+            ),
+            Err(source) => return Err(StoreError::Private { path, source }),
+        }
         let db = Database::create(&path).map_err(|source| match source {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.clone() },
             source => StoreError::Unopenable {
