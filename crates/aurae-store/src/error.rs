@@ -122,6 +122,21 @@ pub enum StoreError {
         /// Its quota.
         quota: u64,
     },
+    /// The data filesystem is (nearly) full: a write that adds data was refused so that the
+    /// space left stays for removals and for the checkpoint that empties the log. Nothing
+    /// of it was applied; removing something frees space.
+    #[error(
+        "no space left on the data filesystem of {}: {available} bytes free, {reserve} kept for removals; remove something, or free space on that filesystem, and retry",
+        dir.display()
+    )]
+    NoSpace {
+        /// The data directory.
+        dir: PathBuf,
+        /// Bytes free when the write was refused.
+        available: u64,
+        /// Bytes kept free ([`crate::StoreConfig::space_reserve`]).
+        reserve: u64,
+    },
     /// An operation the namespace does not allow (hard-linking a directory, removing the
     /// root, a file larger than the largest offset).
     #[error("operation not permitted: {0}")]
@@ -322,7 +337,7 @@ impl StoreError {
         match self {
             Self::NotFound(_) | Self::NoSuchInode(_) | Self::NoSuchVolume(_) => "ENOENT",
             Self::VolumeExists(_) => "EEXIST",
-            Self::QuotaExceeded { .. } => "ENOSPC",
+            Self::QuotaExceeded { .. } | Self::NoSpace { .. } => "ENOSPC",
             Self::NotPermitted(_) => "EPERM",
             Self::InvalidName(_) | Self::SizeMismatch { .. } => "EINVAL",
             Self::TooLarge { .. } => "EFBIG",
@@ -339,10 +354,15 @@ impl StoreError {
         }
     }
 
-    /// The OS error number behind a failed content file operation, if that is what failed.
+    /// The OS error number behind a failed file operation (a content file, the log, the
+    /// database file), if that is what failed; ENOSPC for a write refused for lack of space.
     pub fn os_error(&self) -> Option<i32> {
         match self {
-            Self::Content { source, .. } | Self::ContentDir { source, .. } => source.raw_os_error(),
+            Self::NoSpace { .. } => Some(libc::ENOSPC),
+            Self::Content { source, .. }
+            | Self::ContentDir { source, .. }
+            | Self::Log { source, .. } => source.raw_os_error(),
+            Self::Database(redb::Error::Io(source)) => source.raw_os_error(),
             _ => None,
         }
     }
