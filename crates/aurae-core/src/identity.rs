@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use libp2p_identity::{Keypair, PeerId};
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
-use crate::fsutil::{self, PUBLIC_MODE, SECRET_MODE};
+use crate::fsutil::{self, PUBLIC_MODE, PrivateReadError, SECRET_MODE};
 
 /// Why the node key could not be loaded or created; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,10 @@ pub enum IdentityError {
         /// The I/O failure.
         source: std::io::Error,
     },
+    /// The key file is readable by its group or others: it is refused, as OpenSSH refuses
+    /// it, because a key others could read may have been copied.
+    #[error(transparent)]
+    TooOpen(#[from] fsutil::TooOpen),
     /// The key file is not an OpenSSH private key.
     #[error(
         "key {path} is not an OpenSSH private key ({reason}); create one with `ssh-keygen -t ed25519 -N '' -f {path}` after moving this file away"
@@ -85,17 +89,18 @@ impl std::fmt::Debug for NodeIdentity {
 }
 
 impl NodeIdentity {
-    /// Loads the key at `path`, or generates one (0600, with `.pub` beside it) if it is missing.
+    /// Loads the key at `path`, or generates one (0600, with `.pub` beside it) if it is
+    /// missing. A key its group or others may read is refused with the `chmod` that fixes it.
     pub fn load_or_generate(path: &Path) -> Result<(Self, KeyOrigin), IdentityError> {
-        match std::fs::read_to_string(path) {
+        match fsutil::read_private(path) {
             Ok(text) => Ok((Self::from_openssh(path, &text)?, KeyOrigin::Loaded)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(PrivateReadError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 Ok((Self::generate(path)?, KeyOrigin::Generated))
             }
-            Err(source) => Err(IdentityError::Read {
-                path: path.to_owned(),
-                source,
-            }),
+            Err(PrivateReadError::Io { path, source }) => Err(IdentityError::Read { path, source }),
+            Err(PrivateReadError::TooOpen(e)) => Err(e.into()),
         }
     }
 
@@ -191,10 +196,29 @@ mod tests {
     fn corrupt_key_is_reported_with_its_path_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("id_aura");
-        std::fs::write(&path, "not a key").unwrap();
+        fsutil::write_atomic(&path, b"not a key", SECRET_MODE).unwrap();
         let err = NodeIdentity::load_or_generate(&path).unwrap_err();
         assert!(matches!(err, IdentityError::Corrupt { .. }));
         assert!(err.to_string().contains(path.to_str().unwrap()));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a key");
+    }
+
+    #[test]
+    fn a_key_others_can_read_is_refused_with_the_chmod_and_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_aura");
+        NodeIdentity::load_or_generate(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = NodeIdentity::load_or_generate(&path).unwrap_err();
+        assert!(matches!(err, IdentityError::TooOpen(_)), "{err}");
+        let p = path.display();
+        assert_eq!(
+            err.to_string(),
+            format!("permissions 0644 for '{p}' are too open; run `chmod 600 {p}`")
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before, "never replaced");
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
     }
 }

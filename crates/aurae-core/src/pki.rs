@@ -87,6 +87,9 @@ pub enum PkiError {
         /// The I/O failure.
         source: std::io::Error,
     },
+    /// A private key is readable by its group or others: refused until it is closed.
+    #[error(transparent)]
+    KeyTooOpen(#[from] fsutil::TooOpen),
     /// Certificate generation or parsing failed.
     #[error("certificate error in {what}: {source}")]
     Certificate {
@@ -213,6 +216,18 @@ fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
+/// Reads a private key, refusing one its group or others may read.
+fn read_key(path: &Path) -> Result<String, PkiError> {
+    fsutil::read_private(path).map_err(|e| match e {
+        fsutil::PrivateReadError::TooOpen(e) => e.into(),
+        fsutil::PrivateReadError::Io { path, source } => PkiError::Io {
+            action: "cannot read",
+            path,
+            source,
+        },
+    })
+}
+
 fn cert_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> PkiError {
     let what = what.into();
     move |source| PkiError::Certificate { what, source }
@@ -249,7 +264,7 @@ impl CertificateAuthority {
     /// Loads the CA of a PKI directory (`ca.crt` and `ca.key`).
     pub fn load(paths: &PkiPaths) -> Result<Self, PkiError> {
         let cert_pem = read(&paths.file(files::CA_CERT))?;
-        let key_pem = read(&paths.file(files::CA_KEY))?;
+        let key_pem = read_key(&paths.file(files::CA_KEY))?;
         let key = KeyPair::from_pem(&key_pem).map_err(cert_err(files::CA_KEY))?;
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(cert_err(files::CA_CERT))?;
         Ok(Self { cert_pem, issuer })
@@ -444,5 +459,18 @@ mod tests {
         let loaded = CertificateAuthority::load(&paths).unwrap();
         assert!(loaded.cert_pem().contains("BEGIN CERTIFICATE"));
         init_server_material(&paths, &names, Overwrite::Replace).unwrap();
+    }
+
+    #[test]
+    fn a_ca_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path());
+        init_server_material(&paths, &test_names(), Overwrite::Refuse).unwrap();
+        let key = paths.file(files::CA_KEY);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = CertificateAuthority::load(&paths).err().expect("refused");
+        assert!(matches!(err, PkiError::KeyTooOpen(_)), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 }

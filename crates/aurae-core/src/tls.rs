@@ -18,6 +18,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+use crate::fsutil::PrivateReadError;
 use crate::ledger;
 use crate::pki::{PkiPaths, SERVER_NAME, files};
 
@@ -32,6 +33,10 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A private key is readable by its group or others: refused, so that a key that may
+    /// have been copied is never used without a word.
+    #[error(transparent)]
+    KeyTooOpen(#[from] crate::fsutil::TooOpen),
     /// The material is readable but does not fit together (wrong CA, expired, key mismatch).
     #[error("{what}: {source}")]
     Rejected {
@@ -69,8 +74,19 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// Reads a private key, refusing one its group or others may read.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::BadFile {
+    let pem = match crate::fsutil::read_private(path) {
+        Ok(pem) => pem,
+        Err(PrivateReadError::TooOpen(e)) => return Err(e.into()),
+        Err(PrivateReadError::Io { source, .. }) => {
+            return Err(TlsError::BadFile {
+                path: path.to_owned(),
+                reason: source.to_string(),
+            });
+        }
+    };
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::BadFile {
         path: path.to_owned(),
         reason: format!("no usable PEM private key ({e})"),
     })
@@ -226,5 +242,31 @@ mod tests {
         std::fs::write(paths.file(files::SERVER_KEY), "garbage").unwrap();
         let err = server_config(&paths).unwrap_err();
         assert!(err.to_string().contains("server.key"), "{err}");
+    }
+
+    #[test]
+    fn a_server_or_client_key_others_can_read_is_refused_with_the_chmod() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path());
+        pki::init_server_material(&paths, &pki::test_names(), Overwrite::Refuse).unwrap();
+        let key = paths.file(files::SERVER_KEY);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = server_config(&paths).unwrap_err();
+        assert!(matches!(err, TlsError::KeyTooOpen(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("run `chmod 600 {}`", key.display())),
+            "{err}"
+        );
+        let err = client_config(
+            &paths.file(files::CA_CERT),
+            &paths.file(files::SERVER_CERT),
+            &key,
+        )
+        .unwrap_err();
+        assert!(matches!(err, TlsError::KeyTooOpen(_)), "{err}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        server_config(&paths).unwrap();
     }
 }

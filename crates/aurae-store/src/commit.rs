@@ -30,8 +30,9 @@ use tokio::sync::{broadcast, oneshot};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::extents::{ExtentId, Extents};
+use crate::space::{self, Space};
 use crate::types::{Change, Committed};
-use crate::wal::{Record, Sync, Wal};
+use crate::wal::{Record, Room, Sync, Wal};
 use crate::writer::{Finished, Writer};
 
 /// What a write answers: its operation's value and the revision it committed as.
@@ -114,6 +115,9 @@ struct Engine {
     content: Content,
     changes: broadcast::Sender<Arc<Committed>>,
     config: StoreConfig,
+    space: Space,
+    /// Whether the last checkpoint was put off for lack of space (to log it once).
+    deferred: bool,
 }
 
 /// The handle of the writer thread.
@@ -139,6 +143,7 @@ impl Committer {
         extents: Arc<Extents>,
         changes: broadcast::Sender<Arc<Committed>>,
         config: StoreConfig,
+        space: Space,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = channel();
         let checkpoint_bytes = config.checkpoint_bytes;
@@ -152,6 +157,8 @@ impl Committer {
             },
             changes,
             config,
+            space,
+            deferred: false,
         }));
         let thread = {
             let engine = engine.clone();
@@ -356,6 +363,23 @@ impl Engine {
         if self.wal.is_empty() {
             return;
         }
+        // redb refuses every later call, reads too, once a write of its own fails: make
+        // sure the durable commit finds its blocks, or put it off (the log keeps it all).
+        match self.space.back_database() {
+            Ok(()) if self.deferred => {
+                self.deferred = false;
+                tracing::info!("space is free again: checkpointing the write-ahead log");
+            }
+            Ok(()) => {}
+            Err(e) if space::is_full(&e) => {
+                if !self.deferred {
+                    self.deferred = true;
+                    tracing::warn!(error = %e, "data filesystem full: checkpoint put off; the write-ahead log keeps every write");
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reserve space for the checkpoint"),
+        }
         let content = &mut self.content;
         let synced = content
             .dirty
@@ -410,6 +434,7 @@ impl Engine {
             &mut self.wal,
             &self.content.extents,
             &self.config,
+            &self.space,
             ops,
             sync,
         )?;
@@ -422,28 +447,36 @@ impl Engine {
 }
 
 /// Runs `ops` in one transaction, makes it durable in the log (or only logged, as `sync`
-/// says), then commits it to redb; any error undoes it all.
+/// says), then commits it to redb; any error undoes it all. Growth is refused while the
+/// data filesystem is below its reserve ([`Writer`] checks); a transaction that frees
+/// space may use the log's reserve, so that it goes through on a full disk.
 fn commit(
     db: &Database,
     wal: &mut Wal,
     extents: &Extents,
     config: &StoreConfig,
+    space: &Space,
     ops: &mut dyn FnMut(&mut Writer<'_>) -> Result<(), StoreError>,
     sync: Sync,
 ) -> Result<Finished, StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::None)?;
     let mut finished = {
-        let mut writer = Writer::open(&txn, extents, config)?;
+        let mut writer = Writer::open(&txn, extents, space, config)?;
         ops(&mut writer)?;
         writer.finish()?
+    };
+    let room = if finished.frees() {
+        Room::Reserve
+    } else {
+        Room::Ordinary
     };
     let logged_from = wal.len();
     let record = Record {
         revision: finished.revision,
         mutations: std::mem::take(&mut finished.mutations),
     };
-    wal.append(&record, sync)?;
+    wal.append(&record, sync, room)?;
     if let Err(e) = txn.commit() {
         // Not committed, so it must not come back from the log either.
         wal.reset_to(logged_from)?;

@@ -33,6 +33,10 @@ pub struct StoreConfig {
     /// Committed transactions buffered for live watchers before a slow one has to
     /// re-read the change log. Default 1024.
     pub watch_buffer: usize,
+    /// Free bytes on the data filesystem below which a write that adds data is refused
+    /// (ENOSPC), so that removals, which free space, and the checkpoint that empties the
+    /// log still find room on a full disk. Default 1 MiB.
+    pub space_reserve: u64,
 }
 
 impl Default for StoreConfig {
@@ -46,6 +50,7 @@ impl Default for StoreConfig {
             inline_max: 4096,
             get_max: 64 << 20,
             watch_buffer: 1024,
+            space_reserve: 1 << 20,
         }
     }
 }
@@ -96,6 +101,12 @@ impl StoreConfig {
     /// Sets [`StoreConfig::watch_buffer`] (at least 1).
     pub fn with_watch_buffer(mut self, transactions: usize) -> Self {
         self.watch_buffer = transactions.max(1);
+        self
+    }
+
+    /// Sets [`StoreConfig::space_reserve`].
+    pub fn with_space_reserve(mut self, bytes: u64) -> Self {
+        self.space_reserve = bytes;
         self
     }
 

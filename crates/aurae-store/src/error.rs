@@ -32,6 +32,15 @@ pub enum StoreError {
         #[source]
         source: redb::DatabaseError,
     },
+    /// The database file could not be created 0600, or an existing one made 0600.
+    #[error("cannot make {} private (0600)", path.display())]
+    Private {
+        /// The database file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// Opening found a schema written by a newer auraed.
     #[error(
         "the database {} has schema {found}, newer than this auraed's {supported}; upgrade auraed",
@@ -112,6 +121,21 @@ pub enum StoreError {
         volume: String,
         /// Its quota.
         quota: u64,
+    },
+    /// The data filesystem is (nearly) full: a write that adds data was refused so that the
+    /// space left stays for removals and for the checkpoint that empties the log. Nothing
+    /// of it was applied; removing something frees space.
+    #[error(
+        "no space left on the data filesystem of {}: {available} bytes free, {reserve} kept for removals; remove something, or free space on that filesystem, and retry",
+        dir.display()
+    )]
+    NoSpace {
+        /// The data directory.
+        dir: PathBuf,
+        /// Bytes free when the write was refused.
+        available: u64,
+        /// Bytes kept free ([`crate::StoreConfig::space_reserve`]).
+        reserve: u64,
     },
     /// An operation the namespace does not allow (hard-linking a directory, removing the
     /// root, a file larger than the largest offset).
@@ -313,7 +337,7 @@ impl StoreError {
         match self {
             Self::NotFound(_) | Self::NoSuchInode(_) | Self::NoSuchVolume(_) => "ENOENT",
             Self::VolumeExists(_) => "EEXIST",
-            Self::QuotaExceeded { .. } => "ENOSPC",
+            Self::QuotaExceeded { .. } | Self::NoSpace { .. } => "ENOSPC",
             Self::NotPermitted(_) => "EPERM",
             Self::InvalidName(_) | Self::SizeMismatch { .. } => "EINVAL",
             Self::TooLarge { .. } => "EFBIG",
@@ -330,10 +354,15 @@ impl StoreError {
         }
     }
 
-    /// The OS error number behind a failed content file operation, if that is what failed.
+    /// The OS error number behind a failed file operation (a content file, the log, the
+    /// database file), if that is what failed; ENOSPC for a write refused for lack of space.
     pub fn os_error(&self) -> Option<i32> {
         match self {
-            Self::Content { source, .. } | Self::ContentDir { source, .. } => source.raw_os_error(),
+            Self::NoSpace { .. } => Some(libc::ENOSPC),
+            Self::Content { source, .. }
+            | Self::ContentDir { source, .. }
+            | Self::Log { source, .. } => source.raw_os_error(),
+            Self::Database(redb::Error::Io(source)) => source.raw_os_error(),
             _ => None,
         }
     }

@@ -31,8 +31,10 @@
 //! After a crash redb holds the last checkpoint, and the log holds every acknowledged
 //! write after it, as physical changes to the tables, each frame checksummed and tagged
 //! with its revision. [`Store::open`] replays the frames whose revisions are newer than
-//! redb's last one in one durable transaction and empties the log; a torn frame at the end
-//! (a write the crash interrupted, never acknowledged) fails its checksum and is dropped.
+//! redb's last one in one transaction committed in memory, and the log keeps them until
+//! the first checkpoint, so that opening writes nothing (and works on a full disk); a torn
+//! frame at the end (a write the crash interrupted, never acknowledged) fails its checksum
+//! and is dropped.
 //! Content files no record points at (a large value written but never committed) are
 //! deleted. A write either fully happened or left nothing behind.
 //!
@@ -61,6 +63,8 @@ pub mod namespace;
 mod open;
 /// The on-disk records.
 mod record;
+/// Disk space: refusing growth on a full disk, backing checkpoints.
+mod space;
 /// Values on their way into a Put.
 pub mod staging;
 /// The store handle and its single way to write.

@@ -2,8 +2,9 @@
 //! schemas, fill in records older versions left incomplete, and sweep content files a
 //! crash left behind; then start the writer thread.
 //!
-//! Everything here runs before the writer thread exists, so it writes redb directly,
-//! in durable transactions. It never rewrites a database it cannot read or one of a newer
+//! Everything here runs before the writer thread exists, so it writes redb directly: the
+//! log's replay in memory only (the log keeps it until the first checkpoint), so that a
+//! store opens on a full disk; migrations, when there are any, in durable transactions. It never rewrites a database it cannot read or one of a newer
 //! schema: those are reported and left untouched.
 
 use std::collections::{HashMap, HashSet};
@@ -20,6 +21,7 @@ use crate::config::StoreConfig;
 use crate::error::{ContentAction, StoreError};
 use crate::extents::{self, Extents};
 use crate::record::{Inode, VolumeRecord, decode_inode};
+use crate::space::Space;
 use crate::tables::{
     CHANGES, CHUNKS, DB_FILE, DEFAULT_VOLUME, DIRENTS, INODES, META, META_NEXT_INO, META_SCHEMA,
     ROOT_INO, SCHEMA_VERSION, VOLUMES, WAL_FILE, now_ns,
@@ -37,6 +39,17 @@ impl Store {
     pub fn open(data_dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         let config = config.sanitized();
         let path = data_dir.join(DB_FILE);
+        // redb creates its file with the umask's mode: create it 0600 first, so that no
+        // umask lets another user read stored values.
+        match aurae_core::fsutil::ensure_private_file(&path) {
+            Ok(None) => {}
+            Ok(Some(n)) => tracing::warn!(
+                file = %path.display(),
+                was = format_args!("{:04o}", n.was),
+                "the database was readable by others; made it 0600"
+            ),
+            Err(source) => return Err(StoreError::Private { path, source }),
+        }
         let db = Database::create(&path).map_err(|source| match source {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.clone() },
             source => StoreError::Unopenable {
@@ -53,12 +66,14 @@ impl Store {
         let scan = scan_inodes(&db)?;
         sweep_content(&extents, &scan.live)?;
         fill_links(&db, &scan.lacking_links)?;
+        let space = Space::new(data_dir, &path, config.space_reserve);
         let committer = Committer::start(
             db.clone(),
             wal,
             extents.clone(),
             changes.clone(),
             config.clone(),
+            space,
         )?;
         Ok(Self {
             db,
@@ -72,7 +87,41 @@ impl Store {
     }
 }
 
+/// Whether the database already has everything [`initialize`] writes (then opening
+/// writes nothing, which a full disk would refuse).
+fn initialized(db: &Database) -> Result<bool, StoreError> {
+    let txn = db.begin_read()?;
+    let exists = |result: Result<(), redb::TableError>| match result {
+        Ok(()) => Ok(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+        Err(e) => Err(StoreError::from(e)),
+    };
+    let tables = [
+        exists(txn.open_table(DIRENTS).map(drop))?,
+        exists(txn.open_table(CHUNKS).map(drop))?,
+        exists(txn.open_table(CHANGES).map(drop))?,
+        exists(txn.open_table(INODES).map(drop))?,
+    ];
+    if tables.contains(&false) {
+        return Ok(false);
+    }
+    let schema = match txn.open_table(META) {
+        Ok(meta) => meta.get(META_SCHEMA)?.map(|g| g.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let default_volume = match txn.open_table(VOLUMES) {
+        Ok(volumes) => volumes.get(DEFAULT_VOLUME)?.is_some(),
+        Err(redb::TableError::TableDoesNotExist(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(schema.is_some_and(|s| s <= SCHEMA_VERSION) && default_volume)
+}
+
 fn initialize(db: &Database, path: &Path) -> Result<(), StoreError> {
+    if initialized(db)? {
+        return Ok(());
+    }
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
@@ -112,8 +161,10 @@ fn initialize(db: &Database, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Replays the acknowledged writes the log holds beyond redb's last durable commit,
-/// makes them durable, and hands back the emptied log.
+/// Replays the acknowledged writes the log holds beyond redb's last durable commit and
+/// hands back the log, still holding them: the replay is committed in memory only, and the
+/// first checkpoint makes it durable. So opening needs no disk space, and a store opened on
+/// a full disk serves every acknowledged write.
 fn recover(db: &Database, wal_path: &Path) -> Result<Wal, StoreError> {
     let (mut wal, records) = Wal::open(wal_path)?;
     let durable = {
@@ -123,7 +174,8 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Wal, StoreError> {
     };
     let pending: Vec<_> = records.iter().filter(|r| r.revision > durable).collect();
     if !pending.is_empty() {
-        let txn = db.begin_write()?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(redb::Durability::None)?;
         for record in &pending {
             writer::replay(&txn, &record.mutations)?;
         }
@@ -133,8 +185,10 @@ fn recover(db: &Database, wal_path: &Path) -> Result<Wal, StoreError> {
             from = durable + 1,
             "replayed the write-ahead log"
         );
+    } else if !records.is_empty() {
+        // Everything it holds is in redb already: empty it now.
+        wal.reset_to(0)?;
     }
-    wal.reset_to(0)?;
     Ok(wal)
 }
 

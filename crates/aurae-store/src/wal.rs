@@ -179,6 +179,19 @@ pub enum Sync {
     Later,
 }
 
+/// How much of the log's zero-filled space an append may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// All but [`REMOVAL_RESERVE`]: beyond that the log grows first, which needs disk space.
+    Ordinary,
+    /// All of it: for a transaction that frees space, which must go through on a full
+    /// disk, where the log cannot grow.
+    Reserve,
+}
+
+/// Bytes at the end of the log's capacity that only transactions freeing space may use.
+pub const REMOVAL_RESERVE: u64 = 256 << 10;
+
 /// Frame header: payload length and CRC-32 of the payload.
 const HEADER: usize = 8;
 /// Size a new log is zero-filled to, so that appends overwrite in place. It doubles when a
@@ -221,10 +234,20 @@ impl Wal {
         file.read_to_end(&mut bytes)
             .map_err(io(path, LogAction::Read))?;
         let (records, intact) = parse(&bytes);
-        let capacity = (bytes.len() as u64).max(INITIAL_CAPACITY);
-        if (bytes.len() as u64) < capacity {
-            zero_fill(&mut file, bytes.len() as u64, capacity)
-                .map_err(io(path, LogAction::Size))?;
+        let found = bytes.len() as u64;
+        let mut capacity = found.max(INITIAL_CAPACITY);
+        if found < capacity {
+            match zero_fill(&mut file, found, capacity) {
+                Ok(()) => {}
+                // A full disk: open with the log as it is, so that reads are served; an
+                // append that does not fit fails with ENOSPC until there is room.
+                Err(e) if crate::space::is_full(&e) => {
+                    let _ = file.set_len(found);
+                    tracing::warn!(log = %path.display(), error = %e, "cannot zero-fill the write-ahead log on a full disk; writes wait for space");
+                    capacity = found;
+                }
+                Err(e) => return Err(io(path, LogAction::Size)(e)),
+            }
         }
         let mut wal = Self {
             file,
@@ -250,7 +273,9 @@ impl Wal {
 
     /// Appends `record`; with [`Sync::Now`] it is durable when this returns, with
     /// [`Sync::Later`] once [`Wal::sync`] ran (it survives a crash of the process anyway).
-    pub fn append(&mut self, record: &Record, sync: Sync) -> Result<(), StoreError> {
+    /// `room` says whether it may use the space kept for removals; an append that needs
+    /// the log to grow on a full disk fails (ENOSPC) and leaves the log as it was.
+    pub fn append(&mut self, record: &Record, sync: Sync, room: Room) -> Result<(), StoreError> {
         let mut payload = Vec::new();
         put_u64(&mut payload, record.revision);
         put_u64(&mut payload, record.mutations.len() as u64);
@@ -264,10 +289,18 @@ impl Wal {
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         frame.extend_from_slice(&payload);
         let end = self.head + frame.len() as u64;
+        let usable = match room {
+            Room::Ordinary => self.capacity.saturating_sub(REMOVAL_RESERVE),
+            Room::Reserve => self.capacity,
+        };
         let result = (|| {
-            if end > self.capacity {
-                let grown = end.max(self.capacity * 2);
-                zero_fill(&mut self.file, self.capacity, grown)?;
+            if end > usable {
+                let grown = (end + REMOVAL_RESERVE).max(self.capacity * 2);
+                if let Err(e) = zero_fill(&mut self.file, self.capacity, grown) {
+                    // Give back what the failed fill took: on a full disk it is all there was.
+                    let _ = self.file.set_len(self.capacity);
+                    return Err(e);
+                }
                 self.capacity = grown;
             }
             self.file.seek(SeekFrom::Start(self.head))?;
@@ -305,9 +338,12 @@ impl Wal {
     /// Moves the head back to `at` (0 after a checkpoint; the start of a frame to undo),
     /// zeroing the header there so that nothing from `at` on is read again.
     pub fn reset_to(&mut self, at: u64) -> Result<(), StoreError> {
+        // Only inside the zero-filled space: nothing is read past its end, and writing
+        // there would need disk space.
+        let zeros = self.capacity.saturating_sub(at).min(HEADER as u64) as usize;
         (|| {
             self.file.seek(SeekFrom::Start(at))?;
-            self.file.write_all(&[0u8; HEADER])?;
+            self.file.write_all(&[0u8; HEADER][..zeros])?;
             self.file.sync_data()
         })()
         .map_err(io(&self.path, LogAction::Reset))?;
@@ -395,8 +431,8 @@ mod tests {
         {
             let (mut wal, old) = Wal::open(&path).unwrap();
             assert!(old.is_empty());
-            wal.append(&record(1), Sync::Now).unwrap();
-            wal.append(&record(2), Sync::Now).unwrap();
+            wal.append(&record(1), Sync::Now, Room::Ordinary).unwrap();
+            wal.append(&record(2), Sync::Now, Room::Ordinary).unwrap();
         }
         // A crash in the middle of a third append.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -419,9 +455,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
         let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.append(&record(1), Sync::Now).unwrap();
+        wal.append(&record(1), Sync::Now, Room::Ordinary).unwrap();
         let first = wal.len() as usize;
-        wal.append(&record(2), Sync::Now).unwrap();
+        wal.append(&record(2), Sync::Now, Room::Ordinary).unwrap();
         drop(wal);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[first + HEADER + 3] ^= 0x40;
@@ -443,8 +479,8 @@ mod tests {
                 Some(vec![5; INITIAL_CAPACITY as usize]),
             )],
         };
-        wal.append(&big, Sync::Now).unwrap();
-        wal.append(&record(2), Sync::Now).unwrap();
+        wal.append(&big, Sync::Now, Room::Ordinary).unwrap();
+        wal.append(&record(2), Sync::Now, Room::Ordinary).unwrap();
         drop(wal);
         assert!(std::fs::metadata(&path).unwrap().len() >= 2 * INITIAL_CAPACITY);
         let (_, records) = Wal::open(&path).unwrap();
@@ -457,7 +493,8 @@ mod tests {
         let path = dir.path().join("wal");
         let (mut wal, _) = Wal::open(&path).unwrap();
         for revision in 1..=3 {
-            wal.append(&record(revision), Sync::Later).unwrap();
+            wal.append(&record(revision), Sync::Later, Room::Ordinary)
+                .unwrap();
         }
         // A checkpoint, then one new write that is shorter than the old frames.
         wal.reset_to(0).unwrap();
@@ -465,14 +502,14 @@ mod tests {
             revision: 4,
             mutations: vec![Mutation::Meta("x".into(), 1)],
         };
-        wal.append(&short, Sync::Now).unwrap();
+        wal.append(&short, Sync::Now, Room::Ordinary).unwrap();
         drop(wal);
         let (_, records) = Wal::open(&path).unwrap();
         assert_eq!(records, vec![short]);
         // An undone append is gone too.
         let (mut wal, _) = Wal::open(&path).unwrap();
         let before = wal.len();
-        wal.append(&record(5), Sync::Now).unwrap();
+        wal.append(&record(5), Sync::Now, Room::Ordinary).unwrap();
         wal.reset_to(before).unwrap();
         drop(wal);
         assert_eq!(Wal::open(&path).unwrap().1.len(), 1);

@@ -20,6 +20,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::extents::{self, ExtentId, Extents};
 use crate::record::{ChangeRecord, Inode, VolumeRecord, decode_inode, decode_volume};
+use crate::space::Space;
 use crate::staging::Content;
 use crate::tables::{
     CHANGES, CHUNKS, DIRENTS, INODES, META, META_NEXT_INO, ROOT_INO, VOLUMES, get_inode,
@@ -67,6 +68,8 @@ pub struct Writer<'t> {
     /// Every change made to the tables, for the write-ahead log.
     mutations: Vec<Mutation>,
     extents: &'t Extents,
+    /// The data filesystem's space: growth is refused on a full disk.
+    space: &'t Space,
     /// Content files this transaction no longer points at.
     freed: Vec<ExtentId>,
     /// Content files this transaction wrote into (not yet synced).
@@ -90,11 +93,24 @@ pub(crate) struct Finished {
     pub(crate) dirty: Vec<ExtentId>,
 }
 
+impl Finished {
+    /// Whether the transaction frees space (removes an inode or lets go of content): such
+    /// a write must go through on a full disk, since it is how space is won back.
+    pub(crate) fn frees(&self) -> bool {
+        !self.freed.is_empty()
+            || self
+                .mutations
+                .iter()
+                .any(|m| matches!(m, Mutation::Inode(_, None)))
+    }
+}
+
 impl<'t> Writer<'t> {
     /// Opens the tables of `txn`, with file content in `extents`.
     pub(crate) fn open(
         txn: &'t WriteTransaction,
         extents: &'t Extents,
+        space: &'t Space,
         config: &StoreConfig,
     ) -> Result<Self, StoreError> {
         let meta = txn.open_table(META)?;
@@ -112,6 +128,7 @@ impl<'t> Writer<'t> {
             events: Vec::new(),
             mutations: Vec::new(),
             extents,
+            space,
             freed: Vec::new(),
             dirty: Vec::new(),
             inline_max: config.inline_max,
@@ -225,14 +242,19 @@ impl<'t> Writer<'t> {
         Ok(ino)
     }
 
-    /// Changes `vol`'s usage by `bytes` and `files`, refusing to exceed its quota. The
-    /// default namespace has no quota and keeps no count: its writes skip this record.
+    /// Changes `vol`'s usage by `bytes` and `files`, refusing to exceed its quota, and
+    /// refusing any growth while the data filesystem is below its reserve (before a byte
+    /// is written, as every write that adds data accounts for it first). The default
+    /// namespace has no quota and keeps no count: its writes skip this record.
     pub(crate) fn account(
         &mut self,
         vol: &mut Vol,
         bytes: i64,
         files: i64,
     ) -> Result<(), StoreError> {
+        if bytes > 0 || files > 0 {
+            self.space.admit_growth()?;
+        }
         if vol.is_default() {
             return Ok(());
         }

@@ -129,6 +129,27 @@ fn load_identity(args: &Args) -> context::NodeIdentity {
     }
 }
 
+/// Creates the data directory, or closes it and everything in it to anyone but auraed
+/// (directories 0700, files 0600), whatever the umask or an older version left: stored
+/// values must never be readable by another local user. Each narrowing is logged.
+fn make_data_dir_private(dir: &std::path::Path) {
+    match aurae_core::fsutil::make_private_tree(dir) {
+        Ok(narrowed) => {
+            for n in narrowed {
+                tracing::warn!(
+                    path = %n.path.display(),
+                    was = format_args!("{:04o}", n.was),
+                    now = format_args!("{:04o}", n.now),
+                    "data directory entry was open to other users; narrowed it"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot create the data directory or make it private (0700)");
+        }
+    }
+}
+
 async fn bind_socket(args: &Args, pid1: bool) -> Result<server::socket::BoundSocket, ExitCode> {
     loop {
         match server::socket::bind(&args.sock, args.sock_group.as_deref()) {
@@ -180,12 +201,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         "connection limits"
     );
     let identity = load_identity(args);
-    if let Err(e) = aurae_core::fsutil::create_dir_with_mode(
-        &args.data_dir,
-        aurae_core::fsutil::PRIVATE_DIR_MODE,
-    ) {
-        tracing::error!(dir = %args.data_dir.display(), error = %e, "cannot create the data directory; changes will not persist");
-    }
+    make_data_dir_private(&args.data_dir);
     let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir, CAPABILITIES));
     let store = storage::StoreState::open(
         &args.data_dir,

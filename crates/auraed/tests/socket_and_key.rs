@@ -129,6 +129,8 @@ async fn a_corrupt_or_wrong_type_key_is_named_and_auraed_still_starts() {
         let layout = Layout::new();
         std::fs::create_dir_all(layout.key.parent().unwrap()).unwrap();
         std::fs::write(&layout.key, &content).unwrap();
+        // Private, so that it is refused for what it holds, not for who may read it.
+        std::fs::set_permissions(&layout.key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let daemon = Daemon::start(&layout);
         let status = plaintext_status(&layout).await.unwrap();
         assert!(status.peer_id.is_empty());

@@ -65,7 +65,11 @@ pub fn load(paths: &PkiPaths, socket: &Path) -> Mode {
         Err(e) => Mode::EmptyLoop(EmptyReason {
             missing: Vec::new(),
             reason: format!("certificate material in {dir} is unusable: {e}"),
-            fix_command: fix_command(paths.dir(), socket, Overwrite::Replace),
+            fix_command: match &e {
+                // A key others can read is fixed by closing it, not by a new CA.
+                aurae_core::tls::TlsError::KeyTooOpen(open) => open.fix_command(),
+                _ => fix_command(paths.dir(), socket, Overwrite::Replace),
+            },
         }),
     }
 }
@@ -103,17 +107,19 @@ fn shell_word(path: &Path) -> String {
     }
 }
 
-/// Identity of the material files as they are on disk: any write or rename changes it.
-type Fingerprint = Vec<Option<(u64, u64, i64, i64, u64)>>;
+/// Identity of the material files as they are on disk: any write, rename or chmod
+/// changes it.
+type Fingerprint = Vec<Option<(u64, u64, i64, i64, u64, u32)>>;
 
 fn fingerprint(paths: &PkiPaths) -> Fingerprint {
     files::SERVING
         .iter()
         .chain([&aurae_core::ledger::files::CRL])
         .map(|name| {
-            std::fs::metadata(paths.file(name))
-                .ok()
-                .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
+            std::fs::metadata(paths.file(name)).ok().map(|m| {
+                let mode = m.mode();
+                (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size(), mode)
+            })
         })
         .collect()
 }
@@ -235,5 +241,26 @@ mod tests {
         };
         assert!(why.missing.is_empty());
         assert!(why.reason.contains("server.crt"), "{}", why.reason);
+    }
+
+    #[test]
+    fn a_server_key_others_can_read_means_empty_loop_and_the_chmod() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path());
+        let names = NodeNames {
+            peer: "node1".parse().unwrap(),
+            domain: "local".parse().unwrap(),
+        };
+        pki::init_server_material(&paths, &names, Overwrite::Refuse).unwrap();
+        let before = fingerprint(&paths);
+        let key = paths.file(files::SERVER_KEY);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_ne!(fingerprint(&paths), before, "a chmod is seen");
+        let Mode::EmptyLoop(why) = load(&paths, Path::new(DEFAULT_SOCKET)) else {
+            panic!("a readable server key must mean the empty loop");
+        };
+        assert_eq!(why.fix_command, format!("chmod 600 {}", key.display()));
+        assert!(why.reason.contains("too open"), "{}", why.reason);
     }
 }

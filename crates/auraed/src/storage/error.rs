@@ -111,4 +111,23 @@ mod tests {
         assert!(status.message().contains("inode 7"), "{}", status.message());
         assert!(status.message().contains("space"), "{}", status.message());
     }
+
+    #[test]
+    fn a_full_log_or_a_refused_write_is_resource_exhausted_with_enospc() {
+        let log = StoreError::Log {
+            action: aurae_store::error::LogAction::Append,
+            path: "/data/aurae.wal".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let refused = StoreError::NoSpace {
+            dir: "/data".into(),
+            available: 0,
+            reserve: 1 << 20,
+        };
+        for e in [log, refused] {
+            let status = status(e);
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert_eq!(status.metadata().get(ERRNO_METADATA).unwrap(), "ENOSPC");
+        }
+    }
 }
