@@ -254,17 +254,41 @@ fn kernel_mount(plan: &MountPlan, fs: AuraeFs<GrpcTransport>) -> Result<Mounted,
     }
 }
 
+/// The signals that unmount, taken over from their default action (which would kill
+/// auraefs and leave a dead mount behind).
+struct UnmountSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl UnmountSignals {
+    /// Installs the handlers now, inside `runtime`: before the mount exists, so that a
+    /// SIGTERM arriving as soon as the mount appears is never a kill.
+    fn install(runtime: &tokio::runtime::Runtime) -> Option<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _inside = runtime.enter();
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Some(Self { term, int, hup }),
+            _ => {
+                tracing::warn!("cannot handle signals; unmount with `auraefs umount`");
+                None
+            }
+        }
+    }
+}
+
 /// Unmounts on SIGTERM, SIGINT or SIGHUP: normally, else lazily when busy.
-async fn unmount_on_signal(path: PathBuf) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::warn!("cannot handle signals; unmount with `auraefs umount`");
-        return;
-    };
+async fn unmount_on_signal(path: PathBuf, signals: UnmountSignals) {
+    let UnmountSignals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
@@ -327,6 +351,7 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
             "allow_other without default_permissions: every user gets the mounting user's rights; add -o default_permissions to check mode bits"
         );
     }
+    let signals = UnmountSignals::install(&runtime);
     let Mounted { session, guard } = kernel_mount(plan, fs)?;
     widen_readahead(&plan.mountpoint);
     invalidate::start(
@@ -339,7 +364,9 @@ pub fn run(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), AuraefsErr
         known,
     )
     .map_err(AuraefsError::Start)?;
-    runtime.spawn(unmount_on_signal(plan.mountpoint.clone()));
+    if let Some(signals) = signals {
+        runtime.spawn(unmount_on_signal(plan.mountpoint.clone(), signals));
+    }
     tracing::info!(
         volume = %plan.volume,
         mountpoint = %plan.mountpoint.display(),
