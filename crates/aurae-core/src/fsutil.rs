@@ -132,6 +132,22 @@ fn narrow(path: &Path, narrowed: &mut Vec<Narrowed>) -> io::Result<()> {
     Ok(())
 }
 
+/// Narrows an existing directory that others may enter or list to 0700 (its contents are
+/// left as they are); answers what was narrowed. For the PKI directory, which holds keys:
+/// the daemon and `aurae pki init` keep it private whatever made it.
+pub fn narrow_dir(dir: &Path) -> io::Result<Option<Narrowed>> {
+    let was = fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if was & 0o077 == 0 {
+        return Ok(None);
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))?;
+    Ok(Some(Narrowed {
+        path: dir.to_owned(),
+        was,
+        now: PRIVATE_DIR_MODE,
+    }))
+}
+
 /// Opens (creating it 0600 if missing) a private file for reading and writing, and narrows
 /// an existing one that others may read to 0600; answers what was narrowed. For files a
 /// library creates without a mode of its own (redb's database), so that the umask never

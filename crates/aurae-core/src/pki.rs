@@ -369,13 +369,13 @@ pub fn init_server_material(
     if overwrite == Overwrite::Refuse && ca_cert.exists() {
         return Err(PkiError::AlreadyExists { path: ca_cert });
     }
-    fsutil::create_dir_with_mode(paths.dir(), fsutil::PRIVATE_DIR_MODE).map_err(|source| {
-        PkiError::Io {
+    fsutil::create_dir_with_mode(paths.dir(), fsutil::PRIVATE_DIR_MODE)
+        .and_then(|()| fsutil::narrow_dir(paths.dir()))
+        .map_err(|source| PkiError::Io {
             action: "cannot create",
             path: paths.dir().to_owned(),
             source,
-        }
-    })?;
+        })?;
     let ca = CertificateAuthority::generate(domain)?;
     let server = ca.issue_server(Validity::days(825))?;
     // The CA first, the server certificate last: a daemon watching the directory sees

@@ -150,6 +150,22 @@ fn make_data_dir_private(dir: &std::path::Path) {
     }
 }
 
+/// Keeps an existing PKI directory 0700: it holds the server's and maybe the CA's key.
+fn make_pki_dir_private(dir: &std::path::Path) {
+    match aurae_core::fsutil::narrow_dir(dir) {
+        Ok(Some(n)) => tracing::warn!(
+            path = %n.path.display(),
+            was = format_args!("{:04o}", n.was),
+            "PKI directory was open to other users; narrowed it to 0700"
+        ),
+        Ok(None) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot make the PKI directory private (0700)")
+        }
+    }
+}
+
 async fn bind_socket(args: &Args, pid1: bool) -> Result<server::socket::BoundSocket, ExitCode> {
     loop {
         match server::socket::bind(&args.sock, args.sock_group.as_deref()) {
@@ -202,6 +218,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     );
     let identity = load_identity(args);
     make_data_dir_private(&args.data_dir);
+    make_pki_dir_private(&args.pki_dir);
     let capabilities = Arc::new(CapabilityRegistry::open(&args.data_dir, CAPABILITIES));
     let store = storage::StoreState::open(
         &args.data_dir,

@@ -174,3 +174,24 @@ async fn the_cli_refuses_a_client_key_others_can_read() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_pki_directory_open_to_others_is_narrowed_to_0700_by_auraed_and_by_pki_init() {
+    use std::os::unix::fs::PermissionsExt;
+    let layout = Layout::new();
+    std::fs::create_dir_all(&layout.pki_dir).unwrap();
+    chmod(&layout.pki_dir, 0o755);
+    let _daemon = Daemon::start_with(&layout, under_umask_000(&layout.auraed_command()));
+    let mode = || {
+        std::fs::metadata(&layout.pki_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode(), 0o700, "auraed narrows it at start");
+    chmod(&layout.pki_dir, 0o755);
+    layout.pki_init(&[]);
+    assert_eq!(mode(), 0o700, "pki init narrows it");
+    wait_serving(&layout, Duration::from_secs(5)).await;
+}
