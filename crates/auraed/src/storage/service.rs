@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use aurae_core::name::{NameError, VolumeName};
-use aurae_core::path::StorePath;
+use aurae_core::path::{StorePath, check_symlink_target};
 use aurae_proto::v0 as pb;
 use aurae_store::namespace::{self, Removal};
 use aurae_store::volumes;
@@ -265,11 +265,7 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::SymlinkResponse>, Status> {
         let request = request.into_inner();
         let path = path(&request.path)?;
-        if request.target.is_empty() || request.target.contains('\0') {
-            return Err(Status::invalid_argument(
-                "a symlink target must be non-empty and hold no NUL",
-            ));
-        }
+        check_symlink_target(&request.target).map_err(|e| status(e.into()))?;
         let (stat, revision) = self.write(namespace::symlink(path, request.target)).await?;
         Ok(Response::new(pb::SymlinkResponse {
             stat: Some(stat.into_proto()),
