@@ -318,8 +318,17 @@ impl pb::storage_server::Storage for StorageService {
         // Subscribe before reading the log: nothing committed in between is lost, and
         // what arrives twice is recognised by its revision.
         let live = store.subscribe();
+        let volume = request.volume;
+        let current = self
+            .store
+            .run(move |s| {
+                s.volume(&volume)?;
+                s.revision()
+            })
+            .await?;
         let start = match request.after_revision {
-            0 => self.store.run(|s| s.revision()).await?,
+            0 => current,
+            after if after > current => return Err(future_revision(after, current)),
             after => after,
         };
         let backlog = {
@@ -366,6 +375,15 @@ impl pb::storage_server::Storage for StorageService {
         self.write(volumes::delete(name)).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }
+}
+
+/// A Watch asked to resume after a revision the store has not reached: a client's
+/// mistake (a revision from another store, or made up), never something to wait for.
+fn future_revision(asked: u64, current: u64) -> Status {
+    Status::invalid_argument(format!(
+        "after_revision {asked} is beyond the store's current revision {current}; \
+         resume from a revision a Watch or write returned, or 0 for changes from now on"
+    ))
 }
 
 /// Sends the backlog, then live changes; re-reads the log if the live feed lagged.
