@@ -216,3 +216,78 @@ async fn storage_and_filesystem_refuse_the_same_oversized_symlink_target() {
     assert_eq!(by_path.message(), by_inode.message());
     assert!(by_path.message().contains("4096"), "{by_path:?}");
 }
+
+/// Names a terminal would obey if printed raw: a forged line, a title change and a color.
+const HOSTILE: [&str; 2] = ["/d/a\nforged line", "/d/\x1b]0;pwned\x07\x1b[31mred"];
+
+#[tokio::test]
+async fn kv_ls_and_watch_quote_names_that_would_drive_the_terminal() {
+    let (layout, _daemon) = serving_daemon().await;
+    let mut storage = admin(&layout).await.storage();
+    let before = storage
+        .put(PutRequest {
+            path: "/before".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    for path in HOSTILE {
+        let put = PutRequest {
+            path: path.into(),
+            value: b"x".to_vec(),
+            ..Default::default()
+        };
+        storage.put(put).await.unwrap();
+    }
+    let expected = [
+        "$'/d/\\x1b]0;pwned\\x07\\x1b[31mred'",
+        "$'/d/a\\nforged line'",
+    ];
+
+    let out = layout.aurae(&["kv", "ls", "/d"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text:?}");
+    for (line, name) in lines.iter().zip(expected) {
+        assert!(line.ends_with(name), "{line:?} does not end with {name:?}");
+    }
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+    // Scripts get the names as they are.
+    let out = layout.aurae(&["kv", "ls", "/d", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[1]["path"], HOSTILE[0]);
+
+    let lines = watch_lines(&layout, &["/d", "--after", &before.to_string()], 3);
+    assert!(lines[0].ends_with(" mkdir /d"), "{lines:?}");
+    assert!(lines[1].ends_with(expected[1]), "{lines:?}");
+    assert!(lines[2].ends_with(expected[0]), "{lines:?}");
+}
+
+/// The first `count` lines `aurae kv watch ARGS` prints; it is killed after.
+fn watch_lines(layout: &Layout, args: &[&str], count: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = layout
+        .aurae_command()
+        .args(["kv", "watch"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().take(count) {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let lines: Vec<String> = (0..count)
+        .map_while(|_| rx.recv_timeout(PROMPTLY).ok())
+        .collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(lines.len(), count, "kv watch printed only {lines:?}");
+    lines
+}

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::rpc_error;
 use crate::cli::ConnectArgs;
+use crate::output::shell_quote;
 
 /// `aurae kv`: the node's store by path.
 #[derive(Debug, Subcommand)]
@@ -153,7 +154,7 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
                     }
                 }
             };
-            println!("{} version {}", stat.path, stat.version);
+            println!("{} version {}", shell_quote(&stat.path), stat.version);
         }
         KvCommand::Ls { path, json } => {
             let entries = list_all(&mut storage, path).await?;
@@ -232,13 +233,11 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
                     let line = json!({"revision": event.revision, "kind": kind, "path": event.path, "to": event.to});
                     writeln!(out, "{line}")?;
                 } else if event.to.is_empty() {
-                    writeln!(out, "{} {kind} {}", event.revision, event.path)?;
+                    let path = shell_quote(&event.path);
+                    writeln!(out, "{} {kind} {path}", event.revision)?;
                 } else {
-                    writeln!(
-                        out,
-                        "{} {kind} {} -> {}",
-                        event.revision, event.path, event.to
-                    )?;
+                    let (from, to) = (shell_quote(&event.path), shell_quote(&event.to));
+                    writeln!(out, "{} {kind} {from} -> {to}", event.revision)?;
                 }
                 out.flush()?;
             }
@@ -458,11 +457,13 @@ fn ls_line(stat: &Stat) -> String {
     let target = if stat.target.is_empty() {
         String::new()
     } else {
-        format!(" -> {}", stat.target)
+        format!(" -> {}", shell_quote(&stat.target))
     };
     format!(
         "{mark}{:04o} {:>10} {}{target}",
-        stat.mode, stat.size, stat.path
+        stat.mode,
+        stat.size,
+        shell_quote(&stat.path)
     )
 }
 
