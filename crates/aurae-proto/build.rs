@@ -1,5 +1,10 @@
 //! Generates the gRPC code from `api/aurae/v0` with a vendored protoc, so that no
 //! system protoc is needed to build Aurae.
+//!
+//! Two passes: the messages and clients with tonic's own codec, then the servers alone
+//! with [`RequestCodec`](../src/codec.rs), which answers a request that does not decode
+//! with INVALID_ARGUMENT (tonic's codec says INTERNAL, on either side). A client keeps
+//! INTERNAL for a response that does not decode: that one is the server's fault.
 
 use std::path::PathBuf;
 
@@ -16,11 +21,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("cargo:rerun-if-changed={}", api.join("aurae/v0").display());
 
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .build_server(false)
+        .file_descriptor_set_path(out.join("aurae_descriptor.bin"))
+        .compile_with_config(protoc_config()?, &protos, std::slice::from_ref(&api))?;
+
+    let servers = out.join("servers");
+    std::fs::create_dir_all(&servers)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&servers)
+        .extern_path(".aurae.v0", "crate::v0")
+        .codec_path("crate::codec::RequestCodec")
+        .compile_with_config(protoc_config()?, &protos, std::slice::from_ref(&api))?;
+    Ok(())
+}
+
+fn protoc_config() -> Result<prost_build::Config, Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("aurae_descriptor.bin");
-    tonic_prost_build::configure()
-        .file_descriptor_set_path(descriptor)
-        .compile_with_config(config, &protos, &[api])?;
-    Ok(())
+    Ok(config)
 }

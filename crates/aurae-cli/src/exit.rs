@@ -6,6 +6,7 @@ use aurae_client::ClientError;
 use tonic::Code;
 
 use crate::commands::{NotFound, RpcError};
+use crate::deadline::TimedOut;
 
 /// How a run of `aurae` ended. The numbers are an interface: never renumber one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,15 +31,20 @@ pub enum ExitCode {
     /// auraed refused an argument (INVALID_ARGUMENT, OUT_OF_RANGE).
     InvalidArgument = 7,
     /// auraed cannot do it now: its empty loop, a disabled capability, or a busy or
-    /// stopping daemon (UNAVAILABLE, UNIMPLEMENTED, DEADLINE_EXCEEDED).
+    /// stopping daemon (UNAVAILABLE, UNIMPLEMENTED).
     Unavailable = 8,
     /// Out of space: a volume's quota or the disk is full (RESOURCE_EXHAUSTED).
     NoSpace = 9,
+    /// Timed out: auraed did not answer a connection within the connect timeout, or the
+    /// command within the overall timeout (DEADLINE_EXCEEDED too). Something accepts on
+    /// the socket but does not answer: unlike [`Self::Unreachable`], auraed may be there,
+    /// hung or overloaded.
+    Timeout = 10,
 }
 
 impl ExitCode {
     /// Every code, in order, for the help text.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Ok,
         Self::Failure,
         Self::Usage,
@@ -49,6 +55,7 @@ impl ExitCode {
         Self::InvalidArgument,
         Self::Unavailable,
         Self::NoSpace,
+        Self::Timeout,
     ];
 
     /// One line for `--help` and the README.
@@ -76,6 +83,9 @@ impl ExitCode {
                 "unavailable: auraed is in its empty loop, the capability is disabled, or auraed is busy"
             }
             Self::NoSpace => "out of space: the volume's quota or the disk is full",
+            Self::Timeout => {
+                "timed out: auraed did not answer within the connect timeout (--connect-timeout) or finish within the overall one (--timeout)"
+            }
         }
     }
 
@@ -88,6 +98,8 @@ impl ExitCode {
                     Some(Self::of_code(rpc.code()))
                 } else if cause.is::<NotFound>() {
                     Some(Self::NotFound)
+                } else if cause.is::<TimedOut>() {
+                    Some(Self::Timeout)
                 } else if let Some(status) = cause.downcast_ref::<tonic::Status>() {
                     Some(Self::of_code(status.code()))
                 } else {
@@ -105,7 +117,8 @@ impl ExitCode {
             Code::NotFound => Self::NotFound,
             Code::AlreadyExists | Code::Aborted | Code::FailedPrecondition => Self::Conflict,
             Code::InvalidArgument | Code::OutOfRange => Self::InvalidArgument,
-            Code::Unavailable | Code::Unimplemented | Code::DeadlineExceeded => Self::Unavailable,
+            Code::Unavailable | Code::Unimplemented => Self::Unavailable,
+            Code::DeadlineExceeded => Self::Timeout,
             Code::ResourceExhausted => Self::NoSpace,
             Code::Cancelled | Code::Unknown | Code::Internal | Code::DataLoss => Self::Failure,
         }
@@ -119,6 +132,7 @@ impl ExitCode {
             | ClientError::Handshake { .. }
             | ClientError::NoIdentity { .. } => Self::PermissionDenied,
             ClientError::EmptyLoop { .. } => Self::Unavailable,
+            ClientError::ConnectTimeout { .. } => Self::Timeout,
             ClientError::Config(_) | ClientError::Tls(_) => Self::Failure,
         }
     }
@@ -149,6 +163,7 @@ mod tests {
             assert_eq!(*code as usize, n);
         }
         assert!(help().contains("\n  9  out of space"));
+        assert!(help().contains("\n  10 timed out"));
     }
 
     #[test]
@@ -168,6 +183,7 @@ mod tests {
         assert_eq!(code(Code::Unimplemented), ExitCode::Unavailable);
         assert_eq!(code(Code::ResourceExhausted), ExitCode::NoSpace);
         assert_eq!(code(Code::Internal), ExitCode::Failure);
+        assert_eq!(code(Code::DeadlineExceeded), ExitCode::Timeout);
     }
 
     #[test]
@@ -196,5 +212,14 @@ mod tests {
             fix_command: String::new(),
         };
         assert_eq!(ExitCode::of_client(&empty), ExitCode::Unavailable);
+        let hung = ClientError::ConnectTimeout {
+            socket: "/run/x.sock".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(ExitCode::of_client(&hung), ExitCode::Timeout);
+        let slow = anyhow::Error::new(TimedOut {
+            after: std::time::Duration::from_secs(1),
+        });
+        assert_eq!(ExitCode::of(&slow), ExitCode::Timeout);
     }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod deadline;
 mod exit;
 mod output;
 mod size;

@@ -232,3 +232,127 @@ fn a_config_error_says_its_cause_once() {
     let cause = std::io::Error::from_raw_os_error(21).to_string();
     assert_eq!(stderr.matches(&cause).count(), 1, "{stderr}");
 }
+
+/// A socket that accepts every connection and never says a word: a hung auraed, or
+/// another program on auraed's socket. It holds what it accepted until the test ends.
+fn silent_socket(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    path
+}
+
+/// Runs `aurae` with `args` and says how long it took.
+fn timed(home: &Path, args: &[&str]) -> (Output, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let out = aurae(home, args);
+    (out, start.elapsed())
+}
+
+/// Writes a client identity into `home`'s config (`aurae pki init` against a socket that
+/// does not exist, so that it does not wait for a daemon to pick the material up).
+fn client_identity(home: &Path) {
+    let out = aurae(
+        home,
+        &[
+            "--sock",
+            home.join("absent.sock").to_str().unwrap(),
+            "pki",
+            "init",
+            "--pki-dir",
+            home.join("pki").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_socket_that_never_answers_fails_at_the_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = silent_socket(dir.path());
+    let sock = sock.to_str().unwrap();
+    // No identity: status probes the empty loop in plaintext.
+    let (out, took) = timed(
+        dir.path(),
+        &["status", "--sock", sock, "--connect-timeout", "1"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains("connect timeout (1s)"), "{stderr}");
+    assert!(stderr.contains("--connect-timeout"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+
+    // With an identity: the TLS handshake is never answered.
+    client_identity(dir.path());
+    for args in [
+        &["status", "--sock", sock, "--connect-timeout", "1"][..],
+        &["kv", "ls", "/", "--sock", sock, "--connect-timeout", "0.5"][..],
+    ] {
+        let (out, took) = timed(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(10), "{args:?}: {stderr}");
+        assert!(stderr.contains("connect timeout"), "{args:?}: {stderr}");
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "{args:?} took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn the_client_config_sets_the_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = silent_socket(dir.path());
+    client_identity(dir.path());
+    let config = dir.path().join(".aurae/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}connect_timeout = 0.5\n")).unwrap();
+    let (out, took) = timed(
+        dir.path(),
+        &["volume", "list", "--sock", sock.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains("connect timeout (0.5s)"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn the_overall_timeout_bounds_a_command_whose_connection_has_no_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = silent_socket(dir.path());
+    client_identity(dir.path());
+    let (out, took) = timed(
+        dir.path(),
+        &[
+            "kv",
+            "stat",
+            "/x",
+            "--sock",
+            sock.to_str().unwrap(),
+            "--connect-timeout",
+            "0",
+            "--timeout",
+            "1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains("overall timeout (1s)"), "{stderr}");
+    assert!(stderr.contains("--timeout"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn a_timeout_that_is_no_number_of_seconds_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = aurae(dir.path(), &["status", "--timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("number of seconds"), "{stderr}");
+}

@@ -3,6 +3,7 @@
 //! `aurae`, `auraefs` and the tools to come.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -26,6 +27,23 @@ pub struct ConnectArgs {
     /// Client private key.
     #[arg(long, global = true, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Seconds to wait for auraed to answer a connection; 0: no limit [default: from the
+    /// config, else 10].
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub connect_timeout: Option<Duration>,
+    /// Seconds the command's calls may take in all; 0: no limit. Streams (kv watch, large
+    /// kv get and put) are not bounded unless this flag is given [default: from the
+    /// config, else 60].
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: Option<Duration>,
+}
+
+/// A number of seconds, whole or not (`10`, `0.5`).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("'{text}' is not a number of seconds such as 10 or 0.5"))
 }
 
 impl ConnectArgs {
@@ -37,6 +55,8 @@ impl ConnectArgs {
             ca_cert: self.ca.clone(),
             client_cert: self.cert.clone(),
             client_key: self.key.clone(),
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod cli;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aurae_core::config::{self, ClientConfig, ConfigError};
 use aurae_core::pki::SERVER_NAME;
@@ -80,6 +81,18 @@ pub enum ClientError {
         /// What the handshake said.
         reason: String,
     },
+    /// Connecting took longer than the connect timeout: something accepts connections on
+    /// the socket but does not answer them (a hung auraed, or another program).
+    #[error(
+        "auraed at {socket} did not answer within the connect timeout ({}s): the socket accepts connections but nothing answers on it (is auraed hung, or is another program listening there?); wait longer with --connect-timeout SECONDS or connect_timeout in the client config",
+        after.as_secs_f64()
+    )]
+    ConnectTimeout {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The connect timeout that expired.
+        after: Duration,
+    },
     /// No client identity is configured but the call needs one.
     #[error(
         "no client certificate configured: run `aurae pki init` (writes {config}) or pass --config / --cert / --key / --ca"
@@ -114,6 +127,43 @@ pub struct ConnectOptions {
     pub client_cert: Option<PathBuf>,
     /// `--key`.
     pub client_key: Option<PathBuf>,
+    /// `--connect-timeout` (zero: no limit).
+    pub connect_timeout: Option<Duration>,
+    /// `--timeout` (zero: no limit).
+    pub timeout: Option<Duration>,
+}
+
+/// How long a client waits for auraed; `None` is no limit. Flags override the client
+/// config, which overrides the defaults ([`Timeouts::default`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For a connection to be answered: the socket, the TLS handshake, and for `aurae
+    /// status` the empty-loop probe. A socket that accepts but never answers fails here.
+    pub connect: Option<Duration>,
+    /// For a command's calls in all. Streams of data (Watch, large reads and writes) are
+    /// not bounded by it: they last as long as there is data, or as long as asked.
+    pub call: Option<Duration>,
+}
+
+/// Default [`Timeouts::connect`]: auraed answers a local connection in milliseconds,
+/// even under load; ten seconds is a hung daemon, not a busy one.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`Timeouts::call`]: a generous bound on calls that take milliseconds, so that
+/// a recursive removal of a large tree still fits, and a stuck call still ends.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Some(DEFAULT_CONNECT_TIMEOUT),
+            call: Some(DEFAULT_CALL_TIMEOUT),
+        }
+    }
+}
+
+/// A zero duration means no limit.
+fn limit(duration: Duration) -> Option<Duration> {
+    (!duration.is_zero()).then_some(duration)
 }
 
 /// The socket and identity to use, after flags, environment and config file.
@@ -125,9 +175,27 @@ pub struct Target {
     pub identity: Option<Identity>,
     /// The config file consulted.
     pub config_path: String,
+    /// How long to wait for auraed.
+    pub timeouts: Timeouts,
 }
 
 impl ConnectOptions {
+    /// The timeouts the flags say, over those of `file`, over the defaults.
+    pub fn timeouts(&self, file: Option<&ClientConfig>) -> Timeouts {
+        let defaults = Timeouts::default();
+        let pick = |flag: Option<Duration>, from_file: Option<Duration>, default| {
+            flag.or(from_file).map_or(default, limit)
+        };
+        Timeouts {
+            connect: pick(
+                self.connect_timeout,
+                file.and_then(|f| f.connect_timeout),
+                defaults.connect,
+            ),
+            call: pick(self.timeout, file.and_then(|f| f.timeout), defaults.call),
+        }
+    }
+
     /// Resolves flags over the config file over the defaults.
     pub fn resolve(&self) -> Result<Target, ClientError> {
         let config_path = match &self.config {
@@ -165,6 +233,7 @@ impl ConnectOptions {
             config_path: config_path
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "~/.aurae/config.toml".to_owned()),
+            timeouts: self.timeouts(file.as_ref()),
         })
     }
 }
@@ -229,8 +298,37 @@ fn closed_part(socket: &Path) -> &'static str {
     }
 }
 
-/// Opens a plaintext channel: only the empty loop answers on it.
+/// Runs `connecting` within the connect timeout `limit` (`None`: no limit).
+async fn within<T>(
+    socket: &Path,
+    limit: Option<Duration>,
+    connecting: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    let Some(limit) = limit else {
+        return connecting.await;
+    };
+    tokio::time::timeout(limit, connecting)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::ConnectTimeout {
+                socket: socket.to_owned(),
+                after: limit,
+            })
+        })
+}
+
+/// Opens a plaintext channel: only the empty loop answers on it. Bounded by
+/// [`DEFAULT_CONNECT_TIMEOUT`].
 pub async fn connect_plaintext(socket: &Path) -> Result<Channel, ClientError> {
+    within(
+        socket,
+        Some(DEFAULT_CONNECT_TIMEOUT),
+        dial_plaintext(socket),
+    )
+    .await
+}
+
+async fn dial_plaintext(socket: &Path) -> Result<Channel, ClientError> {
     let path = socket.to_owned();
     endpoint()
         .connect_with_connector(service_fn(move |_: Uri| {
@@ -246,18 +344,40 @@ pub async fn connect_plaintext(socket: &Path) -> Result<Channel, ClientError> {
         .map_err(|e| dial_error(socket, &e))
 }
 
-/// Opens a mutual-TLS channel with `identity`.
+/// Opens a mutual-TLS channel with `identity`, bounded by [`DEFAULT_CONNECT_TIMEOUT`].
 pub async fn connect_mtls(socket: &Path, identity: &Identity) -> Result<Channel, ClientError> {
+    within(
+        socket,
+        Some(DEFAULT_CONNECT_TIMEOUT),
+        dial_mtls(socket, identity),
+    )
+    .await
+}
+
+async fn dial_mtls(socket: &Path, identity: &Identity) -> Result<Channel, ClientError> {
     let config = tls::client_config(
         &identity.ca_cert,
         &identity.client_cert,
         &identity.client_key,
     )?;
-    connect_with_config(socket, config).await
+    dial_with_config(socket, config).await
 }
 
-/// Opens a mutual-TLS channel with a ready rustls configuration.
+/// Opens a mutual-TLS channel with a ready rustls configuration, bounded by
+/// [`DEFAULT_CONNECT_TIMEOUT`].
 pub async fn connect_with_config(
+    socket: &Path,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Channel, ClientError> {
+    within(
+        socket,
+        Some(DEFAULT_CONNECT_TIMEOUT),
+        dial_with_config(socket, config),
+    )
+    .await
+}
+
+async fn dial_with_config(
     socket: &Path,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Channel, ClientError> {
@@ -306,9 +426,9 @@ pub struct AuraeClient {
 }
 
 impl AuraeClient {
-    /// Connects with mutual TLS using the resolved target's identity. A refused handshake
-    /// is told apart from a daemon in its empty loop (which speaks no TLS at all), so that
-    /// the caller hears what is really wrong.
+    /// Connects with mutual TLS using the resolved target's identity, within its connect
+    /// timeout. A refused handshake is told apart from a daemon in its empty loop (which
+    /// speaks no TLS at all), so that the caller hears what is really wrong.
     pub async fn connect(target: &Target) -> Result<Self, ClientError> {
         let identity = target
             .identity
@@ -316,11 +436,10 @@ impl AuraeClient {
             .ok_or_else(|| ClientError::NoIdentity {
                 config: target.config_path.clone(),
             })?;
-        match connect_mtls(&target.socket, identity).await {
+        let socket = &target.socket;
+        match within(socket, target.timeouts.connect, dial_mtls(socket, identity)).await {
             Ok(channel) => Ok(Self::from_channel(channel)),
-            Err(e @ ClientError::Handshake { .. }) => {
-                Err(empty_loop(&target.socket).await.unwrap_or(e))
-            }
+            Err(e @ ClientError::Handshake { .. }) => Err(empty_loop(socket).await.unwrap_or(e)),
             Err(e) => Err(e),
         }
     }
@@ -398,11 +517,16 @@ pub enum Reached {
 }
 
 /// Connects the way that works now: mTLS if an identity is configured and the daemon
-/// serves, else plaintext to the empty loop. For `aurae status`, which must explain an
-/// empty loop as well as report on a serving daemon.
+/// serves, else plaintext to the empty loop, all within the target's connect timeout.
+/// For `aurae status`, which must explain an empty loop as well as report on a serving
+/// daemon.
 pub async fn connect_any(target: &Target) -> Result<(AuraeClient, Reached), ClientError> {
+    within(&target.socket, target.timeouts.connect, dial_any(target)).await
+}
+
+async fn dial_any(target: &Target) -> Result<(AuraeClient, Reached), ClientError> {
     let tls_error = match &target.identity {
-        Some(identity) => match connect_mtls(&target.socket, identity).await {
+        Some(identity) => match dial_mtls(&target.socket, identity).await {
             Ok(channel) => return Ok((AuraeClient::from_channel(channel), Reached::MutualTls)),
             Err(e @ (ClientError::Unreachable { .. } | ClientError::PermissionDenied { .. })) => {
                 return Err(e);
@@ -411,7 +535,7 @@ pub async fn connect_any(target: &Target) -> Result<(AuraeClient, Reached), Clie
         },
         None => None,
     };
-    let channel = connect_plaintext(&target.socket).await?;
+    let channel = dial_plaintext(&target.socket).await?;
     let client = AuraeClient::from_channel(channel);
     // A serving daemon drops plaintext connections at its TLS handshake: probe once.
     match client

@@ -4,6 +4,7 @@
 //! variables override it; this module only reads and writes the file.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +43,7 @@ pub enum ConfigError {
     NoHome,
 }
 
-/// Socket and identity of a client.
+/// Socket, identity and patience of a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
@@ -54,6 +55,38 @@ pub struct ClientConfig {
     pub client_cert: PathBuf,
     /// This client's private key.
     pub client_key: PathBuf,
+    /// How long to wait for auraed to answer a new connection, in seconds (`0`: no
+    /// limit); absent, the client's default. `--connect-timeout` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "seconds")]
+    pub connect_timeout: Option<Duration>,
+    /// How long a command's calls may take in all, in seconds (`0`: no limit); streams
+    /// (watching, large transfers) are not bounded by it. Absent, the client's default.
+    /// `--timeout` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "seconds")]
+    pub timeout: Option<Duration>,
+}
+
+/// Durations written as a number of seconds (`30`, `2.5`), as people write them in a
+/// config file.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) if duration.subsec_nanos() == 0 => s.serialize_u64(duration.as_secs()),
+            Some(duration) => s.serialize_f64(duration.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs)
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("{secs} is not a number of seconds (0 or more)")))
+    }
 }
 
 /// `$HOME/.aurae`, where `aurae pki init` puts the admin's client material.
@@ -124,9 +157,28 @@ mod tests {
             ca_cert: "/a/ca.crt".into(),
             client_cert: "/a/admin.crt".into(),
             client_key: "/a/admin.key".into(),
+            connect_timeout: None,
+            timeout: Some(Duration::from_millis(2500)),
         };
         config.save(&path).unwrap();
+        assert!(
+            !std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("connect_timeout")
+        );
         assert_eq!(ClientConfig::load(&path).unwrap(), Some(config));
+        let old = "socket = \"/s\"\nca_cert = \"/c\"\nclient_cert = \"/t\"\nclient_key = \"/k\"\n";
+        std::fs::write(&path, format!("{old}connect_timeout = 3\ntimeout = 0.5\n")).unwrap();
+        let loaded = ClientConfig::load(&path).unwrap().unwrap();
+        assert_eq!(loaded.connect_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(loaded.timeout, Some(Duration::from_millis(500)));
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(ClientConfig::load(&path).unwrap().unwrap().timeout, None);
+        std::fs::write(&path, format!("{old}timeout = -1\n")).unwrap();
+        assert!(matches!(
+            ClientConfig::load(&path),
+            Err(ConfigError::Parse { .. })
+        ));
         std::fs::write(&path, "socket = 3").unwrap();
         assert!(matches!(
             ClientConfig::load(&path),

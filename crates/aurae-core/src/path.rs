@@ -30,6 +30,32 @@ pub enum PathError {
     /// A component is longer than NAME_MAX.
     #[error("name '{0}…' is longer than {MAX_NAME_LEN} bytes")]
     NameTooLong(String),
+    /// A symlink's target is empty.
+    #[error("a symlink target must not be empty")]
+    EmptyTarget,
+    /// A symlink's target holds a NUL byte.
+    #[error("a symlink target holds a NUL byte")]
+    TargetNul,
+    /// A symlink's target is longer than PATH_MAX, which no filesystem could read back.
+    #[error("symlink target is {0} bytes long; the limit is {MAX_PATH_LEN}")]
+    TargetTooLong(usize),
+}
+
+/// Checks a symlink's target: 1 to [`MAX_PATH_LEN`] bytes without NUL, as symlink(2)
+/// takes. It is any text otherwise (relative, dangling): the store never follows it.
+/// The one rule for every API that makes symlinks, so that what Storage accepts a FUSE
+/// mount can show.
+pub fn check_symlink_target(target: &str) -> Result<(), PathError> {
+    if target.is_empty() {
+        return Err(PathError::EmptyTarget);
+    }
+    if target.contains('\0') {
+        return Err(PathError::TargetNul);
+    }
+    if target.len() > MAX_PATH_LEN {
+        return Err(PathError::TargetTooLong(target.len()));
+    }
+    Ok(())
 }
 
 /// An absolute, normalized store path; the root is `/`.
@@ -151,6 +177,24 @@ mod tests {
         );
         assert!(format!("/{}", "a".repeat(255)).parse::<StorePath>().is_ok());
         assert!("/a".repeat(2049).parse::<StorePath>().is_err());
+    }
+
+    #[test]
+    fn symlink_targets_are_one_to_path_max_bytes_without_nul() {
+        assert_eq!(check_symlink_target(""), Err(PathError::EmptyTarget));
+        assert_eq!(check_symlink_target("a\0b"), Err(PathError::TargetNul));
+        assert_eq!(
+            check_symlink_target(&"a".repeat(MAX_PATH_LEN + 1)),
+            Err(PathError::TargetTooLong(MAX_PATH_LEN + 1))
+        );
+        for good in [
+            "../relative",
+            "/abs",
+            "dangling/..",
+            &"a".repeat(MAX_PATH_LEN),
+        ] {
+            assert_eq!(check_symlink_target(good), Ok(()), "{good:?}");
+        }
     }
 
     #[test]

@@ -345,7 +345,9 @@ impl StoreError {
             Self::NotADirectory(_) => "ENOTDIR",
             Self::IsADirectory(_) => "EISDIR",
             Self::NotEmpty(_) => "ENOTEMPTY",
-            Self::Path(PathError::NameTooLong(_) | PathError::TooLong(_)) => "ENAMETOOLONG",
+            Self::Path(
+                PathError::NameTooLong(_) | PathError::TooLong(_) | PathError::TargetTooLong(_),
+            ) => "ENAMETOOLONG",
             Self::Path(_) | Self::InvalidMove { .. } => "EINVAL",
             Self::VersionMismatch { .. } => "ESTALE",
             _ if self.os_error() == Some(libc::ENOSPC) => "ENOSPC",

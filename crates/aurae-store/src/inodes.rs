@@ -6,6 +6,7 @@
 //! does not exist for it. Names arrive as single directory entry names, checked with
 //! [`crate::check_name`]; nothing here resolves paths.
 
+use aurae_core::path::check_symlink_target;
 use redb::ReadableDatabase;
 
 use crate::Store;
@@ -197,7 +198,8 @@ pub fn make_node(
     })
 }
 
-/// Creates symlink `name` to `target` in directory `parent`, owned by `uid`:`gid`.
+/// Creates symlink `name` to `target` in directory `parent`, owned by `uid`:`gid`; the
+/// target must pass [`check_symlink_target`].
 pub fn make_symlink(
     volume: &str,
     parent: u64,
@@ -207,6 +209,7 @@ pub fn make_symlink(
     gid: u32,
 ) -> impl FnMut(&mut Writer<'_>) -> Result<Stat, StoreError> + Send + 'static {
     in_volume(volume, move |w, vol| {
+        check_symlink_target(&target)?;
         let mut inode = w.fresh(vol, EntryKind::Symlink, 0o777);
         inode.uid = uid;
         inode.gid = gid;

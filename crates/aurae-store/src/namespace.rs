@@ -6,7 +6,7 @@
 //! followed through symlinks: a symlink is an entry like any other. Nothing here reaches
 //! into a volume other than the default one.
 
-use aurae_core::path::StorePath;
+use aurae_core::path::{StorePath, check_symlink_target};
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::Store;
@@ -288,12 +288,13 @@ pub fn mkdir(
 }
 
 /// Creates symlink `path` to `target` (stored as given, never followed here); its parent
-/// must exist.
+/// must exist and the target must pass [`check_symlink_target`].
 pub fn symlink(
     path: StorePath,
     target: String,
 ) -> impl FnMut(&mut Writer<'_>) -> Result<Stat, StoreError> + Send + 'static {
     move |w| {
+        check_symlink_target(&target)?;
         let path = &path;
         let mut vol = w.volume(DEFAULT_VOLUME)?;
         let parent = parent_dir(w, &mut vol, path, Parents::MustExist)?;

@@ -1,6 +1,6 @@
 //! Unit tests of the namespace semantics, on a real database in a temporary directory.
 
-use aurae_core::path::StorePath;
+use aurae_core::path::{PathError, StorePath};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -517,6 +517,50 @@ async fn changes_are_logged_by_revision_and_prefix() {
         .changes_after(start, &WatchFilter::new("", p("/b/two")))
         .unwrap();
     assert_eq!(deep.last().unwrap().kind, ChangeKind::Remove);
+}
+
+#[tokio::test]
+async fn changes_after_the_last_possible_revision_are_none() {
+    let (_dir, store) = store();
+    put(&store, "/a", b"1").await;
+    let (changes, last) = store.changes_after(u64::MAX, &all()).unwrap();
+    assert!(changes.is_empty());
+    assert_eq!(last, u64::MAX);
+}
+
+#[tokio::test]
+async fn symlink_targets_longer_than_path_max_are_refused_by_path_and_by_inode() {
+    let (_dir, store) = store();
+    let long = "t".repeat(aurae_core::path::MAX_PATH_LEN + 1);
+    let by_path = namespace::symlink(p("/long"), long.clone());
+    let refused = store.write(Durability::Durable, by_path).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Path(PathError::TargetTooLong(4097))),
+        "{refused:?}"
+    );
+    assert_eq!(refused.errno(), "ENAMETOOLONG");
+    let by_inode = inodes::make_symlink("", ROOT_INO, "long".into(), long, 0, 0);
+    let refused = store
+        .write(Durability::Durable, by_inode)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        refused,
+        StoreError::Path(PathError::TargetTooLong(4097))
+    ));
+    let empty = namespace::symlink(p("/empty"), String::new());
+    let refused = store.write(Durability::Durable, empty).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Path(PathError::EmptyTarget)));
+    let longest = "t".repeat(aurae_core::path::MAX_PATH_LEN);
+    let stat = store
+        .write(
+            Durability::Durable,
+            namespace::symlink(p("/longest"), longest),
+        )
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(stat.size, 4096);
 }
 
 #[tokio::test]

@@ -79,11 +79,15 @@ impl Store {
         revision: u64,
         filter: &WatchFilter,
     ) -> Result<(Vec<Change>, u64), StoreError> {
+        // No revision follows u64::MAX: nothing was logged after it.
+        let Some(next) = revision.checked_add(1) else {
+            return Ok((Vec::new(), revision));
+        };
         let txn = self.db.begin_read()?;
         let changes = txn.open_table(CHANGES)?;
         let oldest = changes.first()?.map(|(k, _)| k.value());
         if let Some(oldest) = oldest
-            && revision + 1 < oldest
+            && next < oldest
         {
             return Err(StoreError::Compacted {
                 asked: revision,
@@ -92,7 +96,7 @@ impl Store {
         }
         let mut kept = Vec::new();
         let mut last = revision;
-        for entry in changes.range(revision + 1..)? {
+        for entry in changes.range(next..)? {
             let (rev, log) = entry?;
             last = rev.value();
             let mut bytes = log.value();

@@ -68,6 +68,7 @@ impl MountPlan {
             ca_cert: from_options.ca_cert.or(connect.ca_cert),
             client_cert: from_options.client_cert.or(connect.client_cert),
             client_key: from_options.client_key.or(connect.client_key),
+            ..connect
         };
         Ok(Self {
             volume,

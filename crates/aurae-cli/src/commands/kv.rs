@@ -2,6 +2,7 @@
 
 use std::io::{IsTerminal, Read, Seek, Write};
 use std::os::fd::AsFd;
+use std::time::Duration;
 
 use aurae_client::AuraeClient;
 use aurae_proto::v0::{
@@ -14,6 +15,8 @@ use serde_json::json;
 
 use super::rpc_error;
 use crate::cli::ConnectArgs;
+use crate::deadline::within;
+use crate::output::shell_quote;
 
 /// `aurae kv`: the node's store by path.
 #[derive(Debug, Subcommand)]
@@ -97,6 +100,18 @@ pub enum KvCommand {
     },
 }
 
+impl KvCommand {
+    /// Whether the command may stream data for as long as there is some: `get` (a large
+    /// value is read in pieces), `put` from standard input (written in pieces) and
+    /// `watch`. The overall deadline then bounds their calls one by one, not the stream.
+    pub fn streams(&self) -> bool {
+        matches!(
+            self,
+            Self::Get { json: false, .. } | Self::Put { value: None, .. } | Self::Watch { .. }
+        )
+    }
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
@@ -105,11 +120,14 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 }
 
 pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()> {
-    let client = AuraeClient::connect(&connect.options().resolve()?).await?;
+    let target = connect.options().resolve()?;
+    let client = AuraeClient::connect(&target).await?;
     let mut storage = client.storage();
+    // Bounds each call of a streaming command; the others are bounded as a whole.
+    let call = target.timeouts.call;
     match command {
         KvCommand::Get { path, json } if !json => {
-            stream_out(&client, &mut storage, path).await?;
+            stream_out(&client, &mut storage, path, call).await?;
         }
         KvCommand::Get { path, json } => {
             let reply = storage
@@ -145,7 +163,7 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
                     let stdin = std::io::stdin();
                     let size = remaining_size(&stdin);
                     match read_head(stdin)? {
-                        (head, None) => put_whole(&mut storage, header, head).await?,
+                        (head, None) => within(call, put_whole(&mut storage, header, head)).await?,
                         (head, Some(rest)) => {
                             let header = PutHeader { size, ..header };
                             put_streamed(&mut storage, header, head, rest).await?
@@ -153,7 +171,7 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
                     }
                 }
             };
-            println!("{} version {}", stat.path, stat.version);
+            println!("{} version {}", shell_quote(&stat.path), stat.version);
         }
         KvCommand::Ls { path, json } => {
             let entries = list_all(&mut storage, path).await?;
@@ -232,13 +250,11 @@ pub async fn run(connect: &ConnectArgs, command: KvCommand) -> anyhow::Result<()
                     let line = json!({"revision": event.revision, "kind": kind, "path": event.path, "to": event.to});
                     writeln!(out, "{line}")?;
                 } else if event.to.is_empty() {
-                    writeln!(out, "{} {kind} {}", event.revision, event.path)?;
+                    let path = shell_quote(&event.path);
+                    writeln!(out, "{} {kind} {path}", event.revision)?;
                 } else {
-                    writeln!(
-                        out,
-                        "{} {kind} {} -> {}",
-                        event.revision, event.path, event.to
-                    )?;
+                    let (from, to) = (shell_quote(&event.path), shell_quote(&event.to));
+                    writeln!(out, "{} {kind} {from} -> {to}", event.revision)?;
                 }
                 out.flush()?;
             }
@@ -377,21 +393,25 @@ async fn put_streamed(
 }
 
 /// Writes a file's value to stdout, streaming large ones in chunks.
+/// Its calls are bounded by `call` one by one; the stream of a large value is not.
 async fn stream_out(
     client: &AuraeClient,
     storage: &mut Storage,
     path: String,
+    call: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let stat = storage
-        .stat(StatRequest { path: path.clone() })
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .stat
-        .unwrap_or_default();
+    let request = StatRequest { path: path.clone() };
+    let stat = within(call, async {
+        storage.stat(request).await.map_err(rpc_error)
+    })
+    .await?
+    .into_inner()
+    .stat
+    .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if stat.kind != EntryKind::File as i32 || stat.size <= STREAM_ABOVE as u64 {
-        let reply = storage.get(GetRequest { path }).await.map_err(rpc_error)?;
+        let get = storage.get(GetRequest { path });
+        let reply = within(call, async { get.await.map_err(rpc_error) }).await?;
         out.write_all(&reply.into_inner().value)?;
         return Ok(());
     }
@@ -458,11 +478,13 @@ fn ls_line(stat: &Stat) -> String {
     let target = if stat.target.is_empty() {
         String::new()
     } else {
-        format!(" -> {}", stat.target)
+        format!(" -> {}", shell_quote(&stat.target))
     };
     format!(
         "{mark}{:04o} {:>10} {}{target}",
-        stat.mode, stat.size, stat.path
+        stat.mode,
+        stat.size,
+        shell_quote(&stat.path)
     )
 }
 

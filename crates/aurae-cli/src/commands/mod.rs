@@ -1,7 +1,7 @@
 //! One module per command group; each turns flags into calls and prints for people or `--json`.
 
 mod capabilities;
-mod kv;
+pub mod kv;
 mod pki;
 mod status;
 mod volume;
@@ -44,8 +44,13 @@ pub enum Command {
     },
 }
 
-/// Runs the parsed command line.
+/// Runs the parsed command line within its deadline ([`crate::deadline::of`]).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let limit = crate::deadline::of(&cli.connect.options(), &cli.command);
+    crate::deadline::within(limit, dispatch(cli)).await
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Status { json } => status::run(&cli.connect, json).await,
         Command::Pki(command) => pki::run(&cli.connect, command).await,

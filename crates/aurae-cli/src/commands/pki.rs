@@ -158,11 +158,14 @@ async fn init(
         Some(path) => path.clone(),
         None => dir.join("config.toml"),
     };
+    let previous = ClientConfig::load(&config_path).ok().flatten();
     let config = ClientConfig {
         socket: socket_to_record(connect, &config_path),
         ca_cert: ca_copy,
         client_cert: cert,
         client_key: key,
+        connect_timeout: previous.as_ref().and_then(|c| c.connect_timeout),
+        timeout: previous.and_then(|c| c.timeout),
     };
     config.save(&config_path)?;
     println!("issued admin certificate for {admin} in {}", dir.display());
@@ -172,6 +175,7 @@ async fn init(
         config.socket.display()
     );
     let target = Target {
+        timeouts: connect.options().timeouts(Some(&config)),
         socket: config.socket.clone(),
         identity: Some(Identity {
             ca_cert: config.ca_cert,

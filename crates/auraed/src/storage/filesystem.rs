@@ -10,6 +10,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use aurae_core::path::check_symlink_target;
 use aurae_proto::v0 as pb;
 use aurae_store::inodes::{self, Move, Unlinked};
 use aurae_store::{
@@ -169,11 +170,7 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
     ) -> Result<Response<pb::Attr>, Status> {
         let r = request.into_inner();
         name(&r.name)?;
-        if r.target.is_empty() || r.target.contains('\0') || r.target.len() > 4096 {
-            return Err(Status::invalid_argument(
-                "a symlink target must be 1 to 4096 bytes without NUL",
-            ));
-        }
+        check_symlink_target(&r.target).map_err(|e| status(e.into()))?;
         let op = inodes::make_symlink(&r.volume, r.parent, r.name, r.target, r.uid, r.gid);
         let (stat, _) = self.small(op).await?;
         Ok(attr(stat))

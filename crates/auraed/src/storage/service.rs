@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use aurae_core::name::{NameError, VolumeName};
-use aurae_core::path::StorePath;
+use aurae_core::path::{StorePath, check_symlink_target};
 use aurae_proto::v0 as pb;
 use aurae_store::namespace::{self, Removal};
 use aurae_store::volumes;
@@ -265,11 +265,7 @@ impl pb::storage_server::Storage for StorageService {
     ) -> Result<Response<pb::SymlinkResponse>, Status> {
         let request = request.into_inner();
         let path = path(&request.path)?;
-        if request.target.is_empty() || request.target.contains('\0') {
-            return Err(Status::invalid_argument(
-                "a symlink target must be non-empty and hold no NUL",
-            ));
-        }
+        check_symlink_target(&request.target).map_err(|e| status(e.into()))?;
         let (stat, revision) = self.write(namespace::symlink(path, request.target)).await?;
         Ok(Response::new(pb::SymlinkResponse {
             stat: Some(stat.into_proto()),
@@ -322,8 +318,17 @@ impl pb::storage_server::Storage for StorageService {
         // Subscribe before reading the log: nothing committed in between is lost, and
         // what arrives twice is recognised by its revision.
         let live = store.subscribe();
+        let volume = request.volume;
+        let current = self
+            .store
+            .run(move |s| {
+                s.volume(&volume)?;
+                s.revision()
+            })
+            .await?;
         let start = match request.after_revision {
-            0 => self.store.run(|s| s.revision()).await?,
+            0 => current,
+            after if after > current => return Err(future_revision(after, current)),
             after => after,
         };
         let backlog = {
@@ -370,6 +375,15 @@ impl pb::storage_server::Storage for StorageService {
         self.write(volumes::delete(name)).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }
+}
+
+/// A Watch asked to resume after a revision the store has not reached: a client's
+/// mistake (a revision from another store, or made up), never something to wait for.
+fn future_revision(asked: u64, current: u64) -> Status {
+    Status::invalid_argument(format!(
+        "after_revision {asked} is beyond the store's current revision {current}; \
+         resume from a revision a Watch or write returned, or 0 for changes from now on"
+    ))
 }
 
 /// Sends the backlog, then live changes; re-reads the log if the live feed lagged.
