@@ -28,17 +28,8 @@ pub fn setup() -> Setup {
         peer: "bench".parse().unwrap(),
         domain: "local".parse().unwrap(),
     };
-    let ca = pki::init_server_material(&paths, &names, Overwrite::Refuse).expect("pki");
-    let admin_principal: Principal = "admin@bench@local".parse().unwrap();
-    let admin = Identity {
-        ca_cert: paths.file("ca.crt"),
-        client_cert: root.join("admin.crt"),
-        client_key: root.join("admin.key"),
-    };
-    ca.issue_client(&admin_principal, Validity::days(1))
-        .unwrap()
-        .write(&admin.client_cert, &admin.client_key)
-        .unwrap();
+    pki::init_server_material(&paths, &names, Overwrite::Refuse).expect("pki");
+    let admin = issue(&root, "admin@bench@local", "admin");
     Setup {
         _dir: dir,
         root,
@@ -48,7 +39,15 @@ pub fn setup() -> Setup {
 
 /// Starts auraed (quiet) with material present.
 pub fn spawn_auraed(auraed: &str, root: &Path, sock: &Path) -> Child {
-    Command::new(auraed)
+    quiet_auraed(Command::new(auraed), root, sock)
+        .spawn()
+        .expect("spawn auraed")
+}
+
+/// `command` (auraed, or a wrapper such as prlimit followed by auraed) given the
+/// daemon's flags for `root` and `sock`, logging only warnings, to nowhere.
+pub fn quiet_auraed(mut command: Command, root: &Path, sock: &Path) -> Command {
+    command
         .arg("--sock")
         .arg(sock)
         .arg("--pki-dir")
@@ -59,9 +58,26 @@ pub fn spawn_auraed(auraed: &str, root: &Path, sock: &Path) -> Child {
         .arg(root.join("id_aura"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn auraed")
+        .stderr(Stdio::null());
+    command
+}
+
+/// A client identity for `principal`, issued by the CA under `root` into `<name>.crt`
+/// and `<name>.key` there.
+pub fn issue(root: &Path, principal: &str, name: &str) -> Identity {
+    let paths = PkiPaths::new(root.join("pki"));
+    let ca = pki::CertificateAuthority::load(&paths).expect("load the CA");
+    let principal: Principal = principal.parse().expect("a principal");
+    let identity = Identity {
+        ca_cert: paths.file("ca.crt"),
+        client_cert: root.join(format!("{name}.crt")),
+        client_key: root.join(format!("{name}.key")),
+    };
+    ca.issue_client(&principal, Validity::days(1))
+        .expect("issue a client certificate")
+        .write(&identity.client_cert, &identity.client_key)
+        .expect("write it");
+    identity
 }
 
 /// Whether auraed answers SERVING over mTLS.

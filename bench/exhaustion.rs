@@ -2,7 +2,8 @@
 //! under attack, with auraed limited to 1,024 descriptors (soft = hard, as many hosts
 //! default): 1,100 idle mTLS connections of a principal without rights plus 1,100 raw
 //! connections that never send a byte, and then the same attacker reconnecting
-//! whatever the daemon closes. Target: under attack within 2x of idle.
+//! whatever the daemon closes. Target: admin Status p50 under attack within 2x of idle,
+//! with no call failing (p99 is printed beside it).
 //!
 //! Run with `bench/run` (or `cargo bench -p auraed --bench exhaustion`). Prints one table
 //! with the ratios; it measures, it does not assert.
@@ -12,16 +13,15 @@ mod common;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aurae_client::{AuraeClient, Identity};
-use aurae_core::name::Principal;
-use aurae_core::pki::{CertificateAuthority, PkiPaths, SERVER_NAME, Validity};
+use aurae_core::pki::SERVER_NAME;
 use aurae_proto::v0::StatusRequest;
-use common::{healthy, percentile, setup};
+use common::{healthy, issue, percentile, quiet_auraed, setup};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use rustls::pki_types::ServerName;
 use tokio::net::UnixStream;
@@ -43,39 +43,18 @@ fn millis(d: Duration) -> String {
 
 /// auraed under `prlimit --nofile=1024:1024`: it raises soft to hard, so both are set.
 fn spawn_limited(root: &Path, sock: &Path) -> Child {
-    Command::new("prlimit")
+    let mut prlimit = Command::new("prlimit");
+    prlimit
         .arg(format!("--nofile={FD_LIMIT}:{FD_LIMIT}"))
-        .arg(env!("CARGO_BIN_EXE_auraed"))
-        .arg("--sock")
-        .arg(sock)
-        .arg("--pki-dir")
-        .arg(root.join("pki"))
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .arg("--key")
-        .arg(root.join("id_aura"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .arg(env!("CARGO_BIN_EXE_auraed"));
+    quiet_auraed(prlimit, root, sock)
         .spawn()
         .expect("spawn auraed under prlimit (util-linux)")
 }
 
 /// A principal without rights, issued by the bench's CA.
 fn mallory(root: &Path) -> Identity {
-    let paths = PkiPaths::new(root.join("pki"));
-    let ca = CertificateAuthority::load(&paths).expect("load the CA");
-    let principal: Principal = "mallory@bench@local".parse().unwrap();
-    let identity = Identity {
-        ca_cert: paths.file("ca.crt"),
-        client_cert: root.join("mallory.crt"),
-        client_key: root.join("mallory.key"),
-    };
-    ca.issue_client(&principal, Validity::days(1))
-        .unwrap()
-        .write(&identity.client_cert, &identity.client_key)
-        .unwrap();
-    identity
+    issue(root, "mallory@bench@local", "mallory")
 }
 
 fn connector(identity: &Identity) -> TlsConnector {
@@ -109,9 +88,11 @@ impl Calls {
         if let Some(idle) = idle {
             let r50 = p50.as_secs_f64() / percentile(&idle.times, 0.5).as_secs_f64();
             let r99 = p99.as_secs_f64() / percentile(&idle.times, 0.99).as_secs_f64();
-            let ok = r50 <= 2.0 && r99 <= 2.0 && self.failed == 0;
+            // The target is the issue's: p50 within 2x of idle, and no call lost; p99 is
+            // shown beside it.
+            let ok = r50 <= 2.0 && self.failed == 0;
             line.push_str(&format!(
-                "   {r50:.1}x / {r99:.1}x of idle, {} failed: {}",
+                "   p50 {r50:.1}x (p99 {r99:.1}x) of idle, {} failed: {}",
                 self.failed,
                 if ok { "meets target" } else { "MISSES target" }
             ));

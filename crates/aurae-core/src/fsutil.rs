@@ -194,8 +194,9 @@ impl TooOpen {
     }
 }
 
-/// A path as one shell word: bare when it holds only harmless characters, else quoted.
-fn shell_word(path: &Path) -> String {
+/// A path as one shell word, for a command a person pastes: bare when it holds only
+/// harmless characters, else single-quoted.
+pub fn shell_word(path: &Path) -> String {
     let text = path.to_string_lossy();
     let harmless = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%=".contains(c);
     if !text.is_empty() && text.chars().all(harmless) {

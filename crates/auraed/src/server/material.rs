@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurae_core::config::DEFAULT_SOCKET;
+use aurae_core::fsutil::shell_word;
 use aurae_core::pki::{Overwrite, PkiPaths, files};
 use rustls::ServerConfig;
 use tokio::sync::watch;
@@ -93,18 +94,6 @@ fn fix_command(pki_dir: &Path, socket: &Path, overwrite: Overwrite) -> String {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
-}
-
-/// A path as one shell word: as it is when it holds only harmless characters, else in
-/// single quotes.
-fn shell_word(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    let harmless = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%=".contains(c);
-    if !text.is_empty() && text.chars().all(harmless) {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
 }
 
 /// Identity of the material files as they are on disk: any write, rename or chmod
