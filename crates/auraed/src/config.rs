@@ -40,6 +40,10 @@ pub struct ServerConfig {
     /// legitimate clients never have that many pending, and silent connections from
     /// anyone who can open the socket cannot hold more descriptors than this.
     pub max_pending_handshakes: usize,
+    /// Plaintext connections the empty loop (no certificate material) keeps open; one
+    /// beyond it closes the oldest. Default 64: the empty loop answers a few status
+    /// calls, and silent connections must not take every descriptor.
+    pub max_plain_connections: usize,
     /// Connections one principal may hold at once; a new one beyond it is closed right
     /// after its handshake. The node's admin is exempt. Default 64: a CLI holds one per
     /// command, an auraefs mount one; 64 leaves room for scripts running in parallel.
@@ -70,6 +74,7 @@ impl Default for ServerConfig {
             material_poll: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(5),
             max_pending_handshakes: 64,
+            max_plain_connections: 64,
             max_connections_per_principal: 64,
             fd_reserve: 256,
             max_concurrent_streams: 128,

@@ -38,6 +38,13 @@ fn raise_own_fd_limit() {
 /// material exists before it starts.
 async fn limited_daemon(layout: &Layout, extra: &[&str]) -> Daemon {
     layout.pki_init(&[]);
+    let daemon = Daemon::start_with(layout, limited_command(layout, extra));
+    wait_serving(layout, Duration::from_secs(5)).await;
+    daemon
+}
+
+/// The auraed command of `layout` under `prlimit --nofile=1024:1024`, with `extra` flags.
+fn limited_command(layout: &Layout, extra: &[&str]) -> Command {
     let auraed = layout.auraed_command();
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--nofile={FD_LIMIT}:{FD_LIMIT}"))
@@ -51,9 +58,7 @@ async fn limited_daemon(layout: &Layout, extra: &[&str]) -> Daemon {
             None => cmd.env_remove(key),
         };
     }
-    let daemon = Daemon::start_with(layout, cmd);
-    wait_serving(layout, Duration::from_secs(5)).await;
-    daemon
+    cmd
 }
 
 /// How many descriptors process `pid` holds.
@@ -268,4 +273,27 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_k
         1,
         "the busy connection was closed and dialled again"
     );
+}
+
+#[tokio::test]
+async fn the_empty_loop_answers_status_while_silent_connections_outnumber_its_descriptors() {
+    raise_own_fd_limit();
+    let layout = Layout::new();
+    let daemon = Daemon::start_with(&layout, limited_command(&layout, &[]));
+    let held = raw_connections(&layout.sock, ATTACK).await;
+    assert!(
+        held.len() >= 1_000,
+        "only {} connections opened",
+        held.len()
+    );
+    for call in 0..10 {
+        let answer = tokio::time::timeout(ADMIN_DEADLINE, common::plaintext_status(&layout)).await;
+        match answer {
+            Ok(Ok(status)) => assert!(!status.fix_command.is_empty()),
+            Ok(Err(e)) => panic!("empty-loop Status {call} failed under attack: {e}"),
+            Err(_) => panic!("empty-loop Status {call} took over {ADMIN_DEADLINE:?}"),
+        }
+    }
+    let descriptors = open_descriptors(daemon.pid());
+    assert!(descriptors < 512, "auraed holds {descriptors} descriptors");
 }

@@ -15,6 +15,7 @@ pub mod connections;
 pub mod fd_limit;
 pub mod handshakes;
 pub mod material;
+pub mod plain;
 pub mod registry;
 pub mod revalidate;
 pub mod socket;
@@ -38,6 +39,7 @@ use connection::AuthenticatedStream;
 use connections::Role;
 use handshakes::PendingHandshakes;
 use material::Mode;
+use plain::{PlainConnections, PlainStream};
 use registry::RegisterError;
 
 /// Why serving stopped.
@@ -58,7 +60,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let config = &daemon.config.server;
-    let (plain_tx, plain_rx) = mpsc::channel::<UnixStream>(config.handoff_queue);
+    let (plain_tx, plain_rx) = mpsc::channel::<PlainStream>(config.handoff_queue);
     let (tls_tx, tls_rx) = mpsc::channel::<AuthenticatedStream>(config.handoff_queue);
 
     let empty_loop = empty_loop_router(daemon.clone(), plain_rx, stopped(shutdown.clone()));
@@ -86,7 +88,7 @@ fn incoming<T: Send + 'static>(
 /// Health (NOT_SERVING) and status, in plaintext, for the empty loop.
 async fn empty_loop_router(
     daemon: Arc<Daemon>,
-    rx: mpsc::Receiver<UnixStream>,
+    rx: mpsc::Receiver<PlainStream>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -167,13 +169,14 @@ fn node_names(daemon: &Daemon) -> Option<Arc<NodeNames>> {
 async fn accept_loop(
     listener: UnixListener,
     daemon: Arc<Daemon>,
-    plain_tx: mpsc::Sender<UnixStream>,
+    plain_tx: mpsc::Sender<PlainStream>,
     tls_tx: mpsc::Sender<AuthenticatedStream>,
     shutdown: watch::Receiver<bool>,
 ) {
     let stop = stopped(shutdown);
     tokio::pin!(stop);
     let pending = PendingHandshakes::new(daemon.config.server.max_pending_handshakes);
+    let plain = PlainConnections::new(daemon.config.server.max_plain_connections);
     let mut mode = daemon.mode.clone();
     let mut names = None;
     loop {
@@ -194,7 +197,7 @@ async fn accept_loop(
         match current {
             Mode::EmptyLoop(_) => {
                 names = None;
-                let _ = plain_tx.send(stream).await;
+                let _ = plain_tx.send(plain.admit(stream)).await;
             }
             Mode::Serving(config) => {
                 if changed || names.is_none() {
