@@ -14,7 +14,7 @@ use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevocationReason, Revo
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::fsutil::{self, PUBLIC_MODE};
+use crate::fsutil::PUBLIC_MODE;
 use crate::name::Principal;
 use crate::pki::{CertificateAuthority, PkiError, PkiPaths};
 
@@ -210,11 +210,7 @@ impl Ledger {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
-    fsutil::write_atomic(path, bytes, PUBLIC_MODE).map_err(|source| PkiError::Io {
-        action: "cannot write",
-        path: path.to_owned(),
-        source,
-    })
+    crate::pki::write(path, bytes, PUBLIC_MODE)
 }
 
 #[cfg(test)]

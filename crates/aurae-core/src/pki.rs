@@ -200,7 +200,8 @@ impl CertifiedKey {
     }
 }
 
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
+/// Writes a file of the PKI directory atomically with `mode`.
+pub(crate) fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     fsutil::write_atomic(path, bytes, mode).map_err(|source| PkiError::Io {
         action: "cannot write",
         path: path.to_owned(),
