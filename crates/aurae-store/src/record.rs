@@ -385,15 +385,7 @@ mod tests {
 
     #[test]
     fn kind_codes_round_trip() {
-        for kind in [
-            EntryKind::Directory,
-            EntryKind::File,
-            EntryKind::Symlink,
-            EntryKind::Fifo,
-            EntryKind::Socket,
-            EntryKind::CharDevice,
-            EntryKind::BlockDevice,
-        ] {
+        for kind in EntryKind::ALL {
             assert_eq!(EntryKind::from_code(kind.code()), kind);
         }
         for kind in [

@@ -22,6 +22,19 @@ pub enum EntryKind {
     BlockDevice,
 }
 
+impl EntryKind {
+    /// Every kind, for code that must cover them all (conversions and their tests).
+    pub const ALL: [Self; 7] = [
+        Self::Directory,
+        Self::File,
+        Self::Symlink,
+        Self::Fifo,
+        Self::Socket,
+        Self::CharDevice,
+        Self::BlockDevice,
+    ];
+}
+
 /// What a change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeKind {

@@ -115,15 +115,7 @@ mod tests {
 
     #[test]
     fn the_store_kinds_keep_the_wire_numbers() {
-        for kind in [
-            EntryKind::Directory,
-            EntryKind::File,
-            EntryKind::Symlink,
-            EntryKind::Fifo,
-            EntryKind::Socket,
-            EntryKind::CharDevice,
-            EntryKind::BlockDevice,
-        ] {
+        for kind in EntryKind::ALL {
             // The store persists its own codes: they must stay the API's numbers, which
             // earlier versions persisted.
             assert_eq!(kind.code(), kind.into_proto() as i32);
