@@ -213,15 +213,21 @@ mod tests {
         assert_eq!(shell_word(Path::new("/a/it's")), r"'/a/it'\''s'");
     }
 
-    #[test]
-    fn complete_material_means_serving_and_breaking_it_means_empty_loop() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = PkiPaths::new(dir.path());
+    /// Complete material for node1@local in `dir`.
+    fn fresh_material(dir: &Path) -> PkiPaths {
+        let paths = PkiPaths::new(dir);
         let names = NodeNames {
             peer: "node1".parse().unwrap(),
             domain: "local".parse().unwrap(),
         };
         pki::init_server_material(&paths, &names, Overwrite::Refuse).unwrap();
+        paths
+    }
+
+    #[test]
+    fn complete_material_means_serving_and_breaking_it_means_empty_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = fresh_material(dir.path());
         let socket = Path::new(DEFAULT_SOCKET);
         assert!(matches!(load(&paths, socket), Mode::Serving(_)));
         std::fs::write(paths.file(files::SERVER_CERT), "broken").unwrap();
@@ -236,12 +242,7 @@ mod tests {
     fn a_server_key_others_can_read_means_empty_loop_and_the_chmod() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let paths = PkiPaths::new(dir.path());
-        let names = NodeNames {
-            peer: "node1".parse().unwrap(),
-            domain: "local".parse().unwrap(),
-        };
-        pki::init_server_material(&paths, &names, Overwrite::Refuse).unwrap();
+        let paths = fresh_material(dir.path());
         let before = fingerprint(&paths);
         let key = paths.file(files::SERVER_KEY);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
