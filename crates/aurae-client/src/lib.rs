@@ -9,6 +9,9 @@
 /// Connection flags shared by every command line (feature `clap`).
 #[cfg(feature = "clap")]
 pub mod cli;
+/// The command-line reference in `docs/cli/`, generated from the clap definitions.
+#[cfg(feature = "clap")]
+pub mod reference;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

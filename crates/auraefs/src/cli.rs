@@ -119,6 +119,17 @@ pub fn started_as_helper(argv0: Option<&OsStr>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cli_reference_in_docs_is_current() {
+        use clap::CommandFactory;
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli/auraefs.md");
+        let markdown = aurae_client::reference::markdown(super::Cli::command());
+        if let Err(stale) = aurae_client::reference::check_or_update(&file, &markdown) {
+            panic!("{stale}");
+        }
+    }
+
     use super::*;
     use clap::CommandFactory;
 
