@@ -58,13 +58,7 @@ fn mallory(root: &Path) -> Identity {
 }
 
 fn connector(identity: &Identity) -> TlsConnector {
-    let config = aurae_core::tls::client_config(
-        &identity.ca_cert,
-        &identity.client_cert,
-        &identity.client_key,
-    )
-    .expect("client config");
-    TlsConnector::from(config)
+    aurae_testkit::tls_connector(identity)
 }
 
 /// What one admin measurement saw: sorted latencies of the calls that answered in time,

@@ -120,6 +120,19 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A raw TLS connector presenting `identity`, for tests that hold connections below gRPC
+/// (idle, half-open, counted).
+pub fn tls_connector(identity: &Identity) -> tokio_rustls::TlsConnector {
+    install_crypto_provider();
+    let config = aurae_core::tls::client_config(
+        &identity.ca_cert,
+        &identity.client_cert,
+        &identity.client_key,
+    )
+    .expect("client config");
+    tokio_rustls::TlsConnector::from(config)
+}
+
 /// The directories one daemon uses; reusable across restarts.
 #[derive(Debug)]
 pub struct Layout {

@@ -91,14 +91,7 @@ async fn tls_connection(
 }
 
 fn connector(identity: &Identity) -> TlsConnector {
-    common::install_crypto_provider();
-    let config = aurae_core::tls::client_config(
-        &identity.ca_cert,
-        &identity.client_cert,
-        &identity.client_key,
-    )
-    .expect("client config");
-    TlsConnector::from(config)
+    aurae_testkit::tls_connector(identity)
 }
 
 /// Opens `count` idle mTLS connections as `identity`, 32 at a time; returns those the
