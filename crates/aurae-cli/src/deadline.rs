@@ -42,6 +42,10 @@ pub async fn within<T>(
 pub fn of(options: &ConnectOptions, command: &Command) -> Option<Duration> {
     match command {
         Command::Pki(_) | Command::Completions { .. } => None,
+        // They stream a workload's output for as long as it runs.
+        Command::Exec(args) if !args.detach => options.timeout.filter(|t| !t.is_zero()),
+        Command::Run(args) if !args.detach => options.timeout.filter(|t| !t.is_zero()),
+        Command::Logs(args) if args.follow => options.timeout.filter(|t| !t.is_zero()),
         Command::Kv(KvCommand::Watch { .. }) => options.timeout.filter(|t| !t.is_zero()),
         Command::Kv(kv) if kv.streams() => None,
         _ => call_limit(options),

@@ -5,7 +5,7 @@
 use aurae_client::ClientError;
 use tonic::Code;
 
-use crate::commands::{NotFound, RpcError};
+use crate::commands::{NotFound, RpcError, InvalidInput};
 use crate::deadline::TimedOut;
 
 /// How a run of `aurae` ended. The numbers are an interface: never renumber one.
@@ -98,6 +98,8 @@ impl ExitCode {
                     Some(Self::of_code(rpc.code()))
                 } else if cause.is::<NotFound>() {
                     Some(Self::NotFound)
+                } else if cause.is::<InvalidInput>() {
+                    Some(Self::InvalidArgument)
                 } else if cause.is::<TimedOut>() {
                     Some(Self::Timeout)
                 } else if let Some(status) = cause.downcast_ref::<tonic::Status>() {

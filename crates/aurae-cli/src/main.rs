@@ -30,6 +30,10 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::Ok.into(),
         Err(e) if e.is::<output::ClosedOutput>() => ExitCode::Ok.into(),
+        // `aurae exec` ends as its process did, without a message of its own.
+        Err(e) if let Some(exit) = e.downcast_ref::<commands::cell::ProcessExit>() => {
+            std::process::ExitCode::from(exit.0)
+        }
         Err(e) => {
             report(&e);
             ExitCode::of(&e).into()

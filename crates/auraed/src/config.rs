@@ -15,6 +15,8 @@ pub struct DaemonConfig {
     pub server: ServerConfig,
     /// The storage capability and the store under it.
     pub storage: crate::storage::StorageConfig,
+    /// The runtime capability: executables' logs (8 MiB files, 4 rotated ones kept).
+    pub logs: aurae_runtime::logs::LogConfig,
 }
 
 /// Tuning of the socket server.

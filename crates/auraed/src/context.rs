@@ -55,6 +55,8 @@ pub struct Daemon {
     pub supervisor: crate::init::supervisor::Supervisor,
     /// Tuning values.
     pub config: DaemonConfig,
+    /// The node's cells and executables.
+    pub runtime: Arc<crate::runtime::Runtime>,
 }
 
 impl Daemon {

@@ -28,6 +28,8 @@ pub mod capabilities;
 pub mod health;
 /// `reflection`: gRPC server reflection.
 pub mod reflection;
+/// `runtime`: cells, executables and their logs.
+pub mod runtime;
 /// `storage`: the database as a filesystem (kv, volumes, auraefs) over aurae-store.
 pub mod storage;
 /// `system`: the node's own facts.
@@ -54,6 +56,7 @@ pub const CAPABILITIES: &[&Capability] = &[
     &system::CAPABILITY,
     &capabilities::CAPABILITY,
     &storage::CAPABILITY,
+    &runtime::CAPABILITY,
     &reflection::CAPABILITY,
 ];
 
@@ -185,6 +188,29 @@ async fn bind_socket(args: &Args, pid1: bool) -> Result<server::socket::BoundSoc
     }
 }
 
+/// Where the runtime keeps its files, what it binds into cells and what it hides from them.
+fn runtime_paths(args: &Args) -> runtime::cells::RuntimePaths {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let data = absolute(&args.data_dir);
+    let key_dir = absolute(&args.key_path())
+        .parent()
+        .map(std::path::Path::to_owned);
+    let cli = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("aurae"))
+        .filter(|cli| cli.is_file());
+    runtime::cells::RuntimePaths {
+        socket: absolute(&args.sock),
+        logs: data.join("runtime/logs"),
+        identities: data.join("runtime/identities"),
+        hidden: [Some(data), Some(absolute(&args.pki_dir)), key_dir]
+            .into_iter()
+            .flatten()
+            .collect(),
+        cli,
+    }
+}
+
 async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     let started = Instant::now();
     let supervisor = match init::supervisor::Supervisor::start() {
@@ -231,6 +257,13 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     };
     let (listener, socket_file) = bound.into_parts();
     let pki = PkiPaths::new(&args.pki_dir);
+    let runtime = Arc::new(runtime::Runtime::new(
+        supervisor.clone(),
+        pki.clone(),
+        runtime_paths(args),
+        config.logs.clone(),
+        runtime::records::Records::new(store.clone()),
+    ));
     let daemon = Arc::new(Daemon {
         started,
         identity,
@@ -242,6 +275,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         store,
         supervisor,
         config,
+        runtime,
     });
     tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");
 

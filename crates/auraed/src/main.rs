@@ -6,6 +6,14 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    // Started as a cell's init (auraed runs its own binary for that): nothing else applies.
+    let mut argv = std::env::args_os();
+    if argv
+        .next()
+        .is_some_and(|arg0| arg0 == auraed::runtime::cell_init::ARGV0)
+    {
+        auraed::runtime::cell_init::main(argv.next().as_deref());
+    }
     let args = match auraed::cli::Args::try_parse() {
         Ok(args) => args,
         // As PID 1 bad flags must not panic the kernel: report them and run on defaults.

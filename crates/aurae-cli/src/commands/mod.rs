@@ -1,6 +1,7 @@
 //! One module per command group; each turns flags into calls and prints for people or `--json`.
 
 mod capabilities;
+pub mod cell;
 pub mod kv;
 mod pki;
 mod status;
@@ -11,6 +12,7 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 use capabilities::CapabilitiesCommand;
+use cell::{CellCommand, ExecArgs, LogsArgs, RunArgs};
 use kv::KvCommand;
 use pki::PkiCommand;
 use volume::VolumeCommand;
@@ -37,6 +39,15 @@ pub enum Command {
     /// Create, list and delete volumes: filesystems with their own root and quota.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Allocate, list, freeze and free cells (isolation zones), and start executables in them.
+    #[command(subcommand)]
+    Cell(CellCommand),
+    /// Run a program in a cell, stream its output and exit with its exit code.
+    Exec(ExecArgs),
+    /// Show what an executable wrote to stdout and stderr.
+    Logs(LogsArgs),
+    /// Run an OCI runtime bundle (config.json + rootfs) as a cell with one executable.
+    Run(RunArgs),
     /// Print a shell completion script: `aurae completions bash > /etc/bash_completion.d/aurae`.
     Completions {
         /// The shell.
@@ -57,6 +68,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Capabilities(command) => capabilities::run(&cli.connect, command).await,
         Command::Kv(command) => kv::run(&cli.connect, command).await,
         Command::Volume(command) => volume::run(&cli.connect, command).await,
+        Command::Cell(command) => cell::run(&cli.connect, command).await,
+        Command::Exec(args) => cell::exec(&cli.connect, args).await,
+        Command::Logs(args) => cell::logs(&cli.connect, args).await,
+        Command::Run(args) => cell::run_bundle(&cli.connect, args).await,
         Command::Completions { shell } => {
             // Generated in memory: clap_complete panics on a failed write, and a closed
             // pipe (`aurae completions bash | head`) is no reason to.
@@ -72,6 +87,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct NotFound(pub String);
+
+/// What the user typed is not valid (a malformed flag value): exits with the
+/// invalid-argument code, as an INVALID_ARGUMENT from auraed does.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
 
 /// A call auraed answered with an error: its message for a person, and its gRPC code,
 /// which decides the exit code.

@@ -86,7 +86,7 @@ pub fn authorize(
         return Err(Denial::UnknownService(service.chars().take(200).collect()));
     };
     let allowed = match capability.access {
-        Access::AnyPrincipal => true,
+        Access::AnyPrincipal | Access::Scoped => true,
         Access::Admin => role == Role::NodeAdmin,
     };
     if !allowed {
@@ -199,15 +199,16 @@ where
                     |service| registry.capability_of_service(service),
                     |capability| registry.is_enabled(capability),
                 )
-                .map(|()| principal)
+                .map(|()| (principal, role))
             });
         match decision {
-            Ok(principal) => {
+            Ok((principal, role)) => {
                 let in_flight = request
                     .extensions()
                     .get::<ConnectionPrincipal>()
                     .map(|connection| connection.connection().request_started());
                 request.extensions_mut().insert(principal);
+                request.extensions_mut().insert(role);
                 let response = self.inner.call(request);
                 Box::pin(async move {
                     let response = response.await?;

@@ -37,6 +37,10 @@ pub enum Access {
     Admin,
     /// Any authenticated principal (health checks).
     AnyPrincipal,
+    /// Any authenticated principal reaches the service, which then decides per request
+    /// from the principal's scope, default deny (the runtime: a cell's identity acts on
+    /// its own cell only).
+    Scoped,
 }
 
 /// Why a capability could not add its services to the router.

@@ -1,0 +1,522 @@
+//! The runtime's model: the node's cells and their executables, with no gRPC in sight.
+//!
+//! A cell is its spec (stored first), a cgroup, a zone (the namespaces, held by the cell's
+//! init) and an identity; it owns its executables. Every change is written to the store
+//! before it is acted on, and undone step by step if acting fails, so a failed allocate
+//! leaves no cgroup, mount, namespace or certificate behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aurae_core::name::Principal;
+use aurae_core::pki::PkiPaths;
+use aurae_runtime::cgroup::{Cgroup, Hierarchy};
+use aurae_runtime::logs::LogConfig;
+use aurae_runtime::spec::{CellName, CellSpec, ExecutableName, ExecutableSpec};
+use tokio::sync::Mutex;
+
+use super::cell_init::InitPlan;
+use super::error::RuntimeError;
+use super::executable::{ExecutableHandle, Launch};
+use super::identity;
+use super::records::Records;
+use super::zone::{CELL_PATH, Zone};
+use crate::init::supervisor::Supervisor;
+
+/// Who is asking, as far as the runtime is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The node's admin: every cell.
+    All,
+    /// A cell's own principal: that cell and the cells nested in it.
+    Cell(CellName),
+}
+
+impl Scope {
+    /// Whether the scope may see and act on `cell`.
+    pub fn covers(&self, cell: &CellName) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Cell(own) => own.contains(cell),
+        }
+    }
+}
+
+/// The directories and files the runtime works with.
+#[derive(Debug, Clone)]
+pub struct RuntimePaths {
+    /// The daemon's socket, bound into every cell.
+    pub socket: PathBuf,
+    /// `<data>/runtime/logs/<cell>/<executable>/`.
+    pub logs: PathBuf,
+    /// `<data>/runtime/identities/<cell principal entity>/`.
+    pub identities: PathBuf,
+    /// Host directories no cell may see (the daemon's data and keys).
+    pub hidden: Vec<PathBuf>,
+    /// The `aurae` CLI binary bound into every cell, if found.
+    pub cli: Option<PathBuf>,
+}
+
+/// One cell.
+#[derive(Debug)]
+pub struct Cell {
+    /// What it was allocated as.
+    pub spec: CellSpec,
+    /// The principal its processes act as.
+    pub principal: Principal,
+    /// Its cgroup.
+    pub cgroup: Arc<Cgroup>,
+    zone: Arc<Zone>,
+    executables: std::sync::Mutex<BTreeMap<ExecutableName, Arc<ExecutableHandle>>>,
+}
+
+impl Cell {
+    /// Its executables, by name.
+    pub fn executables(&self) -> Vec<Arc<ExecutableHandle>> {
+        self.executables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn executable(&self, name: &ExecutableName) -> Option<Arc<ExecutableHandle>> {
+        self.executables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+}
+
+/// The node's cells.
+pub struct Runtime {
+    hierarchy: Result<Arc<Hierarchy>, String>,
+    supervisor: Supervisor,
+    pki: PkiPaths,
+    paths: RuntimePaths,
+    log_config: LogConfig,
+    records: Records,
+    cells: Mutex<BTreeMap<CellName, Arc<Cell>>>,
+    /// Names being allocated or freed right now: taken, but not usable.
+    busy: std::sync::Mutex<std::collections::BTreeSet<CellName>>,
+    next_executable: AtomicU64,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// The runtime over what the host mounts (detected once; a host without usable cgroups
+    /// gets a runtime that explains that on every call).
+    pub fn new(
+        supervisor: Supervisor,
+        pki: PkiPaths,
+        paths: RuntimePaths,
+        log_config: LogConfig,
+        records: Records,
+    ) -> Self {
+        let hierarchy = Hierarchy::detect("aurae-cells")
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        if let Err(why) = &hierarchy {
+            tracing::warn!(%why, "no usable cgroups: the runtime cannot make cells");
+        }
+        Self {
+            hierarchy,
+            supervisor,
+            pki,
+            paths,
+            log_config,
+            records,
+            cells: Mutex::new(BTreeMap::new()),
+            busy: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            next_executable: AtomicU64::new(1),
+        }
+    }
+
+    fn hierarchy(&self) -> Result<Arc<Hierarchy>, RuntimeError> {
+        self.hierarchy
+            .clone()
+            .map_err(RuntimeError::NoCgroups)
+    }
+
+    /// The cgroup version the runtime works with, for people.
+    pub fn cgroup_version(&self) -> String {
+        match &self.hierarchy {
+            Ok(h) => h.version().to_string(),
+            Err(_) => "none".to_owned(),
+        }
+    }
+
+    /// Whether `principal` is the identity of a cell that exists now; returns the cell.
+    pub async fn cell_of_principal(&self, principal: &Principal) -> Option<CellName> {
+        let name = CellName::from_principal_entity(principal.entity.as_str())?;
+        let cells = self.cells.lock().await;
+        let cell = cells.get(&name)?;
+        (cell.principal == *principal).then_some(name)
+    }
+
+    fn log_dir(&self, cell: &CellName, exe: &ExecutableName) -> PathBuf {
+        self.paths
+            .logs
+            .join(cell.relative_path())
+            .join(exe.as_str())
+    }
+
+    fn identity_dir(&self, cell: &CellName) -> PathBuf {
+        self.paths.identities.join(cell.principal_entity())
+    }
+
+    /// Creates a cell.
+    pub async fn allocate(&self, scope: &Scope, spec: CellSpec) -> Result<Arc<Cell>, RuntimeError> {
+        let name = spec.name.clone();
+        if !scope.covers(&name) || *scope == Scope::Cell(name.clone()) {
+            return Err(RuntimeError::Denied(name.to_string()));
+        }
+        let hierarchy = self.hierarchy()?;
+        hierarchy.check(&spec.limits)?;
+        if let Some(rootfs) = &spec.rootfs
+            && !rootfs.as_path().is_dir()
+        {
+            return Err(RuntimeError::Invalid(format!(
+                "rootfs {} is not a directory on this host",
+                rootfs.as_path().display()
+            )));
+        }
+        {
+            let cells = self.cells.lock().await;
+            if cells.contains_key(&name) || self.busy().contains(&name) {
+                return Err(RuntimeError::Exists(name.to_string()));
+            }
+            if let Some(parent) = name.parent()
+                && !cells.contains_key(&parent)
+            {
+                return Err(RuntimeError::NotFound(format!(
+                    "parent cell '{parent}' (allocate it first)"
+                )));
+            }
+            self.busy().insert(name.clone());
+        }
+        let made = self.record_and_make(&hierarchy, &spec).await;
+        let mut cells = self.cells.lock().await;
+        self.busy().remove(&name);
+        let cell = Arc::new(made?);
+        cells.insert(name.clone(), cell.clone());
+        tracing::info!(cell = %name, principal = %cell.principal, "cell allocated");
+        Ok(cell)
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<CellName>> {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores the spec, then makes the cell; forgets the spec if that fails.
+    async fn record_and_make(
+        &self,
+        hierarchy: &Arc<Hierarchy>,
+        spec: &CellSpec,
+    ) -> Result<Cell, RuntimeError> {
+        self.records.put_cell(spec).await?;
+        let made = self.make_cell(hierarchy, spec).await;
+        if made.is_err()
+            && let Err(undo) = self.records.remove_cell(&spec.name).await
+        {
+            tracing::warn!(cell = %spec.name, %undo, "cannot forget the failed cell's record");
+        }
+        made
+    }
+
+    /// The cgroup, identity and zone of a cell; each undone if a later one fails.
+    async fn make_cell(&self, hierarchy: &Arc<Hierarchy>, spec: &CellSpec) -> Result<Cell, RuntimeError> {
+        let name = spec.name.clone();
+        let (h, limits, n) = (hierarchy.clone(), spec.limits.clone(), name.clone());
+        let cgroup = Arc::new(blocking(move || h.create(&n, &limits).map_err(RuntimeError::from)).await?);
+        let (pki, dir, n) = (self.pki.clone(), self.identity_dir(&name), name.clone());
+        let principal = match blocking(move || identity::issue(&pki, &n, &dir).map_err(RuntimeError::from)).await {
+            Ok(principal) => principal,
+            Err(e) => {
+                remove_cgroup(&cgroup).await;
+                return Err(e);
+            }
+        };
+        let plan = InitPlan {
+            hostname: spec
+                .hostname
+                .clone()
+                .unwrap_or_else(|| name.labels().last().map(|l| l.to_string()).unwrap_or_default()),
+            loopback: spec.isolation.network == aurae_runtime::spec::NetworkMode::Loopback,
+            rootfs: spec.rootfs.as_ref().map(|r| r.as_path().to_owned()),
+            rootfs_read_only: spec.rootfs_read_only,
+            mounts: spec.mounts.clone(),
+            socket: self.paths.socket.clone(),
+            identity: self.identity_dir(&name),
+            cli: self.paths.cli.clone(),
+            hidden: self.paths.hidden.clone(),
+        };
+        let host_network = spec.isolation.network == aurae_runtime::spec::NetworkMode::Host;
+        let (supervisor, procs) = (self.supervisor.clone(), cgroup.procs_files());
+        let zone = blocking(move || {
+            Zone::create(&supervisor, &plan, &procs, host_network).map_err(RuntimeError::from)
+        })
+        .await;
+        match zone {
+            Ok(zone) => Ok(Cell {
+                spec: spec.clone(),
+                principal,
+                cgroup,
+                zone: Arc::new(zone),
+                executables: std::sync::Mutex::new(BTreeMap::new()),
+            }),
+            Err(e) => {
+                remove_cgroup(&cgroup).await;
+                let (pki, dir) = (self.pki.clone(), self.identity_dir(&name));
+                let _ = blocking(move || identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Frees a cell and every cell nested in it, innermost first.
+    pub async fn free(&self, scope: &Scope, name: &CellName) -> Result<(), RuntimeError> {
+        if !scope.covers(name) || *scope == Scope::Cell(name.clone()) {
+            return Err(RuntimeError::Denied(name.to_string()));
+        }
+        let doomed: Vec<Arc<Cell>> = {
+            let mut cells = self.cells.lock().await;
+            if !cells.contains_key(name) {
+                return Err(RuntimeError::NotFound(format!("cell '{name}'")));
+            }
+            let mut names: Vec<CellName> =
+                cells.keys().filter(|c| name.contains(c)).cloned().collect();
+            names.sort_by_key(|c| std::cmp::Reverse(c.labels().len()));
+            let mut busy = self.busy();
+            names
+                .iter()
+                .filter_map(|n| {
+                    busy.insert(n.clone());
+                    cells.remove(n)
+                })
+                .collect()
+        };
+        let mut result = Ok(());
+        for cell in doomed {
+            let torn = self.tear_down(&cell).await;
+            self.busy().remove(&cell.spec.name);
+            match torn {
+                Ok(()) => tracing::info!(cell = %cell.spec.name, "cell freed"),
+                Err(e) => {
+                    tracing::warn!(cell = %cell.spec.name, error = %e, "cell not fully freed");
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    async fn tear_down(&self, cell: &Arc<Cell>) -> Result<(), RuntimeError> {
+        let executables = cell.executables();
+        // Stop the tasks from restarting anything, then kill the cgroup whole.
+        for exe in &executables {
+            exe.kill().await;
+        }
+        let cgroup = cell.cgroup.clone();
+        blocking(move || cgroup.kill_all().map_err(RuntimeError::from)).await?;
+        for exe in &executables {
+            exe.wait().await;
+        }
+        cell.zone.wait_init().await;
+        let cgroup = cell.cgroup.clone();
+        blocking(move || cgroup.remove().map_err(RuntimeError::from)).await?;
+        let (pki, principal, dir) = (self.pki.clone(), cell.principal.clone(), self.identity_dir(&cell.spec.name));
+        blocking(move || identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)).await?;
+        let logs = self.paths.logs.join(cell.spec.name.relative_path());
+        let _ = tokio::fs::remove_dir_all(&logs).await;
+        self.records.remove_cell(&cell.spec.name).await?;
+        Ok(())
+    }
+
+    /// The cells `scope` may see, parents first.
+    pub async fn list(&self, scope: &Scope) -> Vec<Arc<Cell>> {
+        self.cells
+            .lock()
+            .await
+            .iter()
+            .filter(|(name, _)| scope.covers(name))
+            .map(|(_, cell)| cell.clone())
+            .collect()
+    }
+
+    async fn cell(&self, scope: &Scope, name: &CellName) -> Result<Arc<Cell>, RuntimeError> {
+        if !scope.covers(name) {
+            return Err(RuntimeError::Denied(name.to_string()));
+        }
+        self.cells
+            .lock()
+            .await
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound(format!("cell '{name}'")))
+    }
+
+    /// A name for an executable the caller did not name.
+    pub fn fresh_executable_name(&self) -> Result<ExecutableName, RuntimeError> {
+        let n = self.next_executable.fetch_add(1, Ordering::Relaxed);
+        format!("exe-{n}")
+            .parse()
+            .map_err(|e| RuntimeError::Internal(format!("generated name: {e}")))
+    }
+
+    /// Starts an executable in a cell.
+    pub async fn start(
+        &self,
+        scope: &Scope,
+        cell_name: &CellName,
+        spec: ExecutableSpec,
+    ) -> Result<Arc<ExecutableHandle>, RuntimeError> {
+        spec.validate()?;
+        let cell = self.cell(scope, cell_name).await?;
+        if cell.executable(&spec.name).is_some() {
+            return Err(RuntimeError::Exists(format!("{cell_name}/{}", spec.name)));
+        }
+        self.records.put_executable(cell_name, &spec).await?;
+        let log_dir = self.log_dir(cell_name, &spec.name);
+        let launch = Launch {
+            cell: cell_name.clone(),
+            zone: cell.zone.clone(),
+            cgroup: cell.cgroup.clone(),
+            supervisor: self.supervisor.clone(),
+            environment: self.environment(&cell),
+            log_dir: log_dir.clone(),
+            log_config: self.log_config.clone(),
+        };
+        let started = match create_private_dir(&log_dir).await {
+            Ok(()) => ExecutableHandle::start(spec.clone(), launch).await,
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(handle) => {
+                cell.executables
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(spec.name.clone(), handle.clone());
+                Ok(handle)
+            }
+            Err(why) => {
+                let _ = self.records.remove_executable(cell_name, &spec.name).await;
+                let _ = tokio::fs::remove_dir_all(&log_dir).await;
+                Err(RuntimeError::Start(why))
+            }
+        }
+    }
+
+    fn environment(&self, cell: &Cell) -> Vec<(String, String)> {
+        vec![
+            ("PATH".to_owned(), CELL_PATH.to_owned()),
+            ("HOME".to_owned(), "/".to_owned()),
+            (
+                aurae_core::config::CONFIG_ENV.to_owned(),
+                identity::CELL_CONFIG.to_owned(),
+            ),
+            ("AURAE_CELL".to_owned(), cell.spec.name.to_string()),
+        ]
+    }
+
+    /// An executable of a cell.
+    pub async fn executable(
+        &self,
+        scope: &Scope,
+        cell_name: &CellName,
+        name: &ExecutableName,
+    ) -> Result<Arc<ExecutableHandle>, RuntimeError> {
+        self.cell(scope, cell_name)
+            .await?
+            .executable(name)
+            .ok_or_else(|| RuntimeError::NotFound(format!("executable '{cell_name}/{name}'")))
+    }
+
+    /// Stops an executable and forgets it (its log stays until the cell is freed).
+    pub async fn stop(
+        &self,
+        scope: &Scope,
+        cell_name: &CellName,
+        name: &ExecutableName,
+    ) -> Result<super::executable::ExecutableStatus, RuntimeError> {
+        let cell = self.cell(scope, cell_name).await?;
+        let exe = cell
+            .executable(name)
+            .ok_or_else(|| RuntimeError::NotFound(format!("executable '{cell_name}/{name}'")))?;
+        let status = exe.stop().await;
+        cell.executables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+        self.records.remove_executable(cell_name, name).await?;
+        Ok(status)
+    }
+
+    /// The log directory of an executable, if it has one (running or stopped).
+    pub async fn log_dir_of(
+        &self,
+        scope: &Scope,
+        cell_name: &CellName,
+        name: &ExecutableName,
+    ) -> Result<(PathBuf, Option<Arc<ExecutableHandle>>), RuntimeError> {
+        let cell = self.cell(scope, cell_name).await?;
+        let dir = self.log_dir(cell_name, name);
+        if !dir.is_dir() {
+            return Err(RuntimeError::NotFound(format!("executable '{cell_name}/{name}'")));
+        }
+        Ok((dir, cell.executable(name)))
+    }
+
+    /// Freezes or thaws a cell (and its nested cells).
+    pub async fn set_frozen(&self, scope: &Scope, name: &CellName, frozen: bool) -> Result<(), RuntimeError> {
+        let cell = self.cell(scope, name).await?;
+        let cgroup = cell.cgroup.clone();
+        blocking(move || {
+            if frozen { cgroup.freeze() } else { cgroup.thaw() }.map_err(RuntimeError::from)
+        })
+        .await
+    }
+}
+
+async fn create_private_dir(dir: &Path) -> Result<(), String> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&dir)
+            .map_err(|e| format!("cannot create the log directory {}: {e}", dir.display()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+async fn remove_cgroup(cgroup: &Arc<Cgroup>) {
+    let cgroup = cgroup.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroup.remove()).await {
+        tracing::warn!(error = %e, "cannot remove a failed cell's cgroup");
+    }
+}
+
+/// Runs blocking work (cgroup files, fork, certificates) off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("blocking work did not finish: {e}")))?
+}

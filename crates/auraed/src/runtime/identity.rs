@@ -1,0 +1,123 @@
+//! A cell's own identity: a client certificate for `<cell>@<peer>@<domain>` issued by the
+//! node's CA, with the CA certificate and a client config, in a directory the cell sees
+//! read-only at `/run/aurae/`. Freeing the cell revokes the certificate (the revocation
+//! list the daemon checks every connection against) and deletes the directory.
+//!
+//! It must never hand a cell anything of the CA but its certificate.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use aurae_core::config::ClientConfig;
+use aurae_core::ledger::{CertKind, Ledger};
+use aurae_core::name::{EntityName, Principal};
+use aurae_core::pki::{CertificateAuthority, NodeNames, PkiError, PkiPaths, Validity};
+use aurae_runtime::spec::CellName;
+
+/// Where the identity appears inside the cell.
+pub const CELL_IDENTITY_DIR: &str = "/run/aurae";
+/// The client config inside the cell (`AURAE_CONFIG`).
+pub const CELL_CONFIG: &str = "/run/aurae/config.toml";
+
+/// Serializes this daemon's changes to the ledger of issued certificates (a file that is
+/// read, changed and written back).
+static LEDGER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// How long a cell's certificate is valid; freeing the cell revokes it long before.
+const VALIDITY_DAYS: i64 = 3650;
+
+/// Why a cell's identity could not be made or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The node's CA or names could not be loaded, or the certificate not issued.
+    #[error("cannot issue the cell's certificate: {0}")]
+    Pki(#[from] PkiError),
+    /// The cell's name does not make a valid principal.
+    #[error("cell '{0}' does not make a principal name: {1}")]
+    Name(String, aurae_core::name::NameError),
+    /// The identity directory could not be written.
+    #[error("cannot write the cell's identity to {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The principal a cell's processes act as.
+pub fn principal_of(pki: &PkiPaths, cell: &CellName) -> Result<Principal, IdentityError> {
+    let names = NodeNames::load(pki)?;
+    let entity: EntityName = cell
+        .principal_entity()
+        .parse()
+        .map_err(|e| IdentityError::Name(cell.to_string(), e))?;
+    Ok(names.principal(entity))
+}
+
+/// Issues the cell's certificate and writes its identity directory `dir` (replacing a
+/// stale one). Returns the principal. Blocking.
+pub fn issue(
+    pki: &PkiPaths,
+    cell: &CellName,
+    dir: &Path,
+) -> Result<Principal, IdentityError> {
+    let principal = principal_of(pki, cell)?;
+    let ca = CertificateAuthority::load(pki)?;
+    let cert = ca.issue_client(&principal, Validity::days(VALIDITY_DAYS))?;
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(io_at(dir))?;
+    }
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .recursive(true)
+        .create(dir.join("bin"))
+        .map_err(io_at(dir))?;
+    cert.write(&dir.join("cert.pem"), &dir.join("key.pem"))?;
+    let ca_path = dir.join("ca.pem");
+    fs::write(&ca_path, ca.cert_pem()).map_err(io_at(&ca_path))?;
+    let config = ClientConfig {
+        socket: aurae_core::config::DEFAULT_SOCKET.into(),
+        ca_cert: Path::new(CELL_IDENTITY_DIR).join("ca.pem"),
+        client_cert: Path::new(CELL_IDENTITY_DIR).join("cert.pem"),
+        client_key: Path::new(CELL_IDENTITY_DIR).join("key.pem"),
+        connect_timeout: None,
+        timeout: None,
+    };
+    let config_path = dir.join("config.toml");
+    let text = toml::to_string(&config).map_err(|e| IdentityError::Io {
+        path: config_path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    fs::write(&config_path, text).map_err(io_at(&config_path))?;
+    fs::set_permissions(&config_path, fs::Permissions::from_mode(0o644))
+        .map_err(io_at(&config_path))?;
+    // The mount point of the aurae CLI, which the cell's init binds over it.
+    let cli = dir.join("bin/aurae");
+    fs::write(&cli, b"").map_err(io_at(&cli))?;
+    let _ledger = LEDGER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ledger::record(pki, cert.issued(CertKind::Client, principal.to_string()))?;
+    Ok(principal)
+}
+
+/// Revokes every certificate of the cell's principal and deletes its directory. Blocking.
+pub fn revoke(pki: &PkiPaths, principal: &Principal, dir: &Path) -> Result<(), IdentityError> {
+    let _ledger = LEDGER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut ledger = Ledger::load(pki)?;
+    if !ledger.revoke(principal).is_empty() {
+        let ca = CertificateAuthority::load(pki)?;
+        ledger.publish_crl(&ca, pki)?;
+    }
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(io_at(dir))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! The `aurae.v0.Cells` and `aurae.v0.Observe` services: parse and validate at the edge,
+//! decide the caller's scope (default deny), call the model, map errors.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use aurae_core::name::Principal;
+use aurae_proto::v0 as pb;
+use aurae_runtime::logs::{self, LogFollower, LogQuery, LogRecord, Stream};
+use nix::sys::signal::Signal;
+use tokio_stream::Stream as AsyncStream;
+use tonic::{Request, Response, Status};
+
+use super::cells::{Runtime, Scope};
+use super::convert;
+use super::error::RuntimeError;
+use crate::server::connections::Role;
+
+/// Decides what the caller may reach: the admin everything, a live cell's own principal
+/// its cell, anyone else nothing.
+async fn scope_of<T>(runtime: &Runtime, request: &Request<T>) -> Result<Scope, Status> {
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Status::unauthenticated("no client identity"))?;
+    if request.extensions().get::<Role>() == Some(&Role::NodeAdmin) {
+        return Ok(Scope::All);
+    }
+    match runtime.cell_of_principal(principal).await {
+        Some(cell) => Ok(Scope::Cell(cell)),
+        None => Err(Status::permission_denied(format!(
+            "{principal} holds no rights on this node's cells: only its admin and the cells' own identities do"
+        ))),
+    }
+}
+
+/// The `aurae.v0.Cells` gRPC service.
+#[derive(Debug, Clone)]
+pub struct CellsService {
+    runtime: Arc<Runtime>,
+}
+
+impl CellsService {
+    /// The service over `runtime`.
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Self { runtime }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cells_server::Cells for CellsService {
+    async fn allocate(
+        &self,
+        request: Request<pb::AllocateCellRequest>,
+    ) -> Result<Response<pb::AllocateCellResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let spec = request
+            .into_inner()
+            .cell
+            .ok_or_else(|| Status::invalid_argument("no cell spec in the request"))?;
+        let spec = convert::cell_spec(spec)?;
+        let cell = self.runtime.allocate(&scope, spec).await?;
+        Ok(Response::new(pb::AllocateCellResponse {
+            cell: Some(convert::cell_info(&cell, self.runtime.cgroup_version())),
+        }))
+    }
+
+    async fn free(
+        &self,
+        request: Request<pb::FreeCellRequest>,
+    ) -> Result<Response<pb::FreeCellResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let name = convert::cell_name(&request.into_inner().cell)?;
+        self.runtime.free(&scope, &name).await?;
+        Ok(Response::new(pb::FreeCellResponse {}))
+    }
+
+    async fn start(
+        &self,
+        request: Request<pb::StartExecutableRequest>,
+    ) -> Result<Response<pb::StartExecutableResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let request = request.into_inner();
+        let cell = convert::cell_name(&request.cell)?;
+        let spec = request
+            .executable
+            .ok_or_else(|| Status::invalid_argument("no executable spec in the request"))?;
+        let spec = convert::executable_spec(spec, || self.runtime.fresh_executable_name())?;
+        let exe = self.runtime.start(&scope, &cell, spec).await?;
+        Ok(Response::new(pb::StartExecutableResponse {
+            executable: Some(convert::executable_info(&exe, &exe.status())),
+        }))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<pb::StopExecutableRequest>,
+    ) -> Result<Response<pb::StopExecutableResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let request = request.into_inner();
+        let cell = convert::cell_name(&request.cell)?;
+        let name = convert::executable_name(&request.executable)?;
+        let exe = self.runtime.executable(&scope, &cell, &name).await?;
+        let status = self.runtime.stop(&scope, &cell, &name).await?;
+        Ok(Response::new(pb::StopExecutableResponse {
+            executable: Some(convert::executable_info(&exe, &status)),
+        }))
+    }
+
+    async fn signal(
+        &self,
+        request: Request<pb::SignalExecutableRequest>,
+    ) -> Result<Response<pb::SignalExecutableResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let request = request.into_inner();
+        let cell = convert::cell_name(&request.cell)?;
+        let name = convert::executable_name(&request.executable)?;
+        let signal = Signal::try_from(request.signal).map_err(|_| {
+            Status::invalid_argument(format!(
+                "signal {} is not a signal number this host knows (e.g. 15 for SIGTERM)",
+                request.signal
+            ))
+        })?;
+        let exe = self.runtime.executable(&scope, &cell, &name).await?;
+        exe.signal(signal)
+            .await
+            .map_err(|why| Status::failed_precondition(format!("cannot signal {cell}/{name}: {why}")))?;
+        Ok(Response::new(pb::SignalExecutableResponse {}))
+    }
+
+    async fn wait(
+        &self,
+        request: Request<pb::WaitExecutableRequest>,
+    ) -> Result<Response<pb::WaitExecutableResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let request = request.into_inner();
+        let cell = convert::cell_name(&request.cell)?;
+        let name = convert::executable_name(&request.executable)?;
+        let exe = self.runtime.executable(&scope, &cell, &name).await?;
+        let status = exe.wait().await;
+        Ok(Response::new(pb::WaitExecutableResponse {
+            executable: Some(convert::executable_info(&exe, &status)),
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListCellsRequest>,
+    ) -> Result<Response<pb::ListCellsResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let cells = self.runtime.list(&scope).await;
+        let version = self.runtime.cgroup_version();
+        let cells = tokio::task::spawn_blocking(move || {
+            cells
+                .iter()
+                .map(|cell| convert::cell_info(cell, version.clone()))
+                .collect()
+        })
+        .await
+        .map_err(|e| Status::internal(format!("listing did not finish: {e}")))?;
+        Ok(Response::new(pb::ListCellsResponse { cells }))
+    }
+
+    async fn freeze(
+        &self,
+        request: Request<pb::FreezeCellRequest>,
+    ) -> Result<Response<pb::FreezeCellResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let name = convert::cell_name(&request.into_inner().cell)?;
+        self.runtime.set_frozen(&scope, &name, true).await?;
+        Ok(Response::new(pb::FreezeCellResponse {}))
+    }
+
+    async fn run_bundle(
+        &self,
+        request: Request<pb::RunBundleRequest>,
+    ) -> Result<Response<pb::RunBundleResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let request = request.into_inner();
+        let cell = convert::cell_name(&request.cell)?;
+        let bundle = std::path::PathBuf::from(&request.bundle);
+        if !bundle.is_absolute() {
+            return Err(Status::invalid_argument(format!(
+                "bundle '{}' must be an absolute path on the node",
+                request.bundle
+            )));
+        }
+        let loaded = tokio::task::spawn_blocking(move || {
+            aurae_runtime::oci::load_bundle(&bundle, cell)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("reading the bundle did not finish: {e}")))?
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cell = self.runtime.allocate(&scope, loaded.cell).await?;
+        let exe = match self
+            .runtime
+            .start(&scope, &cell.spec.name, loaded.executable)
+            .await
+        {
+            Ok(exe) => exe,
+            Err(e) => {
+                let _ = self.runtime.free(&Scope::All, &cell.spec.name).await;
+                return Err(e.into());
+            }
+        };
+        Ok(Response::new(pb::RunBundleResponse {
+            cell: Some(convert::cell_info(&cell, self.runtime.cgroup_version())),
+            executable: Some(convert::executable_info(&exe, &exe.status())),
+        }))
+    }
+
+    async fn thaw(
+        &self,
+        request: Request<pb::ThawCellRequest>,
+    ) -> Result<Response<pb::ThawCellResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let name = convert::cell_name(&request.into_inner().cell)?;
+        self.runtime.set_frozen(&scope, &name, false).await?;
+        Ok(Response::new(pb::ThawCellResponse {}))
+    }
+}
+
+/// The `aurae.v0.Observe` gRPC service.
+#[derive(Debug, Clone)]
+pub struct ObserveService {
+    runtime: Arc<Runtime>,
+}
+
+impl ObserveService {
+    /// The service over `runtime`.
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Self { runtime }
+    }
+}
+
+/// How many entries travel in flight to a slow client before the stream waits for it
+/// (the workload never does: it is the log file that the stream reads).
+const LOG_STREAM_BUFFER: usize = 256;
+
+fn entry(record: LogRecord) -> pb::LogEntry {
+    pb::LogEntry {
+        time_unix_nanos: record
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        stream: match record.stream {
+            Stream::Stdout => pb::LogStream::Stdout,
+            Stream::Stderr => pb::LogStream::Stderr,
+        }
+        .into(),
+        line: record.line,
+        partial: record.partial,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::observe_server::Observe for ObserveService {
+    type LogsStream = Pin<Box<dyn AsyncStream<Item = Result<pb::LogEntry, Status>> + Send>>;
+
+    async fn logs(
+        &self,
+        request: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let request = request.into_inner();
+        let cell = convert::cell_name(&request.cell)?;
+        let name = convert::executable_name(&request.executable)?;
+        let (dir, exe) = self.runtime.log_dir_of(&scope, &cell, &name).await?;
+        let query = LogQuery {
+            since: (request.since_ms > 0).then(|| {
+                UNIX_EPOCH + Duration::from_millis(u64::try_from(request.since_ms).unwrap_or(0))
+            }),
+            tail: (request.tail > 0).then_some(request.tail as usize),
+        };
+        let progress = exe.as_ref().and_then(|exe| exe.log_progress());
+        // Subscribe before the first read, so nothing written in between is missed.
+        let follower = match (request.follow, progress) {
+            (true, Some(progress)) => Some(
+                LogFollower::new(&dir, progress)
+                    .map_err(|e| Status::from(RuntimeError::from(e)))?,
+            ),
+            _ => None,
+        };
+        let backlog_dir = dir.clone();
+        let backlog = tokio::task::spawn_blocking(move || logs::read(&backlog_dir, &query))
+            .await
+            .map_err(|e| Status::internal(format!("reading the log did not finish: {e}")))?
+            .map_err(RuntimeError::from)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(LOG_STREAM_BUFFER);
+        tokio::spawn(async move {
+            for record in backlog {
+                if tx.send(Ok(entry(record))).await.is_err() {
+                    return;
+                }
+            }
+            let Some(mut follower) = follower else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    batch = follower.next_batch() => match batch {
+                        Ok(Some(records)) => {
+                            for record in records {
+                                if tx.send(Ok(entry(record))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::from(RuntimeError::from(e)))).await;
+                            return;
+                        }
+                    },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,317 @@
+//! A cell's namespaces: made once with the cell's init, joined by every executable.
+//!
+//! # How a process gets into a cell, still auraed's own child
+//! A pid namespace can only be entered by a new process: `unshare` and `setns` with
+//! `CLONE_NEWPID` change where the caller's *next child* goes. So each spawn runs on a
+//! short-lived thread of its own that first moves its children's pid namespace (a new
+//! one for the cell's init, the init's for an executable), then forks through the
+//! [supervisor](crate::init::supervisor), which tracks the child by pidfd like any
+//! other. The thread ends with the spawn, so no other spawn of auraed ever lands in a
+//! cell. In the child, before `exec`, the rest happens: joining the cell's cgroups
+//! (writing `0`, "myself", to each `cgroup.procs`), then the other namespaces (`unshare`
+//! for the init, `setns` through the init's pidfd for an executable), then the working
+//! directory, ids and rlimits of the executable. Only system calls run there: every
+//! path, string and file is prepared before the fork.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use aurae_runtime::spec::ExecutableSpec;
+use nix::sched::CloneFlags;
+use nix::unistd::{Gid, Uid};
+
+use super::cell_init::{self, InitPlan};
+use crate::init::supervisor::{SupervisedChild, Supervisor};
+
+/// The PATH of a cell's executables: the aurae CLI first, then the usual places.
+pub const CELL_PATH: &str =
+    "/run/aurae/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Why a cell's namespaces or one of its processes could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    /// The spawning thread could not be started or did not finish.
+    #[error("cannot start a thread to spawn into the cell: {0}")]
+    Thread(std::io::Error),
+    /// The new pid namespace, or entering the cell's, failed.
+    #[error("cannot {action} the cell's pid namespace: {source}")]
+    PidNamespace {
+        /// Create or enter.
+        action: &'static str,
+        /// The kernel's answer.
+        source: nix::Error,
+    },
+    /// A cgroup.procs file could not be opened.
+    #[error("cannot open {path} to join the cell's cgroup: {source}")]
+    Cgroup {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// fork or exec failed (the process never ran).
+    #[error("cannot start {program} in the cell: {reason}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        reason: String,
+    },
+    /// The cell's init could not set the cell's filesystem up.
+    #[error("the cell's init failed: {0}")]
+    Init(String),
+}
+
+/// A cell's namespaces, held by its init process (pid 1 of the cell).
+#[derive(Debug)]
+pub struct Zone {
+    init: tokio::sync::Mutex<SupervisedChild>,
+    /// The init's pidfd, through which executables enter the namespaces.
+    pidfd: OwnedFd,
+    /// The namespaces an executable joins besides the pid one.
+    join: CloneFlags,
+}
+
+/// The `cgroup.procs` files of a cell, opened for writing before any fork.
+fn open_procs(files: &[PathBuf]) -> Result<Vec<File>, ZoneError> {
+    files
+        .iter()
+        .map(|path| {
+            OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|source| ZoneError::Cgroup {
+                    path: path.clone(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// In the child: joins the cell's cgroups.
+fn join_cgroups(procs: &[File]) -> std::io::Result<()> {
+    for mut file in procs {
+        file.write_all(b"0")?;
+    }
+    Ok(())
+}
+
+/// Runs `spawn` on a thread of its own whose children go to another pid namespace, set by
+/// `enter` first.
+fn on_spawn_thread<T: Send>(
+    enter: impl FnOnce() -> Result<(), ZoneError> + Send,
+    spawn: impl FnOnce() -> Result<T, ZoneError> + Send,
+) -> Result<T, ZoneError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("cell-spawn".to_owned())
+            .spawn_scoped(scope, || {
+                enter()?;
+                spawn()
+            })
+            .map_err(ZoneError::Thread)?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(ZoneError::Thread(std::io::Error::other(
+                    "the spawning thread panicked",
+                )))
+            })
+    })
+}
+
+impl Zone {
+    /// Makes a cell's namespaces: starts its init inside `cgroup_procs`, waits until it
+    /// has built the cell's filesystem, and returns. Blocks: call it off the socket thread.
+    pub fn create(
+        supervisor: &Supervisor,
+        plan: &InitPlan,
+        cgroup_procs: &[PathBuf],
+        host_network: bool,
+    ) -> Result<Zone, ZoneError> {
+        let mut unshare = CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWCGROUP;
+        if !host_network {
+            unshare |= CloneFlags::CLONE_NEWNET;
+        }
+        let procs = open_procs(cgroup_procs)?;
+        let plan_json = serde_json::to_string(plan).map_err(|e| ZoneError::Spawn {
+            program: cell_init::ARGV0.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut command = Command::new("/proc/self/exe");
+        command
+            .arg0(cell_init::ARGV0)
+            .arg(plan_json)
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // SAFETY: the closure only makes system calls on files opened before the fork
+        // (no allocation, no locks).
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || {
+                join_cgroups(&procs)?;
+                nix::sched::unshare(unshare)?;
+                Ok(())
+            });
+        }
+        let mut init = on_spawn_thread(
+            || {
+                nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|source| {
+                    ZoneError::PidNamespace {
+                        action: "create",
+                        source,
+                    }
+                })
+            },
+            || {
+                supervisor
+                    .spawn(&mut command)
+                    .map_err(|e| ZoneError::Spawn {
+                        program: cell_init::ARGV0.to_owned(),
+                        reason: e.to_string(),
+                    })
+            },
+        )?;
+        let report = init
+            .stdout
+            .take()
+            .map(|out| {
+                let mut line = String::new();
+                let _ = BufReader::new(out).read_line(&mut line);
+                line
+            })
+            .unwrap_or_default();
+        if report.trim_end() != "ready" {
+            let _ = init.signal(nix::sys::signal::Signal::SIGKILL);
+            let why = report
+                .trim_end()
+                .strip_prefix("error: ")
+                .unwrap_or("it exited before it was ready")
+                .to_owned();
+            return Err(ZoneError::Init(why));
+        }
+        let pidfd = init.pidfd().try_clone_to_owned().map_err(|e| ZoneError::Spawn {
+            program: cell_init::ARGV0.to_owned(),
+            reason: format!("cannot keep its pidfd: {e}"),
+        })?;
+        Ok(Zone {
+            init: tokio::sync::Mutex::new(init),
+            pidfd,
+            join: unshare,
+        })
+    }
+
+    /// Waits until the cell's init has exited (after its cgroup was killed).
+    pub async fn wait_init(&self) {
+        let mut init = self.init.lock().await;
+        if let Err(e) = init.wait().await {
+            tracing::warn!(error = %e, "cannot wait for a cell's init");
+        }
+    }
+
+    /// Starts `exe` inside the cell with `stdout`/`stderr` as its output. Blocks for as
+    /// long as fork and exec take.
+    pub fn spawn(
+        &self,
+        supervisor: &Supervisor,
+        exe: &ExecutableSpec,
+        cgroup_procs: &[PathBuf],
+        environment: &[(String, String)],
+        (stdout, stderr): (OwnedFd, OwnedFd),
+    ) -> Result<SupervisedChild, ZoneError> {
+        let procs = open_procs(cgroup_procs)?;
+        let program = exe.argv[0].clone();
+        let spawn_error = |reason: String| ZoneError::Spawn {
+            program: program.clone(),
+            reason,
+        };
+        let mut command = Command::new(&exe.argv[0]);
+        command
+            .args(&exe.argv[1..])
+            .env_clear()
+            .envs(environment.iter().map(|(k, v)| (k, v)))
+            .envs(exe.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr));
+        let cwd = CString::new(
+            exe.cwd
+                .as_ref()
+                .map_or("/".into(), |cwd| cwd.as_path().to_string_lossy()),
+        )
+        .map_err(|e| spawn_error(e.to_string()))?;
+        let uid = exe.uid.map(Uid::from_raw);
+        let gid = exe.gid.map(Gid::from_raw);
+        let rlimits = exe.rlimits.clone();
+        let pidfd: OwnedFd = self
+            .pidfd
+            .try_clone()
+            .map_err(|e| spawn_error(e.to_string()))?;
+        let join = self.join;
+        let child_pidfd = pidfd
+            .try_clone()
+            .map_err(|e| spawn_error(e.to_string()))?;
+        // SAFETY: the closure only makes system calls on values prepared before the fork
+        // (no allocation, no locks).
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || {
+                join_cgroups(&procs)?;
+                nix::sched::setns(child_pidfd.as_fd(), join)?;
+                nix::unistd::chdir(cwd.as_c_str())?;
+                if let Some(gid) = gid {
+                    nix::unistd::setgroups(&[])?;
+                    nix::unistd::setgid(gid)?;
+                }
+                if let Some(uid) = uid {
+                    nix::unistd::setuid(uid)?;
+                }
+                for limit in &rlimits {
+                    set_rlimit(limit)?;
+                }
+                Ok(())
+            });
+        }
+        on_spawn_thread(
+            || {
+                nix::sched::setns(pidfd.as_fd(), CloneFlags::CLONE_NEWPID).map_err(|source| {
+                    ZoneError::PidNamespace {
+                        action: "enter",
+                        source,
+                    }
+                })
+            },
+            || {
+                supervisor
+                    .spawn(&mut command)
+                    .map_err(|e| spawn_error(e.to_string()))
+            },
+        )
+    }
+}
+
+/// setrlimit(2) with the raw resource number an OCI bundle names.
+#[allow(unsafe_code)]
+fn set_rlimit(limit: &aurae_runtime::spec::Rlimit) -> std::io::Result<()> {
+    let value = libc::rlimit {
+        rlim_cur: limit.soft,
+        rlim_max: limit.hard,
+    };
+    // SAFETY: `value` is a valid rlimit that lives across the call; an unknown resource
+    // number makes the kernel answer EINVAL, nothing worse.
+    let rc = unsafe { libc::setrlimit(limit.resource as libc::__rlimit_resource_t, &value) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
