@@ -1,1 +1,817 @@
-//! (being written)
+//! Control groups: the bounds of every cell, on cgroup v1, hybrid and pure v2 hosts, chosen
+//! by what the host mounts ([`Hierarchy::detect`]).
+//!
+//! It owns the runtime root, `<the daemon's own cgroup>/<runtime dir>` in every hierarchy
+//! it uses, and every cell's cgroup below it: creating them with their limits, placing
+//! processes in them, freezing, killing and removing them. Nested cells nest as
+//! directories (`web/api` lies inside `web`), so the kernel bounds a child by its parent.
+//!
+//! It must never write outside the daemon's own cgroup (on v2 it moves the daemon's
+//! processes into an `<own>/daemon` leaf, as the no-internal-process rule demands, and
+//! enables controllers in `<own>/cgroup.subtree_control`; nothing else above the runtime
+//! root is touched), never spawn a process, never leave a half-made cgroup behind, and
+//! never panic on anything the host returns.
+//!
+//! Layout, per host:
+//! - pure v2: one directory per cell under `/sys/fs/cgroup/<own>/<runtime dir>`;
+//! - v1 (and hybrid): one directory per cell in each of the cpu, cpuacct, cpuset, memory,
+//!   pids, freezer, blkio and devices hierarchies that are mounted; on a hybrid host also
+//!   one in the unified cgroup2 tree, used only for `cgroup.freeze` and `cgroup.kill`.
+
+mod detect;
+mod files;
+mod limits;
+mod v1;
+mod v2;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub use limits::MEMORY_FLOOR;
+
+use crate::spec::{CellName, Limits};
+use detect::HostLayout;
+use limits::Capabilities;
+
+/// How long freezing, and killing every process of a cell, may take before it is an error.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a waiting operation looks again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Why a cgroup operation failed; each message says what was wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// At start: `/proc/self/mountinfo` shows neither a cgroup2 filesystem nor a v1
+    /// hierarchy with a controller cells use.
+    #[error(
+        "no cgroup filesystem is mounted; mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup`) \
+         and start again"
+    )]
+    NoCgroupFs,
+    /// At start: the daemon's own cgroup (from `/proc/self/cgroup`) lies outside the subtree
+    /// a cgroup mount shows, as when a container mounts only part of a hierarchy.
+    #[error(
+        "this process's cgroup {cgroup} is not visible under the cgroup mount at \
+         {mount_point}; run the daemon in a cgroup namespace rooted at that mount, or mount \
+         the whole hierarchy"
+    )]
+    NotVisible {
+        /// The own cgroup's path.
+        cgroup: String,
+        /// The mount that does not show it.
+        mount_point: PathBuf,
+    },
+    /// At start: the runtime directory name was not one plain path component.
+    #[error(
+        "the runtime cgroup directory name {name:?} must be one plain path component other \
+         than `daemon`, such as `aurae-cells`"
+    )]
+    BadRuntimeDir {
+        /// The refused name.
+        name: String,
+    },
+    /// Reading a cgroup or proc file failed (the filesystem went away, or no permission).
+    #[error(
+        "cannot read {path}: {source}; check that the cgroup filesystem is mounted and the \
+         daemon runs as root"
+    )]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The kernel refused a value written to a cgroup file: outside what the parent cgroup
+    /// allows (a cpuset naming CPUs the parent lacks), a controller not enabled, or a
+    /// process that cannot move.
+    #[error(
+        "the kernel refused {value:?} written to {path}: {source}; check the value against \
+         the parent cgroup's limits and that its controller is enabled"
+    )]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The refused value.
+        value: String,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+    /// A cgroup file held something other than what the kernel writes there.
+    #[error("unexpected content {content:?} in {path}; is a cgroup filesystem mounted there?")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What it held.
+        content: String,
+    },
+    /// Creating a cgroup directory failed (not root, a read-only hierarchy, or the
+    /// hierarchy's `cgroup.max.depth` or `cgroup.max.descendants` reached).
+    #[error(
+        "cannot create cgroup {path}: {source}; the daemon must run as root on a writable \
+         cgroup hierarchy with room for more cgroups"
+    )]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Removing a cgroup directory failed after retrying: a process or a nested cgroup the
+    /// runtime does not know is still inside it.
+    #[error(
+        "cannot remove cgroup {path}: {source}; something is still inside it - look at its \
+         cgroup.procs and subdirectories, kill or remove them, and retry"
+    )]
+    RemoveDir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Checking limits: the host cannot enforce a field (cgroup v1 lacks `memory.high`, a
+    /// controller is missing, swap is not accounted).
+    #[error("cannot enforce {field}: {why}")]
+    Unsupported {
+        /// The field, as the spec names it (`memory.high`).
+        field: &'static str,
+        /// Why, and what to do instead.
+        why: String,
+    },
+    /// Checking limits: a field's value is outside what the kernel or the host accepts.
+    #[error("{field} = {value} is out of range: expected {why}")]
+    OutOfRange {
+        /// The field, as the spec names it (`cpu.weight`).
+        field: &'static str,
+        /// The refused value.
+        value: String,
+        /// What a valid value looks like.
+        why: String,
+    },
+    /// Creating a cell whose cgroup already exists (left by an earlier daemon, or created
+    /// twice).
+    #[error("the cgroup of cell {cell} already exists; adopt it with open() or remove it first")]
+    Exists {
+        /// The cell.
+        cell: CellName,
+    },
+    /// Creating a nested cell whose parent cell has no cgroup.
+    #[error(
+        "cannot create cell {cell}: its parent cell {parent} does not exist; create {parent} first"
+    )]
+    ParentMissing {
+        /// The cell asked for.
+        cell: CellName,
+        /// Its missing parent.
+        parent: CellName,
+    },
+    /// Creating a nested cell on cgroup v2 inside a cell that holds processes: a v2 cgroup
+    /// with processes cannot give its children controllers (the no-internal-process rule).
+    #[error(
+        "cell {parent} holds processes, and on cgroup v2 a cgroup with processes cannot hold \
+         nested cells with limits; stop {parent}'s executables before creating {cell}"
+    )]
+    ParentBusy {
+        /// The cell asked for.
+        cell: CellName,
+        /// Its parent, which holds processes.
+        parent: CellName,
+    },
+    /// Freezing a cell on a host with neither cgroup v2's `cgroup.freeze` (Linux 5.2+) nor a
+    /// mounted v1 freezer hierarchy.
+    #[error(
+        "cell {cell} cannot be frozen: this host has neither cgroup v2's cgroup.freeze nor a \
+         v1 freezer hierarchy; mount the freezer controller (or boot with cgroup v2)"
+    )]
+    NoFreezer {
+        /// The cell.
+        cell: CellName,
+    },
+    /// Freezing or killing did not finish within [`SETTLE_TIMEOUT`], usually because a
+    /// process is stuck in uninterruptible sleep (state `D`).
+    #[error(
+        "cell {cell}: {what} did not finish within {waited:?}; processes {pids:?} may be \
+         stuck in uninterruptible sleep (see `ps -o pid,stat,wchan -p <pid>`); retry later"
+    )]
+    Timeout {
+        /// The cell.
+        cell: CellName,
+        /// What was waited for (`freezing`, `killing every process`).
+        what: &'static str,
+        /// How long.
+        waited: Duration,
+        /// The processes still in the cell.
+        pids: Vec<i32>,
+    },
+    /// Sending SIGKILL to a process of the cell failed for a reason other than the process
+    /// having exited already.
+    #[error(
+        "cannot send SIGKILL to process {pid} of cell {cell}: {source}; the daemon must run as root"
+    )]
+    Signal {
+        /// The cell.
+        cell: CellName,
+        /// The process.
+        pid: i32,
+        /// The kernel's answer.
+        source: Errno,
+    },
+}
+
+/// Which cgroup version cells live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// Controllers in v1 hierarchies.
+    V1 {
+        /// Whether a unified cgroup2 tree is mounted beside them (a "hybrid" host), whose
+        /// `cgroup.freeze` and `cgroup.kill` the runtime uses.
+        hybrid: bool,
+    },
+    /// One cgroup2 hierarchy for everything.
+    V2,
+}
+
+impl fmt::Display for CgroupVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::V1 { hybrid: false } => "v1",
+            Self::V1 { hybrid: true } => "v1 (hybrid)",
+            Self::V2 => "v2",
+        })
+    }
+}
+
+/// One directory of a cell (or of the runtime root) and the controllers its hierarchy
+/// carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CellDir {
+    controllers: Vec<String>,
+    path: PathBuf,
+}
+
+/// The directory among `dirs` whose hierarchy carries `controller`.
+fn dir_with<'a>(dirs: &'a [CellDir], controller: &str) -> Option<&'a Path> {
+    dirs.iter()
+        .find(|d| d.controllers.iter().any(|c| c == controller))
+        .map(|d| d.path.as_path())
+}
+
+/// What the host mounts, detected once at start, and the runtime root prepared in it.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    version: CgroupVersion,
+    /// The runtime root in each hierarchy (one on v2).
+    roots: Vec<CellDir>,
+    /// The runtime root in the cgroup2 tree: the same directory as `roots[0]` on v2, the
+    /// unified mount's on a hybrid host, none on pure v1.
+    unified: Option<PathBuf>,
+    caps: Capabilities,
+}
+
+impl Hierarchy {
+    /// Detects the host's cgroup layout from `/proc/self/mountinfo` and `/proc/self/cgroup`
+    /// and prepares the runtime root `<own cgroup>/<runtime_dir_name>` in every hierarchy
+    /// (creating it if needed). On v2, when the daemon's own cgroup is not the root and
+    /// holds processes, they move into `<own>/daemon` first; then `cpu`, `cpuset`, `io`,
+    /// `memory` and `pids` (those the host offers) are enabled for the runtime root and
+    /// for the cells below it.
+    pub fn detect(runtime_dir_name: &str) -> Result<Hierarchy, CgroupError> {
+        let mountinfo = files::read(Path::new("/proc/self/mountinfo"))?;
+        let own = files::read(Path::new("/proc/self/cgroup"))?;
+        Self::prepare(detect::parse(&mountinfo, &own)?, runtime_dir_name)
+    }
+
+    fn prepare(layout: HostLayout, runtime_dir_name: &str) -> Result<Hierarchy, CgroupError> {
+        let mut components = Path::new(runtime_dir_name).components();
+        let plain = matches!(
+            (components.next(), components.next()),
+            (Some(Component::Normal(_)), None)
+        );
+        if !plain || runtime_dir_name == v2::DAEMON_LEAF || runtime_dir_name.contains('/') {
+            return Err(CgroupError::BadRuntimeDir {
+                name: runtime_dir_name.to_owned(),
+            });
+        }
+        let hierarchy = match layout {
+            HostLayout::V2(own) => {
+                let (root, controllers) = v2::prepare_root(&own, runtime_dir_name)?;
+                let caps = v2_capabilities(&root, &controllers);
+                Hierarchy {
+                    version: CgroupVersion::V2,
+                    roots: vec![CellDir {
+                        controllers: controllers.into_iter().collect(),
+                        path: root.clone(),
+                    }],
+                    unified: Some(root),
+                    caps,
+                }
+            }
+            HostLayout::V1 {
+                hierarchies,
+                unified,
+            } => {
+                let mut roots = Vec::new();
+                for own in hierarchies {
+                    let path = own.dir.join(runtime_dir_name);
+                    if files::make_dir_if_missing(&path)? {
+                        v1::init_dir(&path, &own.controllers)?;
+                    }
+                    roots.push(CellDir {
+                        controllers: own.controllers,
+                        path,
+                    });
+                }
+                let unified = match unified {
+                    Some(own) => {
+                        let path = own.dir.join(runtime_dir_name);
+                        files::make_dir_if_missing(&path)?;
+                        Some(path)
+                    }
+                    None => None,
+                };
+                let caps = v1::capabilities(&roots, unified.is_some());
+                Hierarchy {
+                    version: caps.version,
+                    roots,
+                    unified,
+                    caps,
+                }
+            }
+        };
+        tracing::info!(
+            version = %hierarchy.version,
+            roots = ?hierarchy.roots.iter().map(|r| &r.path).collect::<Vec<_>>(),
+            controllers = ?hierarchy.caps.controllers,
+            "cgroup runtime root ready"
+        );
+        Ok(hierarchy)
+    }
+
+    /// The cgroup version cells live in.
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// The runtime root's directory in every hierarchy (and the unified tree's, on a hybrid
+    /// host).
+    pub fn root_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+        if let Some(unified) = &self.unified
+            && !dirs.contains(unified)
+        {
+            dirs.push(unified.clone());
+        }
+        dirs
+    }
+
+    /// Refuses, before anything is created, limits this host cannot enforce, naming the
+    /// field: `memory.high` on v1, a field whose controller is missing, a cpuset naming
+    /// CPUs the host does not offer, `memory.max` below [`MEMORY_FLOOR`], weights outside
+    /// 1-10000, a quota below 1000 µs, a period outside 1000-1000000 µs, swap where the
+    /// host does not account it.
+    pub fn check(&self, limits: &Limits) -> Result<(), CgroupError> {
+        limits::check(&self.caps, limits)
+    }
+
+    /// Creates cell `name`'s cgroup in every hierarchy and writes its `limits` (unset
+    /// fields keep the kernel's defaults, so a nested cell inherits its parent's bounds).
+    /// Refuses a cell that exists or whose parent does not; on any failure it removes
+    /// every directory it made, so no half-made cgroup remains.
+    pub fn create(&self, name: &CellName, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        self.check(limits)?;
+        self.create_checked(name, limits)
+    }
+
+    fn create_checked(&self, name: &CellName, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        if self.open(name).is_some() {
+            return Err(CgroupError::Exists { cell: name.clone() });
+        }
+        if let Some(parent) = name.parent()
+            && self.open(&parent).is_none()
+        {
+            return Err(CgroupError::ParentMissing {
+                cell: name.clone(),
+                parent,
+            });
+        }
+        let cgroup = self.cgroup(name);
+        let mut undo = Vec::new();
+        match self.build(&cgroup, limits, &mut undo) {
+            Ok(()) => {
+                tracing::debug!(cell = %name, "cgroup created");
+                Ok(cgroup)
+            }
+            Err(error) => {
+                for step in undo.into_iter().rev() {
+                    if let Err(e) = step.run() {
+                        tracing::warn!(cell = %name, error = %e, "could not undo a cgroup step");
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn build(
+        &self,
+        cgroup: &Cgroup,
+        limits: &Limits,
+        undo: &mut Vec<Undo>,
+    ) -> Result<(), CgroupError> {
+        if self.version == CgroupVersion::V2 {
+            self.enable_in_parent(cgroup, undo)?;
+        }
+        for dir in &cgroup.dirs {
+            files::make_dir(&dir.path)?;
+            undo.push(Undo::Rmdir(dir.path.clone()));
+            if self.version != CgroupVersion::V2 {
+                v1::init_dir(&dir.path, &dir.controllers)?;
+            }
+        }
+        if let Some(unified) = &cgroup.unified
+            && self.version != CgroupVersion::V2
+        {
+            files::make_dir(unified)?;
+            undo.push(Undo::Rmdir(unified.clone()));
+        }
+        match self.version {
+            CgroupVersion::V2 => v2::write_limits(&cgroup.dirs[0].path, limits),
+            CgroupVersion::V1 { .. } => v1::write_limits(&cgroup.dirs, limits),
+        }
+    }
+
+    /// On v2, a nested cell's parent must enable the controllers for its children, which
+    /// it can only do while it holds no processes.
+    fn enable_in_parent(&self, cgroup: &Cgroup, undo: &mut Vec<Undo>) -> Result<(), CgroupError> {
+        let Some(parent) = cgroup.name.parent() else {
+            return Ok(());
+        };
+        let Some(dir) = cgroup.dirs[0].path.parent() else {
+            return Ok(());
+        };
+        let wanted: Vec<&str> = self.roots[0]
+            .controllers
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let enabled = v2::subtree_controllers(dir)?;
+        if wanted.iter().all(|c| enabled.contains(*c)) {
+            return Ok(());
+        }
+        if !files::read_pids(&dir.join("cgroup.procs"))?.is_empty() {
+            return Err(CgroupError::ParentBusy {
+                cell: cgroup.name.clone(),
+                parent,
+            });
+        }
+        v2::enable(dir, &wanted)?;
+        undo.push(Undo::Disable(
+            dir.to_owned(),
+            self.roots[0].controllers.clone(),
+        ));
+        Ok(())
+    }
+
+    /// The cgroup of cell `name` as paths, whether or not it exists.
+    fn cgroup(&self, name: &CellName) -> Cgroup {
+        let relative = name.relative_path();
+        Cgroup {
+            name: name.clone(),
+            version: self.version,
+            dirs: self
+                .roots
+                .iter()
+                .map(|r| CellDir {
+                    controllers: r.controllers.clone(),
+                    path: r.path.join(&relative),
+                })
+                .collect(),
+            unified: self.unified.as_ref().map(|u| u.join(&relative)),
+        }
+    }
+
+    /// An existing cell's cgroup (to adopt it after a daemon restart): `Some` when its
+    /// directory exists in any hierarchy, so a cgroup half-removed by a crash can still be
+    /// removed.
+    pub fn open(&self, name: &CellName) -> Option<Cgroup> {
+        let cgroup = self.cgroup(name);
+        cgroup.dirs().iter().any(|d| d.is_dir()).then_some(cgroup)
+    }
+
+    /// Every cell cgroup below the runtime root, parents before children. Directories whose
+    /// path is not a cell name are skipped with a warning.
+    pub fn list(&self) -> Result<Vec<CellName>, CgroupError> {
+        let root = &self.roots[0].path;
+        let mut cells = Vec::new();
+        for dir in files::tree(root)?.into_iter().skip(1) {
+            let Ok(relative) = dir.strip_prefix(root) else {
+                continue;
+            };
+            let text = relative.to_string_lossy();
+            match text.parse::<CellName>() {
+                Ok(name) => cells.push(name),
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "skipping a cgroup that is not a cell")
+                }
+            }
+        }
+        cells.sort();
+        Ok(cells)
+    }
+
+    /// Removes every cell (killing their processes) and the runtime root itself, in every
+    /// hierarchy: for tests and for uninstalling, never for a daemon restart.
+    pub fn remove_all(&self) -> Result<(), CgroupError> {
+        for name in self.list()?.iter().rev() {
+            self.cgroup(name).remove()?;
+        }
+        for dir in self.root_dirs() {
+            files::remove_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn v2_capabilities(root: &Path, controllers: &BTreeSet<String>) -> Capabilities {
+    let cpus = ["cpuset.cpus.effective"]
+        .iter()
+        .map(|f| root.join(f))
+        .chain([PathBuf::from("/sys/devices/system/cpu/online")])
+        .find_map(|f| files::read(&f).ok())
+        .and_then(|text| limits::parse_cpu_list(&text));
+    Capabilities {
+        version: CgroupVersion::V2,
+        controllers: controllers.clone(),
+        io_weight: root.join("io.weight").exists(),
+        swap: root.join("memory.swap.max").exists(),
+        cpus,
+    }
+}
+
+/// A step of a cell's creation to undo when a later one fails.
+enum Undo {
+    Rmdir(PathBuf),
+    Disable(PathBuf, Vec<String>),
+}
+
+impl Undo {
+    fn run(self) -> Result<(), CgroupError> {
+        match self {
+            Undo::Rmdir(dir) => files::remove_dir(&dir),
+            Undo::Disable(dir, controllers) => {
+                let controllers: Vec<&str> = controllers.iter().map(String::as_str).collect();
+                v2::disable(&dir, &controllers)
+            }
+        }
+    }
+}
+
+/// One cell's cgroup, across all hierarchies.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    name: CellName,
+    version: CgroupVersion,
+    /// The cell's directory in each hierarchy (one on v2).
+    dirs: Vec<CellDir>,
+    /// Its directory in the cgroup2 tree (the same as `dirs[0]` on v2).
+    unified: Option<PathBuf>,
+}
+
+impl Cgroup {
+    /// The cell this cgroup bounds.
+    pub fn name(&self) -> &CellName {
+        &self.name
+    }
+
+    /// Every directory of the cell: one per v1 hierarchy plus the unified tree's, or the
+    /// one directory on v2.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.dirs.iter().map(|d| d.path.clone()).collect();
+        if let Some(unified) = &self.unified
+            && !dirs.contains(unified)
+        {
+            dirs.push(unified.clone());
+        }
+        dirs
+    }
+
+    /// Every `cgroup.procs` file a new process must be written into to be wholly inside the
+    /// cell: one per v1 hierarchy plus the unified tree's, or one on v2.
+    ///
+    /// The spawner opens each with `O_WRONLY` before `fork`, and the child writes `"0"` to
+    /// every descriptor before `exec`: the kernel reads pid 0 as "the writing process", so
+    /// the child enters the cell before it runs a single instruction of the workload, and
+    /// no fork can escape. (Writing needs no allocation, so it is safe after `fork`.)
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    /// Moves process `pid` (all its threads) into the cell in every hierarchy.
+    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
+        for procs in self.procs_files() {
+            files::write(&procs, &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Every process in this cell and its nested cells, in any hierarchy, sorted.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let mut pids = BTreeSet::new();
+        for dir in self.dirs() {
+            for cgroup in files::tree(&dir)? {
+                pids.extend(files::read_pids(&cgroup.join("cgroup.procs"))?);
+            }
+        }
+        Ok(pids.into_iter().collect())
+    }
+
+    /// Whether no process is in this cell or its nested cells.
+    pub fn is_empty(&self) -> Result<bool, CgroupError> {
+        Ok(self.pids()?.is_empty())
+    }
+
+    /// How the cell is frozen: the cgroup2 `cgroup.freeze` when the cell has a cgroup2
+    /// directory offering it (v2, and hybrid), else the v1 freezer.
+    fn freezer(&self) -> Result<Freezer<'_>, CgroupError> {
+        if let Some(unified) = &self.unified
+            && v2::can_freeze(unified)
+        {
+            return Ok(Freezer::V2(unified));
+        }
+        dir_with(&self.dirs, "freezer")
+            .map(Freezer::V1)
+            .ok_or_else(|| CgroupError::NoFreezer {
+                cell: self.name.clone(),
+            })
+    }
+
+    /// Freezes every process of the cell and its nested cells, and waits until the kernel
+    /// reports them frozen (at most [`SETTLE_TIMEOUT`]).
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        let freezer = self.freezer()?;
+        freezer.set(true)?;
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while !freezer.frozen()? {
+            if Instant::now() >= deadline {
+                return Err(CgroupError::Timeout {
+                    cell: self.name.clone(),
+                    what: "freezing",
+                    waited: SETTLE_TIMEOUT,
+                    pids: self.pids().unwrap_or_default(),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
+    /// Lets the cell's processes run again.
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        self.freezer()?.set(false)
+    }
+
+    /// Whether the cell is frozen (by itself or a frozen parent cell).
+    pub fn frozen(&self) -> Result<bool, CgroupError> {
+        self.freezer()?.frozen()
+    }
+
+    /// Kills every process in the cell and its nested cells so that none escapes: with
+    /// `cgroup.kill` where the cell has it (v2, and hybrid's unified tree), else by
+    /// freezing, SIGKILLing every process and thawing, again until the cell is empty.
+    /// Fails with [`CgroupError::Timeout`] if processes remain after [`SETTLE_TIMEOUT`].
+    pub fn kill_all(&self) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let kill_file = self.unified.as_deref().filter(|u| v2::can_kill(u));
+        loop {
+            let pids = self.pids()?;
+            if pids.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(CgroupError::Timeout {
+                    cell: self.name.clone(),
+                    what: "killing every process",
+                    waited: SETTLE_TIMEOUT,
+                    pids,
+                });
+            }
+            match kill_file {
+                Some(dir) if dir.exists() => v2::kill(dir)?,
+                _ => self.kill_frozen(&pids)?,
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// One v1 round: freeze (so nothing forks), SIGKILL each process, thaw (so they die).
+    fn kill_frozen(&self, pids: &[i32]) -> Result<(), CgroupError> {
+        let freezer = dir_with(&self.dirs, "freezer");
+        if let Some(dir) = freezer
+            && let Err(error) = v1::set_frozen(dir, true)
+        {
+            tracing::warn!(cell = %self.name, %error, "could not freeze before killing");
+        }
+        let mut result = Ok(());
+        for &pid in pids {
+            match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(source) => {
+                    result = Err(CgroupError::Signal {
+                        cell: self.name.clone(),
+                        pid,
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(dir) = freezer {
+            v1::set_frozen(dir, false)?;
+        }
+        result
+    }
+
+    /// Kills every process, then removes the cell's directories (and any nested cell's)
+    /// leaf first in every hierarchy, retrying briefly while the kernel calls them busy.
+    /// Removing a cell that is already gone succeeds.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        self.kill_all()?;
+        for dir in self.dirs() {
+            for cgroup in files::tree(&dir)?.iter().rev() {
+                files::remove_dir(cgroup)?;
+            }
+        }
+        if self.version == CgroupVersion::V2 {
+            self.release_parent()?;
+        }
+        tracing::debug!(cell = %self.name, "cgroup removed");
+        Ok(())
+    }
+
+    /// On v2, a parent cell left without nested cells gives its controllers back, so that
+    /// it may hold processes again.
+    fn release_parent(&self) -> Result<(), CgroupError> {
+        let (Some(_), Some(parent)) = (self.name.parent(), self.dirs[0].path.parent()) else {
+            return Ok(());
+        };
+        if !parent.is_dir() || !files::subdirs(parent)?.is_empty() {
+            return Ok(());
+        }
+        let controllers: Vec<&str> = self.dirs[0]
+            .controllers
+            .iter()
+            .map(String::as_str)
+            .collect();
+        v2::disable(parent, &controllers)
+    }
+
+    /// How many times the kernel's OOM killer has killed a process in the cell (and its
+    /// nested cells); 0 where the host does not count it.
+    pub fn oom_kills(&self) -> Result<u64, CgroupError> {
+        match (self.version, dir_with(&self.dirs, "memory")) {
+            (_, None) => Ok(0),
+            (CgroupVersion::V2, Some(dir)) => v2::oom_kills(dir),
+            (CgroupVersion::V1 { .. }, Some(dir)) => v1::oom_kills(dir),
+        }
+    }
+
+    /// The memory the cell (and its nested cells) uses now, in bytes; `None` without a
+    /// memory controller.
+    pub fn memory_current(&self) -> Result<Option<u64>, CgroupError> {
+        match (self.version, dir_with(&self.dirs, "memory")) {
+            (_, None) => Ok(None),
+            (CgroupVersion::V2, Some(dir)) => v2::memory_current(dir),
+            (CgroupVersion::V1 { .. }, Some(dir)) => v1::memory_current(dir),
+        }
+    }
+}
+
+/// The freezer a cell uses.
+enum Freezer<'a> {
+    V2(&'a Path),
+    V1(&'a Path),
+}
+
+impl Freezer<'_> {
+    fn set(&self, frozen: bool) -> Result<(), CgroupError> {
+        match self {
+            Freezer::V2(dir) => v2::set_frozen(dir, frozen),
+            Freezer::V1(dir) => v1::set_frozen(dir, frozen),
+        }
+    }
+
+    fn frozen(&self) -> Result<bool, CgroupError> {
+        match self {
+            Freezer::V2(dir) => v2::frozen(dir),
+            Freezer::V1(dir) => v1::frozen(dir),
+        }
+    }
+}
