@@ -31,8 +31,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => ExitCode::Ok.into(),
         Err(e) if e.is::<output::ClosedOutput>() => ExitCode::Ok.into(),
         // `aurae exec` ends as its process did, without a message of its own.
-        Err(e) if let Some(exit) = e.downcast_ref::<commands::cell::ProcessExit>() => {
-            std::process::ExitCode::from(exit.0)
+        Err(e) if e.is::<commands::cell::ProcessExit>() => {
+            let code = e
+                .downcast_ref::<commands::cell::ProcessExit>()
+                .map_or(1, |exit| exit.0);
+            std::process::ExitCode::from(code)
         }
         Err(e) => {
             report(&e);

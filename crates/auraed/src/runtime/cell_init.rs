@@ -181,7 +181,7 @@ fn prepare(plan: &InitPlan) -> Result<(), String> {
         Some(rootfs) => bind(&fd_path(rootfs), &root, MsFlags::MS_REC)?,
         None => host_root_read_only(&root, &plan.hidden)?,
     }
-    furnish(&root, plan, &host)?;
+    furnish(&root, &host)?;
     for (m, source) in plan.mounts.iter().zip(&host.binds) {
         mount_spec(&root, m, source.as_ref())?;
     }
@@ -247,7 +247,7 @@ fn unescape_mountinfo(field: &str) -> String {
 
 /// The fixed furniture of every cell: /proc, /dev, /tmp, /run with the socket and
 /// identity.
-fn furnish(root: &Path, plan: &InitPlan, host: &HostFiles) -> Result<(), String> {
+fn furnish(root: &Path, host: &HostFiles) -> Result<(), String> {
     let proc_dir = dir_in(root, "/proc")?;
     mount(
         Some("proc"),

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use aurae_core::name::Principal;
 use aurae_proto::v0 as pb;
-use aurae_runtime::logs::{self, LogFollower, LogQuery, LogRecord, Stream};
+use aurae_runtime::logs::{LogFollower, LogQuery, LogRecord, Stream};
 use nix::sys::signal::Signal;
 use tokio_stream::Stream as AsyncStream;
 use tonic::{Request, Response, Status};
@@ -273,30 +273,17 @@ impl pb::observe_server::Observe for ObserveService {
             }),
             tail: (request.tail > 0).then_some(request.tail as usize),
         };
-        let progress = exe.as_ref().and_then(|exe| exe.log_progress());
-        // Subscribe before the first read, so nothing written in between is missed.
-        let follower = match (request.follow, progress) {
-            (true, Some(progress)) => Some(
-                LogFollower::new(&dir, progress)
-                    .map_err(|e| Status::from(RuntimeError::from(e)))?,
-            ),
-            _ => None,
+        let progress = if request.follow {
+            exe.as_ref().and_then(|exe| exe.log_progress())
+        } else {
+            None
         };
-        let backlog_dir = dir.clone();
-        let backlog = tokio::task::spawn_blocking(move || logs::read(&backlog_dir, &query))
+        let mut follower = tokio::task::spawn_blocking(move || LogFollower::new(&dir, &query, progress))
             .await
             .map_err(|e| Status::internal(format!("reading the log did not finish: {e}")))?
             .map_err(RuntimeError::from)?;
         let (tx, rx) = tokio::sync::mpsc::channel(LOG_STREAM_BUFFER);
         tokio::spawn(async move {
-            for record in backlog {
-                if tx.send(Ok(entry(record))).await.is_err() {
-                    return;
-                }
-            }
-            let Some(mut follower) = follower else {
-                return;
-            };
             loop {
                 tokio::select! {
                     batch = follower.next_batch() => match batch {

@@ -247,7 +247,7 @@ impl Zone {
         let cwd = CString::new(
             exe.cwd
                 .as_ref()
-                .map_or("/".into(), |cwd| cwd.as_path().to_string_lossy()),
+                .map_or_else(|| "/".to_owned(), |cwd| cwd.as_path().to_string_lossy().into_owned()),
         )
         .map_err(|e| spawn_error(e.to_string()))?;
         let uid = exe.uid.map(Uid::from_raw);
