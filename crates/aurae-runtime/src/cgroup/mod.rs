@@ -658,7 +658,7 @@ impl Cgroup {
     /// reports them frozen (at most [`SETTLE_TIMEOUT`]).
     pub fn freeze(&self) -> Result<(), CgroupError> {
         let freezer = self.freezer()?;
-        freezer.set(true)?;
+        freezer.set(FreezerState::Frozen)?;
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         while !freezer.frozen()? {
             if Instant::now() >= deadline {
@@ -676,7 +676,7 @@ impl Cgroup {
 
     /// Lets the cell's processes run again.
     pub fn thaw(&self) -> Result<(), CgroupError> {
-        self.freezer()?.set(false)
+        self.freezer()?.set(FreezerState::Thawed)
     }
 
     /// Whether the cell is frozen (by itself or a frozen parent cell).
@@ -691,10 +691,10 @@ impl Cgroup {
     pub fn kill_all(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         let kill_file = self.unified.as_deref().filter(|u| v2::can_kill(u));
-        loop {
+        for round in 0.. {
             let pids = self.pids()?;
             if pids.is_empty() {
-                return Ok(());
+                break;
             }
             if Instant::now() >= deadline {
                 return Err(CgroupError::Timeout {
@@ -708,15 +708,21 @@ impl Cgroup {
                 Some(dir) if dir.exists() => v2::kill(dir)?,
                 _ => self.kill_frozen(&pids)?,
             }
+            // A process placed in the v1 hierarchies but not in the unified tree escapes
+            // cgroup.kill; after the first round every process left gets its own SIGKILL.
+            if round > 0 && kill_file.is_some() {
+                self.kill_frozen(&pids)?;
+            }
             std::thread::sleep(POLL);
         }
+        Ok(())
     }
 
     /// One v1 round: freeze (so nothing forks), SIGKILL each process, thaw (so they die).
     fn kill_frozen(&self, pids: &[i32]) -> Result<(), CgroupError> {
         let freezer = dir_with(&self.dirs, "freezer");
         if let Some(dir) = freezer
-            && let Err(error) = v1::set_frozen(dir, true)
+            && let Err(error) = v1::set_state(dir, FreezerState::Frozen)
         {
             tracing::warn!(cell = %self.name, %error, "could not freeze before killing");
         }
@@ -734,7 +740,7 @@ impl Cgroup {
             }
         }
         if let Some(dir) = freezer {
-            v1::set_frozen(dir, false)?;
+            v1::set_state(dir, FreezerState::Thawed)?;
         }
         result
     }
@@ -794,6 +800,13 @@ impl Cgroup {
     }
 }
 
+/// What a freezer is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FreezerState {
+    Frozen,
+    Thawed,
+}
+
 /// The freezer a cell uses.
 enum Freezer<'a> {
     V2(&'a Path),
@@ -801,10 +814,10 @@ enum Freezer<'a> {
 }
 
 impl Freezer<'_> {
-    fn set(&self, frozen: bool) -> Result<(), CgroupError> {
+    fn set(&self, state: FreezerState) -> Result<(), CgroupError> {
         match self {
-            Freezer::V2(dir) => v2::set_frozen(dir, frozen),
-            Freezer::V1(dir) => v1::set_frozen(dir, frozen),
+            Freezer::V2(dir) => v2::set_state(dir, state),
+            Freezer::V1(dir) => v1::set_state(dir, state),
         }
     }
 
@@ -1000,6 +1013,25 @@ mod tests {
         assert!(!cgroup.frozen().unwrap(), "kill_all thaws what it froze");
         cgroup.remove().unwrap();
         assert_gone(&cgroup);
+        root.finish();
+    }
+
+    #[test]
+    fn kill_all_also_kills_a_process_outside_the_unified_tree() {
+        let root = TestRoot::new();
+        let cgroup = root.0.create(&cell("split"), &Limits::default()).unwrap();
+        let mut child = sleeper();
+        let pid = i32::try_from(child.id()).unwrap();
+        // Only the first hierarchy: on a hybrid host cgroup.kill cannot see it.
+        std::fs::write(cgroup.dirs[0].path.join("cgroup.procs"), pid.to_string()).unwrap();
+        assert_eq!(cgroup.pids().unwrap(), vec![pid]);
+        cgroup.kill_all().unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "sleep was killed, not finished: {status}"
+        );
+        cgroup.remove().unwrap();
         root.finish();
     }
 
