@@ -952,6 +952,60 @@ mod tests {
     }
 
     #[test]
+    fn every_limit_reaches_its_file_in_the_host_units() {
+        let root = TestRoot::new();
+        let limits = Limits {
+            cpu: crate::spec::CpuLimits {
+                weight: Some(100),
+                quota_us: Some(50_000),
+                period_us: Some(100_000),
+            },
+            cpuset: Some("0".to_owned()),
+            memory: MemoryLimits {
+                max: Some(64 << 20),
+                high: None,
+                swap: Some(16 << 20),
+            },
+            pids_max: Some(10),
+            io_weight: Some(100),
+        };
+        root.0.check(&limits).unwrap();
+        let cgroup = root.0.create(&cell("all"), &limits).unwrap();
+        let file = |controller: &str, name: &str| {
+            read(dir_with(&cgroup.dirs, controller).unwrap().join(name))
+        };
+        match root.0.version() {
+            CgroupVersion::V1 { .. } => {
+                assert_eq!(file("cpu", "cpu.shares"), "2597");
+                assert_eq!(file("cpu", "cpu.cfs_quota_us"), "50000");
+                assert_eq!(file("cpu", "cpu.cfs_period_us"), "100000");
+                assert_eq!(file("cpuset", "cpuset.cpus"), "0");
+                assert_eq!(
+                    file("memory", "memory.memsw.limit_in_bytes"),
+                    (80u64 << 20).to_string()
+                );
+                assert_eq!(file("pids", "pids.max"), "10");
+                let blkio = dir_with(&cgroup.dirs, "blkio").unwrap();
+                let weight = ["blkio.weight", "blkio.bfq.weight"]
+                    .iter()
+                    .map(|f| blkio.join(f))
+                    .find(|f| f.exists())
+                    .unwrap();
+                assert_eq!(read(weight), "19");
+            }
+            CgroupVersion::V2 => {
+                assert_eq!(file("cpu", "cpu.weight"), "100");
+                assert_eq!(file("cpu", "cpu.max"), "50000 100000");
+                assert_eq!(file("cpuset", "cpuset.cpus"), "0");
+                assert_eq!(file("memory", "memory.swap.max"), (16u64 << 20).to_string());
+                assert!(file("io", "io.weight").contains("default 100"));
+            }
+        }
+        cgroup.remove().unwrap();
+        root.finish();
+    }
+
+    #[test]
     fn a_frozen_cell_reports_frozen_until_thawed() {
         let root = TestRoot::new();
         let cgroup = root.0.create(&cell("ice"), &Limits::default()).unwrap();
