@@ -36,15 +36,13 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 /// Writes `pid` to a `cgroup.procs` file; a process that has already exited is skipped.
 pub(crate) fn write_pid_if_alive(procs: &Path, pid: i32) -> Result<(), CgroupError> {
     match write(procs, &pid.to_string()) {
-        Err(CgroupError::Write { source, .. }) if source.raw_os_error() == Some(libc_esrch()) => {
+        Err(CgroupError::Write { source, .. })
+            if source.raw_os_error() == Some(nix::errno::Errno::ESRCH as i32) =>
+        {
             Ok(())
         }
         other => other,
     }
-}
-
-fn libc_esrch() -> i32 {
-    nix::errno::Errno::ESRCH as i32
 }
 
 /// The pids listed in a `cgroup.procs` file; none when the cgroup has gone.

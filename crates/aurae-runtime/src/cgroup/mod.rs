@@ -658,7 +658,7 @@ impl Cgroup {
     /// reports them frozen (at most [`SETTLE_TIMEOUT`]).
     pub fn freeze(&self) -> Result<(), CgroupError> {
         let freezer = self.freezer()?;
-        freezer.set(true)?;
+        freezer.set(FreezerState::Frozen)?;
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         while !freezer.frozen()? {
             if Instant::now() >= deadline {
@@ -676,7 +676,7 @@ impl Cgroup {
 
     /// Lets the cell's processes run again.
     pub fn thaw(&self) -> Result<(), CgroupError> {
-        self.freezer()?.set(false)
+        self.freezer()?.set(FreezerState::Thawed)
     }
 
     /// Whether the cell is frozen (by itself or a frozen parent cell).
@@ -691,10 +691,10 @@ impl Cgroup {
     pub fn kill_all(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         let kill_file = self.unified.as_deref().filter(|u| v2::can_kill(u));
-        loop {
+        for round in 0.. {
             let pids = self.pids()?;
             if pids.is_empty() {
-                return Ok(());
+                break;
             }
             if Instant::now() >= deadline {
                 return Err(CgroupError::Timeout {
@@ -708,15 +708,21 @@ impl Cgroup {
                 Some(dir) if dir.exists() => v2::kill(dir)?,
                 _ => self.kill_frozen(&pids)?,
             }
+            // A process placed in the v1 hierarchies but not in the unified tree escapes
+            // cgroup.kill; after the first round every process left gets its own SIGKILL.
+            if round > 0 && kill_file.is_some() {
+                self.kill_frozen(&pids)?;
+            }
             std::thread::sleep(POLL);
         }
+        Ok(())
     }
 
     /// One v1 round: freeze (so nothing forks), SIGKILL each process, thaw (so they die).
     fn kill_frozen(&self, pids: &[i32]) -> Result<(), CgroupError> {
         let freezer = dir_with(&self.dirs, "freezer");
         if let Some(dir) = freezer
-            && let Err(error) = v1::set_frozen(dir, true)
+            && let Err(error) = v1::set_state(dir, FreezerState::Frozen)
         {
             tracing::warn!(cell = %self.name, %error, "could not freeze before killing");
         }
@@ -734,7 +740,7 @@ impl Cgroup {
             }
         }
         if let Some(dir) = freezer {
-            v1::set_frozen(dir, false)?;
+            v1::set_state(dir, FreezerState::Thawed)?;
         }
         result
     }
@@ -794,6 +800,13 @@ impl Cgroup {
     }
 }
 
+/// What a freezer is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FreezerState {
+    Frozen,
+    Thawed,
+}
+
 /// The freezer a cell uses.
 enum Freezer<'a> {
     V2(&'a Path),
@@ -801,10 +814,10 @@ enum Freezer<'a> {
 }
 
 impl Freezer<'_> {
-    fn set(&self, frozen: bool) -> Result<(), CgroupError> {
+    fn set(&self, state: FreezerState) -> Result<(), CgroupError> {
         match self {
-            Freezer::V2(dir) => v2::set_frozen(dir, frozen),
-            Freezer::V1(dir) => v1::set_frozen(dir, frozen),
+            Freezer::V2(dir) => v2::set_state(dir, state),
+            Freezer::V1(dir) => v1::set_state(dir, state),
         }
     }
 
@@ -812,6 +825,429 @@ impl Freezer<'_> {
         match self {
             Freezer::V2(dir) => v2::frozen(dir),
             Freezer::V1(dir) => v1::frozen(dir),
+        }
+    }
+}
+
+/// Real cgroups, as root, on whatever host runs the tests (this project's CI host is
+/// hybrid; a pure v2 host runs the same tests and asserts the v2 answers).
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::spec::MemoryLimits;
+
+    /// A runtime root of its own for one test, removed at the end (also when it panics).
+    struct TestRoot(Hierarchy);
+
+    impl TestRoot {
+        fn new() -> TestRoot {
+            TestRoot(Hierarchy::detect(&unique_name()).unwrap())
+        }
+
+        /// Removes everything and checks that nothing is left.
+        fn finish(self) {
+            let dirs = self.0.root_dirs();
+            self.0.remove_all().unwrap();
+            for dir in dirs {
+                assert!(!dir.exists(), "{} was left behind", dir.display());
+            }
+        }
+    }
+
+    impl Drop for TestRoot {
+        fn drop(&mut self) {
+            if let Err(error) = self.0.remove_all() {
+                eprintln!("cleaning up a test runtime root: {error}");
+            }
+        }
+    }
+
+    fn unique_name() -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("aurae-test-{}-{n}", std::process::id())
+    }
+
+    fn cell(name: &str) -> CellName {
+        name.parse().unwrap()
+    }
+
+    fn memory_limits(max: u64) -> Limits {
+        Limits {
+            memory: MemoryLimits {
+                max: Some(max),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn sleeper() -> Child {
+        Command::new("sleep").arg("30").spawn().unwrap()
+    }
+
+    /// Starts `sh` that enters the cell itself by writing "0" to every procs file (as the
+    /// spawner's child does), then leaves two `sleep`s behind and exits.
+    fn double_fork_into(cgroup: &Cgroup) {
+        let mut script = String::new();
+        for procs in cgroup.procs_files() {
+            script.push_str(&format!("echo 0 > '{}' || exit 1; ", procs.display()));
+        }
+        script.push_str("sleep 100 & sleep 100 &");
+        let status = Command::new("sh").arg("-c").arg(script).status().unwrap();
+        assert!(status.success(), "sh could not enter the cell: {status}");
+    }
+
+    fn read(path: PathBuf) -> String {
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_owned()
+    }
+
+    fn assert_gone(cgroup: &Cgroup) {
+        for dir in cgroup.dirs() {
+            assert!(!dir.exists(), "{} was left behind", dir.display());
+        }
+    }
+
+    #[test]
+    fn a_cell_holds_a_process_within_its_memory_and_pids_limits() {
+        let root = TestRoot::new();
+        let limits = Limits {
+            pids_max: Some(32),
+            ..memory_limits(64 << 20)
+        };
+        let cgroup = root.0.create(&cell("mem"), &limits).unwrap();
+        let mut child = sleeper();
+        let pid = i32::try_from(child.id()).unwrap();
+        cgroup.add_process(pid).unwrap();
+        assert_eq!(cgroup.pids().unwrap(), vec![pid]);
+        assert!(!cgroup.is_empty().unwrap());
+
+        let memory = dir_with(&cgroup.dirs, "memory").unwrap();
+        let pids = dir_with(&cgroup.dirs, "pids").unwrap();
+        let limit_file = match root.0.version() {
+            CgroupVersion::V2 => "memory.max",
+            CgroupVersion::V1 { .. } => "memory.limit_in_bytes",
+        };
+        assert_eq!(read(memory.join(limit_file)), (64u64 << 20).to_string());
+        assert_eq!(read(pids.join("pids.max")), "32");
+        // On v1 a moved process's memory stays charged where it was, so the cell may read 0.
+        assert!(cgroup.memory_current().unwrap().is_some());
+        assert_eq!(cgroup.oom_kills().unwrap(), 0);
+        for procs in cgroup.procs_files() {
+            assert!(read(procs).lines().any(|l| l == pid.to_string()));
+        }
+
+        cgroup.remove().unwrap();
+        child.wait().unwrap();
+        assert_gone(&cgroup);
+        assert!(root.0.open(&cell("mem")).is_none());
+        cgroup.remove().unwrap();
+        root.finish();
+    }
+
+    #[test]
+    fn every_limit_reaches_its_file_in_the_host_units() {
+        let root = TestRoot::new();
+        let limits = Limits {
+            cpu: crate::spec::CpuLimits {
+                weight: Some(100),
+                quota_us: Some(50_000),
+                period_us: Some(100_000),
+            },
+            cpuset: Some("0".to_owned()),
+            memory: MemoryLimits {
+                max: Some(64 << 20),
+                high: None,
+                swap: Some(16 << 20),
+            },
+            pids_max: Some(10),
+            io_weight: Some(100),
+        };
+        root.0.check(&limits).unwrap();
+        let cgroup = root.0.create(&cell("all"), &limits).unwrap();
+        let file = |controller: &str, name: &str| {
+            read(dir_with(&cgroup.dirs, controller).unwrap().join(name))
+        };
+        match root.0.version() {
+            CgroupVersion::V1 { .. } => {
+                assert_eq!(file("cpu", "cpu.shares"), "2597");
+                assert_eq!(file("cpu", "cpu.cfs_quota_us"), "50000");
+                assert_eq!(file("cpu", "cpu.cfs_period_us"), "100000");
+                assert_eq!(file("cpuset", "cpuset.cpus"), "0");
+                assert_eq!(
+                    file("memory", "memory.memsw.limit_in_bytes"),
+                    (80u64 << 20).to_string()
+                );
+                assert_eq!(file("pids", "pids.max"), "10");
+                let blkio = dir_with(&cgroup.dirs, "blkio").unwrap();
+                let weight = ["blkio.weight", "blkio.bfq.weight"]
+                    .iter()
+                    .map(|f| blkio.join(f))
+                    .find(|f| f.exists())
+                    .unwrap();
+                assert_eq!(read(weight), "19");
+            }
+            CgroupVersion::V2 => {
+                assert_eq!(file("cpu", "cpu.weight"), "100");
+                assert_eq!(file("cpu", "cpu.max"), "50000 100000");
+                assert_eq!(file("cpuset", "cpuset.cpus"), "0");
+                assert_eq!(file("memory", "memory.swap.max"), (16u64 << 20).to_string());
+                assert!(file("io", "io.weight").contains("default 100"));
+            }
+        }
+        cgroup.remove().unwrap();
+        root.finish();
+    }
+
+    #[test]
+    fn a_frozen_cell_reports_frozen_until_thawed() {
+        let root = TestRoot::new();
+        let cgroup = root.0.create(&cell("ice"), &Limits::default()).unwrap();
+        let mut child = sleeper();
+        cgroup
+            .add_process(i32::try_from(child.id()).unwrap())
+            .unwrap();
+        assert!(!cgroup.frozen().unwrap());
+        cgroup.freeze().unwrap();
+        assert!(cgroup.frozen().unwrap());
+        cgroup.thaw().unwrap();
+        assert!(!cgroup.frozen().unwrap());
+        cgroup.remove().unwrap();
+        child.wait().unwrap();
+        root.finish();
+    }
+
+    #[test]
+    fn kill_all_kills_double_forked_processes_and_remove_leaves_nothing() {
+        let root = TestRoot::new();
+        let cgroup = root
+            .0
+            .create(&cell("forks"), &memory_limits(64 << 20))
+            .unwrap();
+        double_fork_into(&cgroup);
+        assert_eq!(
+            cgroup.pids().unwrap().len(),
+            2,
+            "the two sleeps are in the cell"
+        );
+        cgroup.kill_all().unwrap();
+        assert!(cgroup.is_empty().unwrap());
+        cgroup.remove().unwrap();
+        assert_gone(&cgroup);
+        root.finish();
+    }
+
+    #[test]
+    fn without_cgroup_kill_the_v1_freezer_kills_every_process() {
+        let root = TestRoot::new();
+        if root.0.version() == CgroupVersion::V2 {
+            // A pure v2 host has no v1 freezer; the cgroup.kill path is tested above.
+            assert!(root.0.unified.is_some());
+            return root.finish();
+        }
+        // The same hierarchies without the unified tree: a pure v1 host.
+        let v1_only = Hierarchy {
+            version: CgroupVersion::V1 { hybrid: false },
+            unified: None,
+            ..root.0.clone()
+        };
+        let cgroup = v1_only.create(&cell("old"), &Limits::default()).unwrap();
+        assert!(cgroup.unified.is_none());
+        double_fork_into(&cgroup);
+        assert_eq!(cgroup.pids().unwrap().len(), 2);
+        cgroup.freeze().unwrap();
+        assert!(cgroup.frozen().unwrap());
+        cgroup.kill_all().unwrap();
+        assert!(!cgroup.frozen().unwrap(), "kill_all thaws what it froze");
+        cgroup.remove().unwrap();
+        assert_gone(&cgroup);
+        root.finish();
+    }
+
+    #[test]
+    fn kill_all_also_kills_a_process_outside_the_unified_tree() {
+        let root = TestRoot::new();
+        let cgroup = root.0.create(&cell("split"), &Limits::default()).unwrap();
+        let mut child = sleeper();
+        let pid = i32::try_from(child.id()).unwrap();
+        // Only the first hierarchy: on a hybrid host cgroup.kill cannot see it.
+        std::fs::write(cgroup.dirs[0].path.join("cgroup.procs"), pid.to_string()).unwrap();
+        assert_eq!(cgroup.pids().unwrap(), vec![pid]);
+        cgroup.kill_all().unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "sleep was killed, not finished: {status}"
+        );
+        cgroup.remove().unwrap();
+        root.finish();
+    }
+
+    #[test]
+    fn memory_high_is_refused_on_v1_naming_the_field() {
+        let root = TestRoot::new();
+        let limits = Limits {
+            memory: MemoryLimits {
+                high: Some(64 << 20),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let name = cell("high");
+        match root.0.version() {
+            CgroupVersion::V1 { .. } => {
+                let error = root.0.create(&name, &limits).unwrap_err();
+                assert!(
+                    error.to_string().contains("memory.high needs cgroup v2"),
+                    "{error}"
+                );
+                assert!(root.0.open(&name).is_none());
+            }
+            CgroupVersion::V2 => {
+                root.0.create(&name, &limits).unwrap().remove().unwrap();
+            }
+        }
+        root.finish();
+    }
+
+    #[test]
+    fn a_failing_create_leaves_nothing_behind() {
+        let root = TestRoot::new();
+        let limits = Limits {
+            cpuset: Some("0-999".to_owned()),
+            ..memory_limits(64 << 20)
+        };
+        let name = cell("bad");
+        let error = root.0.create(&name, &limits).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CgroupError::OutOfRange {
+                    field: "cpuset",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        // Past the check, the kernel itself refuses the cpuset after the directories exist.
+        let error = root.0.create_checked(&name, &limits).unwrap_err();
+        assert!(matches!(error, CgroupError::Write { .. }), "{error}");
+        assert!(root.0.open(&name).is_none());
+        assert_gone(&root.0.cgroup(&name));
+        assert_eq!(root.0.list().unwrap(), vec![]);
+        root.finish();
+    }
+
+    #[test]
+    fn nested_cells_nest_and_list_parents_first() {
+        let root = TestRoot::new();
+        let web = root
+            .0
+            .create(&cell("web"), &memory_limits(128 << 20))
+            .unwrap();
+        let api = root
+            .0
+            .create(&cell("web/api"), &memory_limits(64 << 20))
+            .unwrap();
+        for (parent, child) in web.dirs().iter().zip(api.dirs()) {
+            assert_eq!(child.parent(), Some(parent.as_path()));
+            assert!(child.is_dir());
+        }
+        assert_eq!(root.0.list().unwrap(), vec![cell("web"), cell("web/api")]);
+        assert!(matches!(
+            root.0.create(&cell("web"), &Limits::default()),
+            Err(CgroupError::Exists { .. })
+        ));
+        assert!(matches!(
+            root.0.create(&cell("db/main"), &Limits::default()),
+            Err(CgroupError::ParentMissing { .. })
+        ));
+
+        let mut child = sleeper();
+        let pid = i32::try_from(child.id()).unwrap();
+        api.add_process(pid).unwrap();
+        assert_eq!(
+            web.pids().unwrap(),
+            vec![pid],
+            "a parent sees its nested cells"
+        );
+        web.freeze().unwrap();
+        assert!(
+            api.frozen().unwrap(),
+            "freezing a parent freezes its nested cells"
+        );
+        web.thaw().unwrap();
+
+        web.remove().unwrap();
+        child.wait().unwrap();
+        assert_gone(&api);
+        assert_gone(&web);
+        assert_eq!(root.0.list().unwrap(), vec![]);
+        root.finish();
+    }
+
+    /// The v2 code path, on the cgroup2 tree alone: on a hybrid host its unified mount
+    /// (which has no resource controllers, so no limits are set here).
+    #[test]
+    fn the_v2_path_creates_freezes_kills_and_removes_on_the_cgroup2_tree() {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let v2_mounts: String = mountinfo
+            .lines()
+            .filter(|l| l.contains(" - cgroup2 "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let v2_own: String = own
+            .lines()
+            .filter(|l| l.starts_with("0::"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let layout = detect::parse(&v2_mounts, &v2_own).unwrap();
+        let root = TestRoot(Hierarchy::prepare(layout, &unique_name()).unwrap());
+        assert_eq!(root.0.version(), CgroupVersion::V2);
+        assert_eq!(root.0.version().to_string(), "v2");
+
+        let outer = root.0.create(&cell("outer"), &Limits::default()).unwrap();
+        let inner = root
+            .0
+            .create(&cell("outer/inner"), &Limits::default())
+            .unwrap();
+        assert_eq!(inner.procs_files().len(), 1);
+        double_fork_into(&inner);
+        assert_eq!(outer.pids().unwrap().len(), 2);
+        outer.freeze().unwrap();
+        assert!(inner.frozen().unwrap());
+        outer.thaw().unwrap();
+        assert!(!inner.frozen().unwrap());
+        outer.kill_all().unwrap();
+        assert!(outer.is_empty().unwrap());
+        assert_eq!(
+            root.0.list().unwrap(),
+            vec![cell("outer"), cell("outer/inner")]
+        );
+        inner.remove().unwrap();
+        assert_eq!(root.0.list().unwrap(), vec![cell("outer")]);
+        outer.remove().unwrap();
+        assert_gone(&outer);
+        root.finish();
+    }
+
+    #[test]
+    fn the_runtime_directory_name_must_be_one_plain_component() {
+        for bad in ["", "a/b", "..", "daemon", "/abs"] {
+            assert!(
+                matches!(
+                    Hierarchy::detect(bad),
+                    Err(CgroupError::BadRuntimeDir { .. })
+                ),
+                "{bad:?} was accepted"
+            );
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::limits::{self, Capabilities};
-use super::{CellDir, CgroupError, CgroupVersion, files};
+use super::{CellDir, CgroupError, CgroupVersion, FreezerState, files};
 use crate::spec::Limits;
 
 /// Readies a freshly made cgroup directory `dir` of a hierarchy carrying `controllers`: a
@@ -116,10 +116,13 @@ fn write_cpu(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Asks the v1 freezer to freeze (`true`) or thaw (`false`) the cgroup and its descendants.
-pub(crate) fn set_frozen(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
-    let state = if frozen { "FROZEN" } else { "THAWED" };
-    files::write(&dir.join("freezer.state"), state)
+/// Asks the v1 freezer to freeze or thaw the cgroup and its descendants.
+pub(crate) fn set_state(dir: &Path, state: FreezerState) -> Result<(), CgroupError> {
+    let value = match state {
+        FreezerState::Frozen => "FROZEN",
+        FreezerState::Thawed => "THAWED",
+    };
+    files::write(&dir.join("freezer.state"), value)
 }
 
 /// Whether the v1 freezer reports the cgroup frozen (by itself or an ancestor); a cgroup

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::detect::V2Own;
-use super::{CgroupError, files};
+use super::{CgroupError, FreezerState, files};
 use crate::spec::Limits;
 
 /// The controllers cells get where the host offers them.
@@ -136,9 +136,13 @@ pub(crate) fn can_kill(dir: &Path) -> bool {
     dir.join("cgroup.kill").exists()
 }
 
-/// Asks the kernel to freeze (`true`) or thaw (`false`) the cgroup and its descendants.
-pub(crate) fn set_frozen(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
-    files::write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })
+/// Asks the kernel to freeze or thaw the cgroup and its descendants.
+pub(crate) fn set_state(dir: &Path, state: FreezerState) -> Result<(), CgroupError> {
+    let value = match state {
+        FreezerState::Frozen => "1",
+        FreezerState::Thawed => "0",
+    };
+    files::write(&dir.join("cgroup.freeze"), value)
 }
 
 /// Whether every process of the cgroup is frozen (`frozen 1` in `cgroup.events`).
