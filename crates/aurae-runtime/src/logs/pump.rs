@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -371,14 +371,33 @@ impl LogFile {
             .map_err(|source| file_error("inspect", dir.join(CURRENT_LOG), source))?
             .len();
         remove_extra_files(dir, config.max_files);
-        Ok(Self {
+        let mut log = Self {
             dir: dir.to_owned(),
             config,
             file,
             size,
             pending: Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4),
             failing: false,
-        })
+        };
+        if log.ends_inside_a_record()? {
+            // A pump died in the middle of a write: end its damaged record (readers skip it)
+            // so that the first new one is not glued to it.
+            log.pending.push(b'\n');
+            log.flush();
+        }
+        Ok(log)
+    }
+
+    /// Whether the file's last byte is not a newline.
+    fn ends_inside_a_record(&self) -> Result<bool, LogError> {
+        if self.size == 0 {
+            return Ok(false);
+        }
+        let mut last = [0u8; 1];
+        self.file
+            .read_exact_at(&mut last, self.size - 1)
+            .map_err(|source| file_error("read", self.dir.join(CURRENT_LOG), source))?;
+        Ok(last[0] != b'\n')
     }
 
     /// Adds a record to the pending batch, writing the batch and rotating first if the
@@ -461,6 +480,7 @@ pub(super) fn rotated_path(dir: &Path, number: u32) -> PathBuf {
 fn open_current(dir: &Path) -> Result<File, LogError> {
     let path = dir.join(CURRENT_LOG);
     OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
