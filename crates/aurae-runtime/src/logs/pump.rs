@@ -40,6 +40,12 @@ const DRAIN_AND_STOP: u8 = b'd';
 
 /// A running pump: the thread that copies an executable's output into its log.
 ///
+/// It reads each pipe in chunks of up to 256 KiB, takes one timestamp per chunk, and writes
+/// each chunk's records with one write (no fsync). After a small read it lets the pipes fill
+/// for 2 ms, so a fast workload costs a wake-up per big chunk rather than per write; a line
+/// therefore reaches the log within a few milliseconds, and a fragment without its newline
+/// within 50 ms (as a partial record).
+///
 /// [`LogPump::stop`] it once the workload has exited, to write what is left in the pipes.
 /// Dropping it stops the thread without draining the pipes, as a dying daemon would: what
 /// is still in the pipes stays there for the next pump.

@@ -255,6 +255,35 @@ async fn a_follower_sees_new_lines_across_rotations_and_ends_with_the_pump() {
 }
 
 #[tokio::test]
+async fn a_follower_left_behind_by_deleted_files_skips_them_and_goes_on_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        max_file_bytes: 500,
+        max_files: 2,
+    };
+    let pump = start_pump(dir.path(), &config).unwrap();
+    let mut follower =
+        LogFollower::new(dir.path(), &LogQuery::default(), Some(pump.subscribe())).unwrap();
+    let script = "i=0; while [ $i -lt 300 ]; do echo $i; i=$((i+1)); done";
+    assert!(spawn(dir.path(), script).wait().unwrap().success());
+    pump.stop().unwrap();
+    let mut got = Vec::new();
+    while let Some(batch) = follower.next_batch().await.unwrap() {
+        got.extend(
+            stdout_lines(&batch)
+                .iter()
+                .map(|n| n.parse::<usize>().unwrap()),
+        );
+    }
+    assert_eq!(got.first(), Some(&0), "the file it held is read to its end");
+    assert_eq!(got.last(), Some(&299));
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {got:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_follower_without_a_pump_returns_what_is_there_then_ends() {
     let dir = tempfile::tempdir().unwrap();
     run_logged(dir.path(), &LogConfig::default(), "echo one; echo two");
