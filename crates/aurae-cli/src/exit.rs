@@ -5,7 +5,7 @@
 use aurae_client::ClientError;
 use tonic::Code;
 
-use crate::commands::{NotFound, RpcError, InvalidInput};
+use crate::commands::{InvalidInput, NotFound, RpcError};
 use crate::deadline::TimedOut;
 
 /// How a run of `aurae` ended. The numbers are an interface: never renumber one.

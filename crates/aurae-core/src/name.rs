@@ -63,6 +63,30 @@ pub enum NameError {
     },
 }
 
+/// Checks an entity name: one label, or labels joined by `.` (the principal of a nested
+/// cell, `web.api` for `web/api`), each following the label rule; 63 characters in all.
+fn check_entity(kind: &'static str, name: &str) -> Result<(), NameError> {
+    if name.len() > MAX_LABEL_LEN || !name.contains('.') {
+        return check_label(kind, name);
+    }
+    for label in name.split('.') {
+        check_label(kind, label).map_err(|e| match e {
+            NameError::Empty { .. } => NameError::BadCharacter {
+                kind,
+                name: name.to_owned(),
+                found: '.',
+            },
+            NameError::BadCharacter { found, .. } => NameError::BadCharacter {
+                kind,
+                name: name.to_owned(),
+                found,
+            },
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
 fn check_label(kind: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { kind });
@@ -90,6 +114,9 @@ fn check_label(kind: &'static str, name: &str) -> Result<(), NameError> {
 
 macro_rules! label_newtype {
     ($(#[$doc:meta])* $ty:ident, $kind:literal) => {
+        label_newtype!($(#[$doc])* $ty, $kind, check_label);
+    };
+    ($(#[$doc:meta])* $ty:ident, $kind:literal, $check:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $ty(String);
@@ -105,7 +132,7 @@ macro_rules! label_newtype {
             type Err = NameError;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                check_label($kind, s)?;
+                $check($kind, s)?;
                 Ok(Self(s.to_owned()))
             }
         }
@@ -131,9 +158,11 @@ macro_rules! label_newtype {
 }
 
 label_newtype!(
-    /// What runs or is served: a cell, a service, a user such as `admin`.
+    /// What runs or is served: a cell, a service, a user such as `admin`. Labels may be
+    /// joined by `.` (a nested cell's principal, `web.api`); none may be empty.
     EntityName,
-    "entity"
+    "entity",
+    check_entity
 );
 label_newtype!(
     /// A node's human name within its domain, e.g. `node1`.
@@ -309,6 +338,16 @@ mod tests {
         assert!(!admin("admin@node1@other.example"));
         assert!(!admin("admin@otherpeer@local"));
         assert!(!admin("alice@node1@local"));
+    }
+
+    #[test]
+    fn entities_may_join_labels_with_dots_but_never_leave_one_empty() {
+        let nested: Principal = "web.api@node1@local".parse().unwrap();
+        assert_eq!(nested.entity.as_str(), "web.api");
+        for bad in [".web", "web.", "web..api", ".", "web.-api", "web.API"] {
+            assert!(bad.parse::<EntityName>().is_err(), "{bad:?} was accepted");
+        }
+        assert!("a.b".parse::<PeerName>().is_err(), "peers stay one label");
     }
 
     #[test]

@@ -199,7 +199,17 @@ fn runtime_paths(args: &Args) -> runtime::cells::RuntimePaths {
         .ok()
         .map(|exe| exe.with_file_name("aurae"))
         .filter(|cli| cli.is_file());
+    // One daemon per data directory: each gets cgroups of its own.
+    let cgroup_dir = if data == std::path::Path::new("/var/lib/aurae") {
+        "aurae-cells".to_owned()
+    } else {
+        format!(
+            "aurae-cells-{:08x}",
+            crc32fast::hash(data.as_os_str().as_encoded_bytes())
+        )
+    };
     runtime::cells::RuntimePaths {
+        cgroup_dir,
         socket: absolute(&args.sock),
         logs: data.join("runtime/logs"),
         identities: data.join("runtime/identities"),
@@ -257,9 +267,20 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     };
     let (listener, socket_file) = bound.into_parts();
     let pki = PkiPaths::new(&args.pki_dir);
+    let material_reload = Arc::new(tokio::sync::Notify::new());
+    let mode = server::material::watch(
+        pki.clone(),
+        args.sock.clone(),
+        config.server.material_poll,
+        material_reload.clone(),
+    );
     let runtime = Arc::new(runtime::Runtime::new(
         supervisor.clone(),
         pki.clone(),
+        runtime::cells::MaterialReload {
+            notify: material_reload,
+            mode: mode.clone(),
+        },
         runtime_paths(args),
         config.logs.clone(),
         runtime::records::Records::new(store.clone()),
@@ -267,7 +288,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     let daemon = Arc::new(Daemon {
         started,
         identity,
-        mode: server::material::watch(pki.clone(), args.sock.clone(), config.server.material_poll),
+        mode,
         pki,
         capabilities,
         connections: server::connections::ConnectionRegistry::new(limits),

@@ -214,7 +214,10 @@ pub struct RunArgs {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let n: u64 = number
         .parse()
         .map_err(|_| format!("'{text}' is not a duration: use e.g. 30s, 5m or 2h"))?;
@@ -234,7 +237,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[error("the process exited with {0}")]
 pub struct ProcessExit(pub u8);
 
-async fn clients(connect: &ConnectArgs) -> anyhow::Result<(CellsClient<Channel>, ObserveClient<Channel>)> {
+async fn clients(
+    connect: &ConnectArgs,
+) -> anyhow::Result<(CellsClient<Channel>, ObserveClient<Channel>)> {
     let client = AuraeClient::connect(&connect.options().resolve()?).await?;
     Ok((
         CellsClient::new(client.channel()),
@@ -259,8 +264,15 @@ pub async fn run(connect: &ConnectArgs, command: CellCommand) -> anyhow::Result<
             if json {
                 println!("{}", serde_json::to_string_pretty(&cell_json(&cell))?);
             } else {
-                let name = cell.spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
-                println!("allocated {name} (cgroup {}, identity {})", cell.cgroup, cell.principal);
+                let name = cell
+                    .spec
+                    .as_ref()
+                    .map(|s| s.name.as_str())
+                    .unwrap_or_default();
+                println!(
+                    "allocated {name} (cgroup {}, identity {})",
+                    cell.cgroup, cell.principal
+                );
             }
         }
         CellCommand::Start(args) => {
@@ -548,7 +560,11 @@ pub async fn logs(connect: &ConnectArgs, args: LogsArgs) -> anyhow::Result<()> {
             });
             crate::output::write_stdout(format!("{line}\n").as_bytes())?;
         } else if args.timestamps {
-            let stream = if entry.stream == pb::LogStream::Stderr as i32 { "stderr" } else { "stdout" };
+            let stream = if entry.stream == pb::LogStream::Stderr as i32 {
+                "stderr"
+            } else {
+                "stdout"
+            };
             let mut text = format!("{} {stream} ", entry.time_unix_nanos).into_bytes();
             text.extend_from_slice(&entry.line);
             text.push(b'\n');
@@ -605,7 +621,10 @@ fn split_target(target: &str) -> anyhow::Result<(String, String)> {
 }
 
 fn exe_name(exe: &pb::ExecutableInfo) -> &str {
-    exe.spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default()
+    exe.spec
+        .as_ref()
+        .map(|s| s.name.as_str())
+        .unwrap_or_default()
 }
 
 fn state_name(exe: &pb::ExecutableInfo) -> &'static str {
@@ -628,12 +647,23 @@ fn ended(exe: &pb::ExecutableInfo) -> String {
 }
 
 fn print_cells(cells: &[pb::CellInfo]) {
-    println!("{:<24} {:<8} {:<10} {:<8} {:<8} {:<22} COMMAND", "CELL/EXECUTABLE", "STATE", "PID", "RESTARTS", "", "LAST EXIT");
+    println!(
+        "{:<24} {:<8} {:<10} {:<8} {:<8} {:<22} COMMAND",
+        "CELL/EXECUTABLE", "STATE", "PID", "RESTARTS", "", "LAST EXIT"
+    );
     for cell in cells {
-        let name = cell.spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
+        let name = cell
+            .spec
+            .as_ref()
+            .map(|s| s.name.as_str())
+            .unwrap_or_default();
         println!("{name:<24} {:<8} {:<10}", cell.state, cell.principal);
         for exe in &cell.executables {
-            let argv = exe.spec.as_ref().map(|s| s.argv.join(" ")).unwrap_or_default();
+            let argv = exe
+                .spec
+                .as_ref()
+                .map(|s| s.argv.join(" "))
+                .unwrap_or_default();
             println!(
                 "  {:<22} {:<8} {:<10} {:<8} {:<8} {:<22} {argv}",
                 exe_name(exe),

@@ -28,8 +28,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::stat::Mode;
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use serde::{Deserialize, Serialize};
 
@@ -66,8 +66,8 @@ pub struct InitPlan {
 /// Runs the init; never returns. Called from `main` before anything else when auraed is
 /// started as [`ARGV0`].
 pub fn main(plan_json: Option<&OsStr>) -> ! {
-    let plan = plan_json
-        .and_then(|json| serde_json::from_slice::<InitPlan>(json.as_encoded_bytes()).ok());
+    let plan =
+        plan_json.and_then(|json| serde_json::from_slice::<InitPlan>(json.as_encoded_bytes()).ok());
     let result = match plan {
         Some(plan) => prepare(&plan),
         None => Err("no valid plan in argv[1]".to_owned()),
@@ -257,6 +257,17 @@ fn furnish(root: &Path, host: &HostFiles) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(sys("mount the cell's /proc"))?;
+    // A sysfs of the cell's own: it shows the network devices of the namespace that
+    // mounts it, so the host's stay out of sight.
+    let sys_dir = dir_in(root, "/sys")?;
+    mount(
+        Some("sysfs"),
+        &sys_dir,
+        Some("sysfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(sys("mount the cell's /sys"))?;
     let dev = dir_in(root, "/dev")?;
     tmpfs(&dev, "mode=0755,size=64k")?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
@@ -319,7 +330,10 @@ fn mount_spec(root: &Path, m: &Mount, host: Option<&OwnedFd>) -> Result<(), Stri
             }
         }
         (MountKind::Bind { source, .. }, None) => {
-            return Err(format!("bind source {} was not opened", source.as_path().display()));
+            return Err(format!(
+                "bind source {} was not opened",
+                source.as_path().display()
+            ));
         }
         (MountKind::Tmpfs { size }, _) => {
             fs::create_dir_all(&target).map_err(io(format!("create {}", target.display())))?;

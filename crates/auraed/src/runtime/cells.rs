@@ -47,6 +47,9 @@ impl Scope {
 /// The directories and files the runtime works with.
 #[derive(Debug, Clone)]
 pub struct RuntimePaths {
+    /// The name of the runtime's cgroup in each hierarchy (`aurae-cells` for the node's
+    /// daemon; another daemon on the same host, as in tests, gets its own).
+    pub cgroup_dir: String,
     /// The daemon's socket, bound into every cell.
     pub socket: PathBuf,
     /// `<data>/runtime/logs/<cell>/<executable>/`.
@@ -57,6 +60,31 @@ pub struct RuntimePaths {
     pub hidden: Vec<PathBuf>,
     /// The `aurae` CLI binary bound into every cell, if found.
     pub cli: Option<PathBuf>,
+}
+
+/// How the runtime makes the daemon load a revocation at once: a freed cell's certificate
+/// must stop working before Free answers, not at the next poll of the PKI directory.
+#[derive(Debug, Clone)]
+pub struct MaterialReload {
+    /// Wakes the material watcher.
+    pub notify: Arc<tokio::sync::Notify>,
+    /// The daemon's mode, replaced once the watcher has loaded the new material.
+    pub mode: tokio::sync::watch::Receiver<crate::server::material::Mode>,
+}
+
+impl MaterialReload {
+    /// Asks for a reload and waits (a bounded while) until it happened.
+    async fn now(&self) {
+        let mut mode = self.mode.clone();
+        mode.borrow_and_update();
+        self.notify.notify_one();
+        if tokio::time::timeout(std::time::Duration::from_secs(5), mode.changed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the revocation list was not reloaded within 5 s");
+        }
+    }
 }
 
 /// One cell.
@@ -97,6 +125,7 @@ pub struct Runtime {
     hierarchy: Result<Arc<Hierarchy>, String>,
     supervisor: Supervisor,
     pki: PkiPaths,
+    reload: MaterialReload,
     paths: RuntimePaths,
     log_config: LogConfig,
     records: Records,
@@ -120,11 +149,12 @@ impl Runtime {
     pub fn new(
         supervisor: Supervisor,
         pki: PkiPaths,
+        reload: MaterialReload,
         paths: RuntimePaths,
         log_config: LogConfig,
         records: Records,
     ) -> Self {
-        let hierarchy = Hierarchy::detect("aurae-cells")
+        let hierarchy = Hierarchy::detect(&paths.cgroup_dir)
             .map(Arc::new)
             .map_err(|e| e.to_string());
         if let Err(why) = &hierarchy {
@@ -134,6 +164,7 @@ impl Runtime {
             hierarchy,
             supervisor,
             pki,
+            reload,
             paths,
             log_config,
             records,
@@ -144,9 +175,7 @@ impl Runtime {
     }
 
     fn hierarchy(&self) -> Result<Arc<Hierarchy>, RuntimeError> {
-        self.hierarchy
-            .clone()
-            .map_err(RuntimeError::NoCgroups)
+        self.hierarchy.clone().map_err(RuntimeError::NoCgroups)
     }
 
     /// The cgroup version the runtime works with, for people.
@@ -238,23 +267,33 @@ impl Runtime {
     }
 
     /// The cgroup, identity and zone of a cell; each undone if a later one fails.
-    async fn make_cell(&self, hierarchy: &Arc<Hierarchy>, spec: &CellSpec) -> Result<Cell, RuntimeError> {
+    async fn make_cell(
+        &self,
+        hierarchy: &Arc<Hierarchy>,
+        spec: &CellSpec,
+    ) -> Result<Cell, RuntimeError> {
         let name = spec.name.clone();
         let (h, limits, n) = (hierarchy.clone(), spec.limits.clone(), name.clone());
-        let cgroup = Arc::new(blocking(move || h.create(&n, &limits).map_err(RuntimeError::from)).await?);
+        let cgroup =
+            Arc::new(blocking(move || h.create(&n, &limits).map_err(RuntimeError::from)).await?);
         let (pki, dir, n) = (self.pki.clone(), self.identity_dir(&name), name.clone());
-        let principal = match blocking(move || identity::issue(&pki, &n, &dir).map_err(RuntimeError::from)).await {
-            Ok(principal) => principal,
-            Err(e) => {
-                remove_cgroup(&cgroup).await;
-                return Err(e);
-            }
-        };
+        let principal =
+            match blocking(move || identity::issue(&pki, &n, &dir).map_err(RuntimeError::from))
+                .await
+            {
+                Ok(principal) => principal,
+                Err(e) => {
+                    remove_cgroup(&cgroup).await;
+                    return Err(e);
+                }
+            };
         let plan = InitPlan {
-            hostname: spec
-                .hostname
-                .clone()
-                .unwrap_or_else(|| name.labels().last().map(|l| l.to_string()).unwrap_or_default()),
+            hostname: spec.hostname.clone().unwrap_or_else(|| {
+                name.labels()
+                    .last()
+                    .map(|l| l.to_string())
+                    .unwrap_or_default()
+            }),
             loopback: spec.isolation.network == aurae_runtime::spec::NetworkMode::Loopback,
             rootfs: spec.rootfs.as_ref().map(|r| r.as_path().to_owned()),
             rootfs_read_only: spec.rootfs_read_only,
@@ -281,7 +320,10 @@ impl Runtime {
             Err(e) => {
                 remove_cgroup(&cgroup).await;
                 let (pki, dir) = (self.pki.clone(), self.identity_dir(&name));
-                let _ = blocking(move || identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)).await;
+                let _ = blocking(move || {
+                    identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)
+                })
+                .await;
                 Err(e)
             }
         }
@@ -338,8 +380,14 @@ impl Runtime {
         cell.zone.wait_init().await;
         let cgroup = cell.cgroup.clone();
         blocking(move || cgroup.remove().map_err(RuntimeError::from)).await?;
-        let (pki, principal, dir) = (self.pki.clone(), cell.principal.clone(), self.identity_dir(&cell.spec.name));
-        blocking(move || identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)).await?;
+        let (pki, principal, dir) = (
+            self.pki.clone(),
+            cell.principal.clone(),
+            self.identity_dir(&cell.spec.name),
+        );
+        blocking(move || identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from))
+            .await?;
+        self.reload.now().await;
         let logs = self.paths.logs.join(cell.spec.name.relative_path());
         let _ = tokio::fs::remove_dir_all(&logs).await;
         self.records.remove_cell(&cell.spec.name).await?;
@@ -475,17 +523,29 @@ impl Runtime {
         let cell = self.cell(scope, cell_name).await?;
         let dir = self.log_dir(cell_name, name);
         if !dir.is_dir() {
-            return Err(RuntimeError::NotFound(format!("executable '{cell_name}/{name}'")));
+            return Err(RuntimeError::NotFound(format!(
+                "executable '{cell_name}/{name}'"
+            )));
         }
         Ok((dir, cell.executable(name)))
     }
 
     /// Freezes or thaws a cell (and its nested cells).
-    pub async fn set_frozen(&self, scope: &Scope, name: &CellName, frozen: bool) -> Result<(), RuntimeError> {
+    pub async fn set_frozen(
+        &self,
+        scope: &Scope,
+        name: &CellName,
+        frozen: bool,
+    ) -> Result<(), RuntimeError> {
         let cell = self.cell(scope, name).await?;
         let cgroup = cell.cgroup.clone();
         blocking(move || {
-            if frozen { cgroup.freeze() } else { cgroup.thaw() }.map_err(RuntimeError::from)
+            if frozen {
+                cgroup.freeze()
+            } else {
+                cgroup.thaw()
+            }
+            .map_err(RuntimeError::from)
         })
         .await
     }

@@ -4,8 +4,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use aurae_proto::v0 as pb;
 use aurae_runtime::spec::{
-    AbsolutePath, CellName, CellSpec, CpuLimits, ExecutableName, ExecutableSpec, Isolation,
-    Limits, MemoryLimits, Mount, MountKind, NetworkMode, RestartPolicy,
+    AbsolutePath, CellName, CellSpec, CpuLimits, ExecutableName, ExecutableSpec, Isolation, Limits,
+    MemoryLimits, Mount, MountKind, NetworkMode, RestartPolicy,
 };
 
 use super::cells::Cell;

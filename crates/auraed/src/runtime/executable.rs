@@ -180,7 +180,11 @@ impl ExecutableHandle {
     /// Kills it at once (SIGKILL, no grace, no restart); returns once its task knows.
     pub async fn kill(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.control.send(Control::Stop(Some(Duration::ZERO), tx)).is_ok() {
+        if self
+            .control
+            .send(Control::Stop(Some(Duration::ZERO), tx))
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
@@ -213,12 +217,10 @@ async fn spawn(spec: &ExecutableSpec, launch: &Launch) -> Result<SupervisedChild
         launch.cgroup.procs_files(),
         launch.environment.clone(),
     );
-    tokio::task::spawn_blocking(move || {
-        zone.spawn(&supervisor, &spec, &procs, &environment, stdio)
-    })
-    .await
-    .map_err(|e| format!("the spawn did not finish: {e}"))?
-    .map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || zone.spawn(&supervisor, &spec, &procs, &environment, stdio))
+        .await
+        .map_err(|e| format!("the spawn did not finish: {e}"))?
+        .map_err(|e| e.to_string())
 }
 
 /// The task: waits for each process, restarts per policy, obeys controls.
@@ -240,7 +242,9 @@ async fn run(
         let started = Instant::now();
         let oom_before = launch.cgroup.oom_kills().unwrap_or(0);
         let (exit, stopped) = watch_process(&spec, &mut current, &mut control).await;
-        let oom = exit.as_ref().is_some_and(|e| e.signal() == Some(libc::SIGKILL))
+        let oom = exit
+            .as_ref()
+            .is_some_and(|e| e.signal() == Some(libc::SIGKILL))
             && launch.cgroup.oom_kills().unwrap_or(0) > oom_before;
         let success = exit.as_ref().is_some_and(Exit::success);
         status.send_modify(|s| {

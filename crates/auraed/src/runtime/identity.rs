@@ -65,11 +65,7 @@ pub fn principal_of(pki: &PkiPaths, cell: &CellName) -> Result<Principal, Identi
 
 /// Issues the cell's certificate and writes its identity directory `dir` (replacing a
 /// stale one). Returns the principal. Blocking.
-pub fn issue(
-    pki: &PkiPaths,
-    cell: &CellName,
-    dir: &Path,
-) -> Result<Principal, IdentityError> {
+pub fn issue(pki: &PkiPaths, cell: &CellName, dir: &Path) -> Result<Principal, IdentityError> {
     let principal = principal_of(pki, cell)?;
     let ca = CertificateAuthority::load(pki)?;
     let cert = ca.issue_client(&principal, Validity::days(VALIDITY_DAYS))?;
@@ -103,14 +99,18 @@ pub fn issue(
     // The mount point of the aurae CLI, which the cell's init binds over it.
     let cli = dir.join("bin/aurae");
     fs::write(&cli, b"").map_err(io_at(&cli))?;
-    let _ledger = LEDGER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ledger = LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     Ledger::record(pki, cert.issued(CertKind::Client, principal.to_string()))?;
     Ok(principal)
 }
 
 /// Revokes every certificate of the cell's principal and deletes its directory. Blocking.
 pub fn revoke(pki: &PkiPaths, principal: &Principal, dir: &Path) -> Result<(), IdentityError> {
-    let _ledger = LEDGER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ledger = LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut ledger = Ledger::load(pki)?;
     if !ledger.revoke(principal).is_empty() {
         let ca = CertificateAuthority::load(pki)?;

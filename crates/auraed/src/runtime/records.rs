@@ -70,7 +70,10 @@ impl Records {
     async fn remove(&self, at: StorePath) -> Result<(), RuntimeError> {
         let store = self.store.store()?;
         match store
-            .write(Durability::Durable, namespace::remove(at, Removal::Recursive))
+            .write(
+                Durability::Durable,
+                namespace::remove(at, Removal::Recursive),
+            )
             .await
         {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),

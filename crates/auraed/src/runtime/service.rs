@@ -123,9 +123,9 @@ impl pb::cells_server::Cells for CellsService {
             ))
         })?;
         let exe = self.runtime.executable(&scope, &cell, &name).await?;
-        exe.signal(signal)
-            .await
-            .map_err(|why| Status::failed_precondition(format!("cannot signal {cell}/{name}: {why}")))?;
+        exe.signal(signal).await.map_err(|why| {
+            Status::failed_precondition(format!("cannot signal {cell}/{name}: {why}"))
+        })?;
         Ok(Response::new(pb::SignalExecutableResponse {}))
     }
 
@@ -186,12 +186,11 @@ impl pb::cells_server::Cells for CellsService {
                 request.bundle
             )));
         }
-        let loaded = tokio::task::spawn_blocking(move || {
-            aurae_runtime::oci::load_bundle(&bundle, cell)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("reading the bundle did not finish: {e}")))?
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let loaded =
+            tokio::task::spawn_blocking(move || aurae_runtime::oci::load_bundle(&bundle, cell))
+                .await
+                .map_err(|e| Status::internal(format!("reading the bundle did not finish: {e}")))?
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let cell = self.runtime.allocate(&scope, loaded.cell).await?;
         let exe = match self
             .runtime
@@ -278,10 +277,11 @@ impl pb::observe_server::Observe for ObserveService {
         } else {
             None
         };
-        let mut follower = tokio::task::spawn_blocking(move || LogFollower::new(&dir, &query, progress))
-            .await
-            .map_err(|e| Status::internal(format!("reading the log did not finish: {e}")))?
-            .map_err(RuntimeError::from)?;
+        let mut follower =
+            tokio::task::spawn_blocking(move || LogFollower::new(&dir, &query, progress))
+                .await
+                .map_err(|e| Status::internal(format!("reading the log did not finish: {e}")))?
+                .map_err(RuntimeError::from)?;
         let (tx, rx) = tokio::sync::mpsc::channel(LOG_STREAM_BUFFER);
         tokio::spawn(async move {
             loop {
@@ -304,6 +304,8 @@ impl pb::observe_server::Observe for ObserveService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

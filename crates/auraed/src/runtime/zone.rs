@@ -200,10 +200,13 @@ impl Zone {
                 .to_owned();
             return Err(ZoneError::Init(why));
         }
-        let pidfd = init.pidfd().try_clone_to_owned().map_err(|e| ZoneError::Spawn {
-            program: cell_init::ARGV0.to_owned(),
-            reason: format!("cannot keep its pidfd: {e}"),
-        })?;
+        let pidfd = init
+            .pidfd()
+            .try_clone_to_owned()
+            .map_err(|e| ZoneError::Spawn {
+                program: cell_init::ARGV0.to_owned(),
+                reason: format!("cannot keep its pidfd: {e}"),
+            })?;
         Ok(Zone {
             init: tokio::sync::Mutex::new(init),
             pidfd,
@@ -244,11 +247,10 @@ impl Zone {
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr));
-        let cwd = CString::new(
-            exe.cwd
-                .as_ref()
-                .map_or_else(|| "/".to_owned(), |cwd| cwd.as_path().to_string_lossy().into_owned()),
-        )
+        let cwd = CString::new(exe.cwd.as_ref().map_or_else(
+            || "/".to_owned(),
+            |cwd| cwd.as_path().to_string_lossy().into_owned(),
+        ))
         .map_err(|e| spawn_error(e.to_string()))?;
         let uid = exe.uid.map(Uid::from_raw);
         let gid = exe.gid.map(Gid::from_raw);
@@ -258,9 +260,7 @@ impl Zone {
             .try_clone()
             .map_err(|e| spawn_error(e.to_string()))?;
         let join = self.join;
-        let child_pidfd = pidfd
-            .try_clone()
-            .map_err(|e| spawn_error(e.to_string()))?;
+        let child_pidfd = pidfd.try_clone().map_err(|e| spawn_error(e.to_string()))?;
         // SAFETY: the closure only makes system calls on values prepared before the fork
         // (no allocation, no locks).
         #[allow(unsafe_code)]

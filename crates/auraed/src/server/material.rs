@@ -133,8 +133,14 @@ fn log_transition(old: &Mode, new: &Mode) {
 
 /// Loads the material now and keeps `Mode` current for as long as the receiver lives;
 /// `socket` is the one auraed serves, for the fix command of the empty loop; the PKI
-/// directory is checked every `poll`.
-pub fn watch(paths: PkiPaths, socket: PathBuf, poll: Duration) -> watch::Receiver<Mode> {
+/// directory is checked every `poll`, and at once when `reload` is notified (the daemon
+/// itself revoked a certificate and must not wait for the next poll).
+pub fn watch(
+    paths: PkiPaths,
+    socket: PathBuf,
+    poll: Duration,
+    reload: Arc<tokio::sync::Notify>,
+) -> watch::Receiver<Mode> {
     let initial = load(&paths, &socket);
     if let Mode::EmptyLoop(why) = &initial {
         tracing::warn!(reason = %why.reason, fix = %why.fix_command, "empty loop: serving health and status only");
@@ -145,7 +151,10 @@ pub fn watch(paths: PkiPaths, socket: PathBuf, poll: Duration) -> watch::Receive
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = reload.notified() => {}
+            }
             if tx.is_closed() {
                 return;
             }

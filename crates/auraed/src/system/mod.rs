@@ -13,6 +13,7 @@ use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 
 use crate::context::Daemon;
+use crate::server::connections::Role;
 use crate::server::material::Mode;
 use crate::server::registry::{Access, Availability, Capability, RegisterError};
 
@@ -21,7 +22,9 @@ pub const CAPABILITY: Capability = Capability {
     name: "system",
     description: "node status: mode, peer id, uptime, capabilities",
     availability: Availability::Core,
-    access: Access::Admin,
+    // Anyone the CA vouches for may ask who they are and what the node serves (the empty
+    // loop tells as much to anyone); the daemon's own paths are the admin's only.
+    access: Access::AnyPrincipal,
     services: &[<SystemServer<SystemService> as NamedService>::NAME],
     register,
 };
@@ -80,6 +83,12 @@ impl pb::system_server::System for SystemService {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let principal = request.extensions().get::<Principal>();
-        Ok(Response::new(SystemService::status(self, principal)))
+        let mut status = SystemService::status(self, principal);
+        if request.extensions().get::<Role>() != Some(&Role::NodeAdmin) {
+            status.pki_dir.clear();
+            status.key_path.clear();
+            status.key_error.clear();
+        }
+        Ok(Response::new(status))
     }
 }

@@ -1,0 +1,508 @@
+//! The runtime capability end to end: real cgroups and namespaces, driven through the
+//! socket with the `aurae` CLI (and the API where a CLI round trip per call would be too
+//! slow), as root.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use aurae_proto::v0 as pb;
+use aurae_proto::v0::cells_client::CellsClient;
+use aurae_testkit::{Daemon, Layout, children_of, wait_until};
+
+/// A serving daemon whose cells die with the test: the daemon leaves its workloads running
+/// when it stops (a restarted daemon adopts them), so a test that fails half-way would
+/// leave them on the host.
+struct Node {
+    layout: Layout,
+    daemon: Daemon,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.daemon.kill();
+        let data = std::path::absolute(&self.layout.data_dir).unwrap();
+        let name = format!(
+            "aurae-cells-{:08x}",
+            crc32fast::hash(data.as_os_str().as_encoded_bytes())
+        );
+        if let Ok(hierarchy) = aurae_runtime::cgroup::Hierarchy::detect(&name) {
+            let _ = hierarchy.remove_all();
+        }
+    }
+}
+
+async fn serving_node() -> Node {
+    let (layout, daemon) = aurae_testkit::serving_daemon().await;
+    Node { layout, daemon }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn allocate(layout: &Layout, args: &[&str]) {
+    let mut all = vec!["cell", "allocate"];
+    all.extend_from_slice(args);
+    ok(&layout.aurae(&all));
+}
+
+fn exec(layout: &Layout, cell: &str, script: &str) -> Output {
+    layout.aurae(&["exec", cell, "--", "sh", "-c", script])
+}
+
+fn cells_json(layout: &Layout, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["cell", "ls", "--json"]);
+    serde_json::from_str(&ok(&layout.aurae(&all))).unwrap()
+}
+
+fn executable_json(layout: &Layout, cell: &str, exe: &str) -> serde_json::Value {
+    let cells = cells_json(layout, &[]);
+    cells
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == cell)
+        .and_then(|c| {
+            c["executables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == exe)
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no {cell}/{exe} in {cells:#}"))
+}
+
+/// Every cgroup directory the runtime made, in every hierarchy.
+fn runtime_cgroups() -> Vec<String> {
+    let mut found = Vec::new();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let fstype = fields
+            .iter()
+            .skip_while(|f| **f != "-")
+            .nth(1)
+            .copied()
+            .unwrap_or_default();
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        walk(Path::new(fields[4]), &mut found, 0);
+    }
+    found
+}
+
+fn walk(dir: &Path, found: &mut Vec<String>, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("aurae-cells"))
+        {
+            for cell in std::fs::read_dir(&path).unwrap().flatten() {
+                if cell.path().is_dir() {
+                    found.push(cell.path().display().to_string());
+                }
+            }
+        } else if depth < 3 {
+            walk(&path, found, depth + 1);
+        }
+    }
+}
+
+fn no_cell_cgroups_named(name: &str) {
+    let left: Vec<String> = runtime_cgroups()
+        .into_iter()
+        .filter(|p| p.ends_with(&format!("/{name}")))
+        .collect();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn a_cells_first_process_is_pid_1_and_it_sees_its_own_hostname_and_only_loopback() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["first"]);
+    let out = ok(&exec(
+        &layout,
+        "first",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; echo self=$$; hostname; ls /sys/class/net; \
+         cat /sys/class/net/lo/operstate; ls /proc | grep -c '^[0-9]'",
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("aurae-cell-init"), "{out}");
+    assert_eq!(lines[1], "self=2", "{out}");
+    assert_eq!(lines[2], "first", "{out}");
+    assert_eq!(lines[3], "lo", "only loopback: {out}");
+    assert_eq!(lines[4], "unknown", "loopback is up: {out}");
+    // init, sh, ls and grep at most: no host process is visible.
+    let visible: u32 = lines[5].parse().unwrap();
+    assert!(visible <= 4, "{out}");
+    ok(&layout.aurae(&["cell", "free", "first"]));
+    no_cell_cgroups_named("first");
+}
+
+#[tokio::test]
+async fn a_cell_sees_the_host_read_only_with_a_private_tmp_and_no_host_sockets() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["ro"]);
+    let marker = layout.root.path().join("outside");
+    let out = exec(
+        &layout,
+        "ro",
+        &format!(
+            "touch /etc/aurae-test 2>&1; touch {} 2>&1; echo x > /tmp/inside && cat /tmp/inside; \
+             ls /run; ls {} 2>&1 | head -1",
+            marker.display(),
+            layout.data_dir.display()
+        ),
+    );
+    let stdout = ok(&out);
+    assert!(stdout.contains("Read-only file system"), "{stdout}");
+    assert!(!marker.exists(), "the cell wrote to the host");
+    assert!(stdout.contains("\nx\n"), "{stdout}");
+    assert!(
+        stdout.contains("aurae\naurae.sock\n"),
+        "only aurae's socket in /run: {stdout}"
+    );
+    assert!(!Path::new("/tmp/inside").exists());
+    ok(&layout.aurae(&["cell", "free", "ro"]));
+}
+
+#[tokio::test]
+async fn a_memory_limit_kills_a_hog_and_the_exit_says_oom() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["hog", "--memory", "32M"]);
+    let out = layout.aurae(&["exec", "hog", "--name", "tail", "--", "tail", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(128 + 9), "{}", text(&out.stderr));
+    let exe = executable_json(layout, "hog", "tail");
+    assert_eq!(exe["oom_killed"], true, "{exe:#}");
+    assert_eq!(exe["signal"], 9, "{exe:#}");
+    ok(&layout.aurae(&["cell", "free", "hog"]));
+}
+
+#[tokio::test]
+async fn a_pids_limit_stops_a_fork_bomb() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["bomb", "--pids", "16"]);
+    let out = exec(
+        &layout,
+        "bomb",
+        "for i in $(seq 40); do sleep 30 & done; echo started",
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("fork"),
+        "the limit never refused a fork: {stderr}"
+    );
+    ok(&layout.aurae(&["cell", "free", "bomb"]));
+    no_cell_cgroups_named("bomb");
+}
+
+fn log_lines(layout: &Layout, target: &str) -> usize {
+    ok(&layout.aurae(&["logs", target])).lines().count()
+}
+
+#[tokio::test]
+async fn freeze_stops_progress_and_thaw_resumes_it() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["ice"]);
+    ok(&layout.aurae(&[
+        "exec",
+        "ice",
+        "-d",
+        "--name",
+        "tick",
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.05; done",
+    ]));
+    wait_until(Duration::from_secs(10), "ticks", || {
+        log_lines(layout, "ice/tick") > 3
+    });
+    ok(&layout.aurae(&["cell", "freeze", "ice"]));
+    assert_eq!(cells_json(layout, &[])[0]["state"], "frozen");
+    let frozen = log_lines(layout, "ice/tick");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        log_lines(layout, "ice/tick"),
+        frozen,
+        "a frozen cell made progress"
+    );
+    ok(&layout.aurae(&["cell", "thaw", "ice"]));
+    wait_until(Duration::from_secs(10), "progress after thaw", || {
+        log_lines(layout, "ice/tick") > frozen + 2
+    });
+    ok(&layout.aurae(&["cell", "free", "ice"]));
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_after_the_grace() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["stubborn"]);
+    ok(&layout.aurae(&[
+        "exec",
+        "stubborn",
+        "-d",
+        "--name",
+        "mule",
+        "--stop-grace",
+        "0.5",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+    ]));
+    wait_until(Duration::from_secs(10), "ready", || {
+        log_lines(layout, "stubborn/mule") > 0
+    });
+    let started = Instant::now();
+    let stopped: serde_json::Value = serde_json::from_str(&ok(&layout.aurae(&[
+        "cell",
+        "stop",
+        "stubborn/mule",
+        "--json",
+    ])))
+    .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(stopped["signal"], 9, "{stopped:#}");
+    assert_eq!(stopped["state"], "stopped", "{stopped:#}");
+    ok(&layout.aurae(&["cell", "free", "stubborn"]));
+}
+
+#[tokio::test]
+async fn on_failure_restarts_with_backoff_up_to_its_retries() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["flaky"]);
+    let started = Instant::now();
+    let out = layout.aurae(&[
+        "exec",
+        "flaky",
+        "--name",
+        "fail",
+        "--restart",
+        "on-failure",
+        "--max-retries",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "echo run; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    // Back-off of 100, 200 and 400 ms between the four runs.
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    let exe = executable_json(layout, "flaky", "fail");
+    assert_eq!(exe["restarts"], 3, "{exe:#}");
+    assert_eq!(exe["state"], "exited", "{exe:#}");
+    assert_eq!(log_lines(layout, "flaky/fail"), 4);
+    ok(&layout.aurae(&["cell", "free", "flaky"]));
+}
+
+#[tokio::test]
+async fn a_double_forked_daemon_inside_a_cell_dies_with_the_cell() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["forky"]);
+    // The shell exits at once; its background child is orphaned inside the cell.
+    ok(&exec(layout, "forky", "(sleep 1000 &) ; echo forked"));
+    let orphans: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with("sleep\01000"))
+        })
+        .collect();
+    assert!(!orphans.is_empty(), "the orphan never ran");
+    ok(&layout.aurae(&["cell", "free", "forky"]));
+    for pid in orphans {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "pid {pid} escaped the freed cell"
+        );
+    }
+    no_cell_cgroups_named("forky");
+}
+
+#[tokio::test]
+async fn a_cells_identity_reaches_only_its_own_cell() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["alpha"]);
+    allocate(layout, &["beta"]);
+    ok(&layout.aurae(&["exec", "beta", "-d", "--name", "svc", "--", "sleep", "1000"]));
+    let out = ok(&exec(layout, "alpha", "aurae status"));
+    assert!(
+        out.contains("alpha@"),
+        "status inside the cell names the cell: {out}"
+    );
+    let seen = ok(&exec(layout, "alpha", "aurae cell ls --json"));
+    let seen: serde_json::Value = serde_json::from_str(&seen).unwrap();
+    let names: Vec<&str> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha"]);
+    let out = exec(layout, "alpha", "aurae cell stop beta/svc");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = exec(layout, "alpha", "aurae logs beta/svc");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = exec(layout, "alpha", "aurae capabilities list");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    // Its own nested cells are its own.
+    ok(&exec(
+        layout,
+        "alpha",
+        "aurae cell allocate alpha/inner && aurae cell ls",
+    ));
+    assert_eq!(executable_json(layout, "beta", "svc")["state"], "running");
+    ok(&layout.aurae(&["cell", "free", "alpha"]));
+    ok(&layout.aurae(&["cell", "free", "beta"]));
+}
+
+#[tokio::test]
+async fn a_freed_cells_certificate_is_refused() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["gone"]);
+    let saved = layout.root.path().join("gone-identity");
+    std::fs::create_dir(&saved).unwrap();
+    let identity_dir = layout.data_dir.join("runtime/identities/gone");
+    for file in ["cert.pem", "key.pem", "ca.pem"] {
+        std::fs::copy(identity_dir.join(file), saved.join(file)).unwrap();
+    }
+    let as_cell = |args: &[&str]| {
+        let mut all = vec![
+            "--cert",
+            saved.join("cert.pem").to_str().unwrap().to_owned().leak() as &str,
+            "--key",
+            saved.join("key.pem").to_str().unwrap().to_owned().leak(),
+            "--ca",
+            saved.join("ca.pem").to_str().unwrap().to_owned().leak(),
+        ];
+        all.extend_from_slice(args);
+        layout.aurae(&all)
+    };
+    ok(&as_cell(&["cell", "ls"]));
+    ok(&layout.aurae(&["cell", "free", "gone"]));
+    let refused = as_cell(&["status"]);
+    assert!(
+        !refused.status.success(),
+        "a freed cell's certificate still works"
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_short_lived_executables_leave_no_zombie_and_no_cgroup() {
+    let node = serving_node().await;
+    let (layout, daemon) = (&node.layout, &node.daemon);
+    allocate(layout, &["churn"]);
+    let client = layout.admin_client().await.unwrap();
+    let mut cells = CellsClient::new(client.channel());
+    for i in 0..1000 {
+        let exe = cells
+            .start(pb::StartExecutableRequest {
+                cell: "churn".to_owned(),
+                executable: Some(pb::ExecutableSpec {
+                    name: format!("t{i}"),
+                    argv: vec!["true".to_owned()],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(exe.executable.unwrap().spec.unwrap().name, format!("t{i}"));
+        if i % 100 == 99 {
+            // Stopping forgets them; done ones stop at once.
+            for j in i - 99..=i {
+                cells
+                    .stop(pb::StopExecutableRequest {
+                        cell: "churn".to_owned(),
+                        executable: format!("t{j}"),
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    wait_until(Duration::from_secs(20), "no zombie children", || {
+        children_of(daemon.pid()).1 == 0
+    });
+    ok(&layout.aurae(&["cell", "free", "churn"]));
+    wait_until(Duration::from_secs(10), "no children at all", || {
+        children_of(daemon.pid()) == (0, 0)
+    });
+    no_cell_cgroups_named("churn");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_is_made() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    let out = layout.aurae(&["cell", "allocate", "../etc"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let out = layout.aurae(&["cell", "allocate", "admin"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let out = layout.aurae(&["cell", "allocate", "lim", "--cpuset", "0-999"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cpuset"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = layout.aurae(&["cell", "allocate", "lim", "--memory", "4K"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    no_cell_cgroups_named("lim");
+    let out = layout.aurae(&["exec", "nowhere", "--", "true"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    allocate(layout, &["real"]);
+    let out = layout.aurae(&["exec", "real", "--", "/no/such/program"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("/no/such/program"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = layout.aurae(&["cell", "allocate", "real"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    ok(&layout.aurae(&["cell", "free", "real"]));
+    no_cell_cgroups_named("real");
+}
