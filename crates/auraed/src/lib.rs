@@ -285,6 +285,10 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         config.logs.clone(),
         runtime::records::Records::new(store.clone()),
     ));
+    tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.restore().await }
+    });
     let daemon = Arc::new(Daemon {
         started,
         identity,

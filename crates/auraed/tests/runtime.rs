@@ -506,3 +506,59 @@ async fn bad_input_is_refused_before_anything_is_made() {
     ok(&layout.aurae(&["cell", "free", "real"]));
     no_cell_cgroups_named("real");
 }
+
+#[tokio::test]
+async fn a_daemon_killed_and_restarted_adopts_its_running_workload_and_its_log_goes_on() {
+    let mut node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["keep"]);
+    ok(&layout.aurae(&[
+        "exec",
+        "keep",
+        "-d",
+        "--name",
+        "count",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while true; do echo $i; i=$((i+1)); sleep 0.02; done",
+    ]));
+    wait_until(Duration::from_secs(10), "counting", || {
+        log_lines(layout, "keep/count") > 5
+    });
+    let pid = executable_json(layout, "keep", "count")["pid"]
+        .as_i64()
+        .unwrap();
+
+    node.daemon.kill();
+    // The workload keeps writing while no daemon reads.
+    std::thread::sleep(Duration::from_millis(300));
+    node.daemon = Daemon::start(&node.layout);
+    let layout = &node.layout;
+    aurae_testkit::wait_serving(layout, Duration::from_secs(5)).await;
+    wait_until(Duration::from_secs(10), "the cell is back", || {
+        layout.aurae(&["cell", "ls", "--json"]).status.success()
+            && executable_json(layout, "keep", "count")["pid"].as_i64() == Some(pid)
+    });
+    let exe = executable_json(layout, "keep", "count");
+    assert_eq!(exe["state"], "running", "{exe:#}");
+    let before = log_lines(layout, "keep/count");
+    wait_until(Duration::from_secs(10), "the log goes on", || {
+        log_lines(layout, "keep/count") > before + 10
+    });
+    // Nothing lost, nothing twice: the numbers run on without a gap.
+    let log = ok(&layout.aurae(&["logs", "keep/count"]));
+    let numbers: Vec<u64> = log.lines().map(|l| l.parse().unwrap()).collect();
+    for (i, n) in numbers.iter().enumerate() {
+        assert_eq!(*n, i as u64, "line {i} of the log is {n}");
+    }
+    // Only one of it runs, and the adopted cell frees like any other.
+    let cells = cells_json(layout, &[]);
+    assert_eq!(cells.as_array().unwrap().len(), 1, "{cells:#}");
+    ok(&layout.aurae(&["cell", "free", "keep"]));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the adopted workload survived Free"
+    );
+    no_cell_cgroups_named("keep");
+}

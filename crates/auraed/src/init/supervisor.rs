@@ -353,6 +353,16 @@ impl Supervisor {
         sys::watch_pidfd(pidfd)
     }
 
+    /// Watches a process that is not auraed's child (a workload an earlier auraed started,
+    /// found again after a restart): it can be signalled and its exit noticed through its
+    /// pidfd, but its exit status belongs to its parent.
+    pub fn adopt(&self, pid: i32) -> io::Result<AdoptedProcess> {
+        Ok(AdoptedProcess {
+            pid,
+            readiness: self.watch(pid)?,
+        })
+    }
+
     /// How many orphans (children nobody tracked) the reaper has freed since the start.
     pub fn orphans_reaped(&self) -> u64 {
         self.shared.orphans_reaped.load(Ordering::Relaxed)
@@ -371,6 +381,44 @@ fn become_subreaper() {
         Ok(()) => tracing::debug!("auraed is a child subreaper"),
         Err(e) => {
             tracing::warn!(error = %e, "cannot become a child subreaper; orphans of workloads go to the host's init")
+        }
+    }
+}
+
+/// A process found again after a restart of auraed ([`Supervisor::adopt`]).
+#[derive(Debug)]
+pub struct AdoptedProcess {
+    pid: i32,
+    readiness: AsyncFd<OwnedFd>,
+}
+
+impl AdoptedProcess {
+    /// Its pid, as of its adoption.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Its pidfd.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.readiness.get_ref().as_fd()
+    }
+
+    /// Sends `signal` through the pidfd.
+    pub fn signal(&self, signal: Signal) -> Result<(), SignalError> {
+        let pid = self.pid;
+        sys::pidfd_send_signal(self.pidfd(), signal as i32).map_err(|source| {
+            if source.raw_os_error() == Some(libc::ESRCH) {
+                SignalError::Exited { pid }
+            } else {
+                SignalError::Io { pid, source }
+            }
+        })
+    }
+
+    /// Waits until it has exited (its pidfd turns readable).
+    pub async fn exited(&self) {
+        if let Ok(mut ready) = self.readiness.readable().await {
+            ready.retain_ready();
         }
     }
 }

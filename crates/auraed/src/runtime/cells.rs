@@ -329,6 +329,138 @@ impl Runtime {
         }
     }
 
+    /// Takes the stored cells back after a start: a cell whose init still runs (the daemon
+    /// was restarted, even by kill -9) is adopted with its running executables; one that
+    /// is gone (the host rebooted) is made anew. An executable that no longer runs is
+    /// started again if its policy restarts it. Nothing runs twice: a running process is
+    /// recognised by its pid and start time, never started again.
+    pub async fn restore(&self) {
+        let records = match self.load_records().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stored cells; none restored");
+                return;
+            }
+        };
+        if records.is_empty() {
+            return;
+        }
+        let Ok(hierarchy) = self.hierarchy() else {
+            tracing::warn!(
+                cells = records.len(),
+                "stored cells cannot be restored without cgroups"
+            );
+            return;
+        };
+        let mut cells = self.cells.lock().await;
+        for record in records {
+            let name = record.cell.name.clone();
+            match self.restore_cell(&hierarchy, record).await {
+                Ok((cell, how)) => {
+                    tracing::info!(cell = %name, how, executables = cell.executables().len(), "cell restored");
+                    cells.insert(name, Arc::new(cell));
+                }
+                Err(e) => tracing::warn!(cell = %name, error = %e, "cannot restore a stored cell"),
+            }
+        }
+    }
+
+    /// The stored records, once the store is open (it may still be opening at start).
+    async fn load_records(&self) -> Result<Vec<super::records::CellRecord>, RuntimeError> {
+        let mut last = None;
+        for _ in 0..100 {
+            match self.records.load() {
+                Ok(records) => return Ok(records),
+                Err(e @ RuntimeError::Store(_)) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(last.unwrap_or_else(|| RuntimeError::Internal("the store never opened".to_owned())))
+    }
+
+    async fn restore_cell(
+        &self,
+        hierarchy: &Arc<Hierarchy>,
+        record: super::records::CellRecord,
+    ) -> Result<(Cell, &'static str), RuntimeError> {
+        let spec = record.cell;
+        let name = spec.name.clone();
+        let host_network = spec.isolation.network == aurae_runtime::spec::NetworkMode::Host;
+        let adopted = match hierarchy.open(&name) {
+            Some(cgroup) => match find_init(&cgroup, &self.paths.cgroup_dir, &name) {
+                Some(pid) => Some((cgroup, Zone::adopt(&self.supervisor, pid, host_network)?)),
+                None => {
+                    // A cgroup without its init is a leftover: empty it and start over.
+                    let cgroup = Arc::new(cgroup);
+                    remove_cgroup(&cgroup).await;
+                    None
+                }
+            },
+            None => None,
+        };
+        let (cell, how) = match adopted {
+            Some((cgroup, zone)) => {
+                let (pki, n) = (self.pki.clone(), name.clone());
+                let principal =
+                    blocking(move || identity::principal_of(&pki, &n).map_err(RuntimeError::from))
+                        .await?;
+                let cell = Cell {
+                    spec,
+                    principal,
+                    cgroup: Arc::new(cgroup),
+                    zone: Arc::new(zone),
+                    executables: std::sync::Mutex::new(BTreeMap::new()),
+                };
+                (cell, "adopted")
+            }
+            None => (self.make_cell(hierarchy, &spec).await?, "made anew"),
+        };
+        for exe in record.executables {
+            let log_dir = self.log_dir(&name, &exe.name);
+            let launch = Launch {
+                cell: name.clone(),
+                zone: cell.zone.clone(),
+                cgroup: cell.cgroup.clone(),
+                supervisor: self.supervisor.clone(),
+                environment: self.environment(&cell),
+                log_dir: log_dir.clone(),
+                log_config: self.log_config.clone(),
+            };
+            let running = (how == "adopted")
+                .then(|| super::executable::remembered(&log_dir))
+                .flatten()
+                .filter(|pid| cell.cgroup.pids().is_ok_and(|pids| pids.contains(pid)));
+            let handle = match running {
+                Some(pid) => match self.supervisor.adopt(pid) {
+                    Ok(process) => ExecutableHandle::adopt(exe.clone(), launch, process).await,
+                    Err(e) => Err(format!("cannot adopt pid {pid}: {e}")),
+                },
+                None if exe.restart != aurae_runtime::spec::RestartPolicy::No => {
+                    let _ = create_private_dir(&log_dir).await;
+                    ExecutableHandle::start(exe.clone(), launch).await
+                }
+                None => {
+                    // It ended while no daemon watched, and its policy does not restart it.
+                    let _ = self.records.remove_executable(&name, &exe.name).await;
+                    continue;
+                }
+            };
+            match handle {
+                Ok(handle) => {
+                    cell.executables
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(exe.name.clone(), handle);
+                }
+                Err(why) => {
+                    tracing::warn!(cell = %name, executable = %exe.name, %why, "cannot restore an executable")
+                }
+            }
+        }
+        Ok((cell, how))
+    }
+
     /// Frees a cell and every cell nested in it, innermost first.
     pub async fn free(&self, scope: &Scope, name: &CellName) -> Result<(), RuntimeError> {
         if !scope.covers(name) || *scope == Scope::Cell(name.clone()) {
@@ -549,6 +681,20 @@ impl Runtime {
         })
         .await
     }
+}
+
+/// The pid of a cell's init: the process of exactly this cell's cgroup (not a nested
+/// one's) that runs as [`super::cell_init::ARGV0`].
+fn find_init(cgroup: &Cgroup, cgroup_dir: &str, name: &CellName) -> Option<i32> {
+    let suffix = format!("/{cgroup_dir}/{name}");
+    cgroup.pids().ok()?.into_iter().find(|pid| {
+        let is_init = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline.split(|b| *b == 0).next() == Some(super::cell_init::ARGV0.as_bytes())
+        });
+        is_init
+            && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|groups| groups.lines().any(|line| line.ends_with(&suffix)))
+    })
 }
 
 async fn create_private_dir(dir: &Path) -> Result<(), String> {

@@ -17,7 +17,75 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::zone::Zone;
-use crate::init::supervisor::{Exit, SupervisedChild, Supervisor};
+use crate::init::supervisor::{AdoptedProcess, Exit, SupervisedChild, Supervisor};
+
+/// The file in an executable's log directory naming its current process (`<pid>
+/// <start time>`), so that a restarted daemon finds it again and never mistakes a newer
+/// process that reused the pid for it.
+pub const PROCESS_FILE: &str = "process";
+
+/// An executable's current process: auraed's child, or one an earlier auraed started.
+#[derive(Debug)]
+pub enum Process {
+    /// Started by this daemon: its exit status is ours to read.
+    Child(SupervisedChild),
+    /// Found again after a restart: we see it end, but not how.
+    Adopted(AdoptedProcess),
+}
+
+impl Process {
+    fn pid(&self) -> i32 {
+        match self {
+            Process::Child(child) => child.pid(),
+            Process::Adopted(process) => process.pid(),
+        }
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), String> {
+        match self {
+            Process::Child(child) => child.signal(signal).map_err(|e| e.to_string()),
+            Process::Adopted(process) => process.signal(signal).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Waits for the end; the exit status when it is ours to know.
+    async fn wait(&mut self) -> Option<Exit> {
+        match self {
+            Process::Child(child) => child.wait().await.ok(),
+            Process::Adopted(process) => {
+                process.exited().await;
+                None
+            }
+        }
+    }
+}
+
+/// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(19)?.parse().ok()
+}
+
+/// Remembers `pid` as the executable's current process.
+fn remember(log_dir: &std::path::Path, pid: i32) {
+    let Some(started) = start_time(pid) else {
+        return;
+    };
+    let path = log_dir.join(PROCESS_FILE);
+    if let Err(error) = std::fs::write(&path, format!("{pid} {started}\n")) {
+        tracing::warn!(path = %path.display(), %error, "cannot remember the process; a restarted daemon will not find it");
+    }
+}
+
+/// The process an earlier daemon remembered for `log_dir`, if it still runs.
+pub fn remembered(log_dir: &std::path::Path) -> Option<i32> {
+    let text = std::fs::read_to_string(log_dir.join(PROCESS_FILE)).ok()?;
+    let mut parts = text.split_whitespace();
+    let pid: i32 = parts.next()?.parse().ok()?;
+    let started: u64 = parts.next()?.parse().ok()?;
+    (start_time(pid) == Some(started)).then_some(pid)
+}
 
 /// A run that lasted this long resets the back-off: the workload was healthy.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
@@ -116,10 +184,31 @@ impl ExecutableHandle {
     /// Starts the executable's task; the first process is started before this returns,
     /// so a spawn failure is the caller's error.
     pub async fn start(spec: ExecutableSpec, launch: Launch) -> Result<Arc<Self>, String> {
+        Self::begin(spec, launch, None).await
+    }
+
+    /// Takes over `process`, started by an earlier daemon, and carries on with its
+    /// policy when it ends.
+    pub async fn adopt(
+        spec: ExecutableSpec,
+        launch: Launch,
+        process: AdoptedProcess,
+    ) -> Result<Arc<Self>, String> {
+        Self::begin(spec, launch, Some(process)).await
+    }
+
+    async fn begin(
+        spec: ExecutableSpec,
+        launch: Launch,
+        adopted: Option<AdoptedProcess>,
+    ) -> Result<Arc<Self>, String> {
         let pump = logs::start_pump(&launch.log_dir, &launch.log_config)
             .map_err(|e| format!("cannot capture the output: {e}"))?;
         let progress = pump.subscribe();
-        let first = spawn(&spec, &launch).await;
+        let first = match adopted {
+            Some(process) => Ok(Process::Adopted(process)),
+            None => spawn(&spec, &launch).await.map(Process::Child),
+        };
         let child = match first {
             Ok(child) => child,
             Err(why) => {
@@ -208,6 +297,13 @@ impl ExecutableHandle {
 }
 
 async fn spawn(spec: &ExecutableSpec, launch: &Launch) -> Result<SupervisedChild, String> {
+    let child = spawn_process(spec, launch).await?;
+    let (dir, pid) = (launch.log_dir.clone(), child.pid());
+    let _ = tokio::task::spawn_blocking(move || remember(&dir, pid)).await;
+    Ok(child)
+}
+
+async fn spawn_process(spec: &ExecutableSpec, launch: &Launch) -> Result<SupervisedChild, String> {
     let stdio = logs::workload_stdio(&launch.log_dir)
         .map_err(|e| format!("cannot open the output pipes: {e}"))?;
     let (zone, supervisor, spec, procs, environment) = (
@@ -227,7 +323,7 @@ async fn spawn(spec: &ExecutableSpec, launch: &Launch) -> Result<SupervisedChild
 async fn run(
     spec: ExecutableSpec,
     launch: Launch,
-    first: SupervisedChild,
+    first: Process,
     status: watch::Sender<ExecutableStatus>,
     mut control: mpsc::UnboundedReceiver<Control>,
     pump: LogPump,
@@ -287,7 +383,7 @@ async fn run(
                     s.started_at = Some(SystemTime::now());
                     s.start_error = None;
                 });
-                child = Some(next);
+                child = Some(Process::Child(next));
             }
             Err(why) => {
                 tracing::warn!(cell = %launch.cell, executable = %spec.name, %why, "restart failed");
@@ -317,7 +413,7 @@ async fn run(
 /// could not be read) and whether a stop was asked for.
 async fn watch_process(
     spec: &ExecutableSpec,
-    child: &mut SupervisedChild,
+    child: &mut Process,
     control: &mut mpsc::UnboundedReceiver<Control>,
 ) -> (Option<Exit>, bool) {
     let mut stop_replies = Vec::new();
@@ -331,10 +427,10 @@ async fn watch_process(
             }
         };
         tokio::select! {
-            exit = child.wait() => break exit.ok(),
+            exit = child.wait() => break exit,
             message = control.recv(), if open => match message {
                 Some(Control::Signal(signal, reply)) => {
-                    let _ = reply.send(child.signal(signal).map_err(|e| e.to_string()));
+                    let _ = reply.send(child.signal(signal));
                 }
                 Some(Control::Stop(grace, done)) => {
                     let grace = grace.unwrap_or(spec.stop_grace);

@@ -26,7 +26,7 @@ use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Uid};
 
 use super::cell_init::{self, InitPlan};
-use crate::init::supervisor::{SupervisedChild, Supervisor};
+use crate::init::supervisor::{AdoptedProcess, SupervisedChild, Supervisor};
 
 /// The PATH of a cell's executables: the aurae CLI first, then the usual places.
 pub const CELL_PATH: &str =
@@ -70,11 +70,30 @@ pub enum ZoneError {
 /// A cell's namespaces, held by its init process (pid 1 of the cell).
 #[derive(Debug)]
 pub struct Zone {
-    init: tokio::sync::Mutex<SupervisedChild>,
+    init: tokio::sync::Mutex<Init>,
     /// The init's pidfd, through which executables enter the namespaces.
     pidfd: OwnedFd,
     /// The namespaces an executable joins besides the pid one.
     join: CloneFlags,
+}
+
+/// A cell's init: started by this daemon, or found again after a restart.
+#[derive(Debug)]
+enum Init {
+    Child(SupervisedChild),
+    Adopted(AdoptedProcess),
+}
+
+/// The namespaces of a cell besides its pid namespace.
+fn namespaces(host_network: bool) -> CloneFlags {
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWCGROUP;
+    if !host_network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    flags
 }
 
 /// The `cgroup.procs` files of a cell, opened for writing before any fork.
@@ -133,13 +152,7 @@ impl Zone {
         cgroup_procs: &[PathBuf],
         host_network: bool,
     ) -> Result<Zone, ZoneError> {
-        let mut unshare = CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWCGROUP;
-        if !host_network {
-            unshare |= CloneFlags::CLONE_NEWNET;
-        }
+        let unshare = namespaces(host_network);
         let procs = open_procs(cgroup_procs)?;
         let plan_json = serde_json::to_string(plan).map_err(|e| ZoneError::Spawn {
             program: cell_init::ARGV0.to_owned(),
@@ -208,17 +221,45 @@ impl Zone {
                 reason: format!("cannot keep its pidfd: {e}"),
             })?;
         Ok(Zone {
-            init: tokio::sync::Mutex::new(init),
+            init: tokio::sync::Mutex::new(Init::Child(init)),
             pidfd,
             join: unshare,
         })
     }
 
+    /// Takes over the namespaces of a cell whose init an earlier daemon started.
+    pub fn adopt(
+        supervisor: &Supervisor,
+        init_pid: i32,
+        host_network: bool,
+    ) -> Result<Zone, ZoneError> {
+        let init = supervisor.adopt(init_pid).map_err(|e| ZoneError::Spawn {
+            program: cell_init::ARGV0.to_owned(),
+            reason: format!("cannot adopt pid {init_pid}: {e}"),
+        })?;
+        let pidfd = init
+            .pidfd()
+            .try_clone_to_owned()
+            .map_err(|e| ZoneError::Spawn {
+                program: cell_init::ARGV0.to_owned(),
+                reason: format!("cannot keep its pidfd: {e}"),
+            })?;
+        Ok(Zone {
+            init: tokio::sync::Mutex::new(Init::Adopted(init)),
+            pidfd,
+            join: namespaces(host_network),
+        })
+    }
+
     /// Waits until the cell's init has exited (after its cgroup was killed).
     pub async fn wait_init(&self) {
-        let mut init = self.init.lock().await;
-        if let Err(e) = init.wait().await {
-            tracing::warn!(error = %e, "cannot wait for a cell's init");
+        match &mut *self.init.lock().await {
+            Init::Child(init) => {
+                if let Err(e) = init.wait().await {
+                    tracing::warn!(error = %e, "cannot wait for a cell's init");
+                }
+            }
+            Init::Adopted(init) => init.exited().await,
         }
     }
 
