@@ -144,7 +144,7 @@ async fn a_cells_first_process_is_pid_1_and_it_sees_its_own_hostname_and_only_lo
     let layout = &node.layout;
     allocate(layout, &["first"]);
     let out = ok(&exec(
-        &layout,
+        layout,
         "first",
         "tr '\\0' ' ' < /proc/1/cmdline; echo; echo self=$$; hostname; ls /sys/class/net; \
          cat /sys/class/net/lo/operstate; ls /proc | grep -c '^[0-9]'",
@@ -169,7 +169,7 @@ async fn a_cell_sees_the_host_read_only_with_a_private_tmp_and_no_host_sockets()
     allocate(layout, &["ro"]);
     let marker = layout.root.path().join("outside");
     let out = exec(
-        &layout,
+        layout,
         "ro",
         &format!(
             "touch /etc/aurae-test 2>&1; touch {} 2>&1; echo x > /tmp/inside && cat /tmp/inside; \
@@ -209,7 +209,7 @@ async fn a_pids_limit_stops_a_fork_bomb() {
     let layout = &node.layout;
     allocate(layout, &["bomb", "--pids", "16"]);
     let out = exec(
-        &layout,
+        layout,
         "bomb",
         "for i in $(seq 40); do sleep 30 & done; echo started",
     );
@@ -343,7 +343,7 @@ async fn a_double_forked_daemon_inside_a_cell_dies_with_the_cell() {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.starts_with("sleep\01000"))
+                .is_ok_and(|c| c.starts_with("sleep\x001000"))
         })
         .collect();
     assert!(!orphans.is_empty(), "the orphan never ran");
