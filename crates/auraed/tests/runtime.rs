@@ -562,3 +562,64 @@ async fn a_daemon_killed_and_restarted_adopts_its_running_workload_and_its_log_g
     );
     no_cell_cgroups_named("keep");
 }
+
+/// An OCI bundle as `runc spec` writes it, around a busybox-static root filesystem.
+fn busybox_bundle(dir: &Path, args: &[&str]) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "the OCI test needs busybox-static: apt-get install -y busybox-static"
+    );
+    let bin = dir.join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(busybox, bin.join("busybox")).unwrap();
+    for tool in ["sh", "echo", "hostname", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
+    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../aurae-runtime/src/oci/testdata/runc-spec.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = args.iter().map(|a| a.to_string()).collect();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    let bundle = layout.root.path().join("bundle");
+    busybox_bundle(
+        &bundle,
+        &[
+            "sh",
+            "-c",
+            "echo hello from $(hostname); ls /; touch /x 2>&1; exit 5",
+        ],
+    );
+    let out = layout.aurae(&["run", "--bundle", bundle.to_str().unwrap(), "ocibox"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("hello from runc\n"), "{stdout}");
+    assert!(stdout.contains("bin\n"), "{stdout}");
+    assert!(
+        stdout.contains("Read-only file system"),
+        "root.readonly was applied: {stdout}"
+    );
+    let exe = executable_json(layout, "ocibox", "main");
+    assert_eq!(exe["exit_code"], 5, "{exe:#}");
+    ok(&layout.aurae(&["cell", "free", "ocibox"]));
+    no_cell_cgroups_named("ocibox");
+
+    // A field aurae cannot enforce is refused by name, and nothing is made.
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("config.json")).unwrap())
+            .unwrap();
+    config["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/true"}]});
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let out = layout.aurae(&["run", "--bundle", bundle.to_str().unwrap(), "hooked"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("hooks"), "{}", text(&out.stderr));
+    no_cell_cgroups_named("hooked");
+}

@@ -191,6 +191,9 @@ impl pb::cells_server::Cells for CellsService {
                 .await
                 .map_err(|e| Status::internal(format!("reading the bundle did not finish: {e}")))?
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        for field in &loaded.not_applied {
+            tracing::warn!(cell = %loaded.cell.name, field = %field.field, why = %field.why, "bundle field accepted but not applied");
+        }
         let cell = self.runtime.allocate(&scope, loaded.cell).await?;
         let exe = match self
             .runtime

@@ -278,14 +278,14 @@ mod tests {
         let err = authorize(
             &alice,
             Role::Other,
-            "/aurae.v0.System/Status",
+            "/aurae.v0.Capabilities/List",
             capability_of,
             |_| true,
         )
         .unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("alice@node1@local") && text.contains("/aurae.v0.System/Status"),
+            text.contains("alice@node1@local") && text.contains("/aurae.v0.Capabilities/List"),
             "{text}"
         );
         assert_eq!(
@@ -306,7 +306,7 @@ mod tests {
         let err = authorize(
             &other,
             Role::Other,
-            "/aurae.v0.System/Status",
+            "/aurae.v0.Capabilities/List",
             capability_of,
             |_| true,
         )

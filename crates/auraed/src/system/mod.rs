@@ -84,7 +84,8 @@ impl pb::system_server::System for SystemService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let principal = request.extensions().get::<Principal>();
         let mut status = SystemService::status(self, principal);
-        if request.extensions().get::<Role>() != Some(&Role::NodeAdmin) {
+        // In the empty loop nobody is authenticated and the paths are the help it gives.
+        if principal.is_some() && request.extensions().get::<Role>() != Some(&Role::NodeAdmin) {
             status.pki_dir.clear();
             status.key_path.clear();
             status.key_error.clear();
