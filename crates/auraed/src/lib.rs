@@ -261,6 +261,13 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         config.storage.store.clone(),
         config.storage.reopen_interval,
     );
+    if let Ok(opened) = store.store() {
+        if let Err(why) = capabilities.attach_store(opened).await {
+            tracing::warn!(%why, "the capability set stays in its file");
+        }
+    } else {
+        tracing::warn!("the database is not open: the capability set stays in its file");
+    }
     let bound = match bind_socket(args, pid1).await {
         Ok(bound) => bound,
         Err(code) => return code,

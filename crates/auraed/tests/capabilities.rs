@@ -212,3 +212,27 @@ async fn a_service_no_capability_declares_is_refused() {
         err.message()
     );
 }
+
+#[tokio::test]
+async fn a_capability_set_left_in_the_old_file_moves_into_the_store() {
+    let layout = Layout::new();
+    std::fs::create_dir_all(&layout.data_dir).unwrap();
+    let old = layout.data_dir.join("capabilities.json");
+    std::fs::write(
+        &old,
+        r#"{"version": 1, "enabled": [], "disabled": ["reflection"]}"#,
+    )
+    .unwrap();
+    let _daemon = Daemon::start(&layout);
+    layout.pki_init(&[]);
+    wait_serving(&layout, Duration::from_secs(5)).await;
+    let client = admin(&layout).await;
+    assert!(
+        !enabled(&client, "reflection").await,
+        "the old choice was lost"
+    );
+    assert!(!old.exists(), "the old file stayed beside the store");
+    let out = layout.aurae(&["kv", "get", "/.aurae/capabilities.json"]);
+    let stored = String::from_utf8_lossy(&out.stdout);
+    assert!(stored.contains("reflection"), "{stored}");
+}

@@ -73,7 +73,7 @@ async fn under_umask_000_a_0755_data_dir_and_all_in_it_become_0700_and_0600() {
 
     let found = modes_under(&layout.data_dir);
     let names: Vec<_> = found.iter().map(|(path, ..)| path.as_str()).collect();
-    for expected in ["aurae.redb", "aurae.wal", "extents", "capabilities.json"] {
+    for expected in ["aurae.redb", "aurae.wal", "extents"] {
         assert!(
             names.iter().any(|n| n.ends_with(expected)),
             "{expected} missing: {names:?}"

@@ -95,8 +95,12 @@ impl PartialEq for Capability {
     }
 }
 
-/// File in the data directory holding the enabled set.
+/// File in the data directory that held the enabled set before it moved into the store;
+/// still used while the store cannot be opened, and migrated once it can.
 pub const STATE_FILE: &str = "capabilities.json";
+
+/// Where the enabled set lives in the store.
+pub const STORE_RECORD: &str = "/.aurae/capabilities.json";
 
 /// Why a capability could not be changed.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,8 @@ pub struct CapabilityRegistry {
     known: &'static [&'static Capability],
     state_file: PathBuf,
     choices: Mutex<BTreeMap<&'static str, bool>>,
+    /// The store, once attached: the enabled set's home from then on.
+    store: std::sync::OnceLock<Arc<aurae_store::Store>>,
 }
 
 impl CapabilityRegistry {
@@ -154,25 +160,46 @@ impl CapabilityRegistry {
     pub fn open(data_dir: &Path, known: &'static [&'static Capability]) -> Self {
         let state_file = data_dir.join(STATE_FILE);
         let persisted = read_choices(&state_file);
-        let choices = known
-            .iter()
-            .filter(|c| !c.is_core())
-            .map(|c| {
-                let on = if persisted.enabled.contains(c.name) {
-                    true
-                } else if persisted.disabled.contains(c.name) {
-                    false
-                } else {
-                    c.enabled_by_default()
-                };
-                (c.name, on)
-            })
-            .collect();
         Self {
             known,
+            choices: Mutex::new(choices_of(known, &persisted)),
             state_file,
-            choices: Mutex::new(choices),
+            store: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Moves the enabled set into `store`: the set stored there wins; without one, the
+    /// choices read from the old file are written to the store (durably) and the file is
+    /// removed. From then on every change is written to the store.
+    pub async fn attach_store(&self, store: Arc<aurae_store::Store>) -> Result<(), String> {
+        let record: aurae_core::path::StorePath =
+            STORE_RECORD.parse().map_err(|e| format!("{e}"))?;
+        match store.get(&record) {
+            Ok((bytes, _)) => {
+                let persisted: PersistedChoices = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{STORE_RECORD} in the store does not parse: {e}"))?;
+                *self.lock() = choices_of(self.known, &persisted);
+            }
+            Err(aurae_store::StoreError::NotFound(_)) => {
+                let bytes = encode(&self.lock())?;
+                store
+                    .write(aurae_store::Durability::Durable, put_record(record, bytes))
+                    .await
+                    .map_err(|e| format!("cannot write {STORE_RECORD}: {e}"))?;
+                if self.state_file.exists() {
+                    std::fs::remove_file(&self.state_file).map_err(|e| {
+                        format!(
+                            "moved into the store, but cannot remove {}: {e}",
+                            self.state_file.display()
+                        )
+                    })?;
+                    tracing::info!(file = %self.state_file.display(), "capability set moved into the store");
+                }
+            }
+            Err(e) => return Err(format!("cannot read {STORE_RECORD}: {e}")),
+        }
+        let _ = self.store.set(store);
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<&'static str, bool>> {
@@ -269,24 +296,81 @@ impl CapabilityRegistry {
         Ok(capability)
     }
 
+    /// Writes the set to the store (blocking on the write: `set` runs off the async
+    /// threads), or to the file while no store is attached.
     fn persist(&self, choices: &BTreeMap<&'static str, bool>) -> Result<(), CapabilityError> {
-        let (on, off): (Vec<_>, Vec<_>) = choices.iter().partition(|(_, on)| **on);
-        let persisted = PersistedChoices {
-            version: 1,
-            enabled: on.into_iter().map(|(n, _)| (*n).to_owned()).collect(),
-            disabled: off.into_iter().map(|(n, _)| (*n).to_owned()).collect(),
-        };
-        let bytes =
-            serde_json::to_vec_pretty(&persisted).map_err(|e| CapabilityError::Persist {
-                path: self.state_file.clone(),
-                source: e.into(),
-            })?;
+        let bytes = encode(choices).map_err(|e| CapabilityError::Persist {
+            path: self.state_file.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Some(store) = self.store.get() {
+            let failed = |e: String| CapabilityError::Persist {
+                path: PathBuf::from(STORE_RECORD),
+                source: std::io::Error::other(e),
+            };
+            let record = STORE_RECORD.parse().map_err(|e| failed(format!("{e}")))?;
+            let handle =
+                tokio::runtime::Handle::try_current().map_err(|e| failed(e.to_string()))?;
+            return handle
+                .block_on(store.write(aurae_store::Durability::Durable, put_record(record, bytes)))
+                .map(|_| ())
+                .map_err(|e| failed(e.to_string()));
+        }
         aurae_core::fsutil::write_atomic(&self.state_file, &bytes, aurae_core::fsutil::SECRET_MODE)
             .map_err(|source| CapabilityError::Persist {
                 path: self.state_file.clone(),
                 source,
             })
     }
+}
+
+/// The choices in effect: each optional capability's persisted choice, or its default.
+fn choices_of(
+    known: &'static [&'static Capability],
+    persisted: &PersistedChoices,
+) -> BTreeMap<&'static str, bool> {
+    known
+        .iter()
+        .filter(|c| !c.is_core())
+        .map(|c| {
+            let on = if persisted.enabled.contains(c.name) {
+                true
+            } else if persisted.disabled.contains(c.name) {
+                false
+            } else {
+                c.enabled_by_default()
+            };
+            (c.name, on)
+        })
+        .collect()
+}
+
+/// The persisted form of `choices`.
+fn encode(choices: &BTreeMap<&'static str, bool>) -> Result<Vec<u8>, String> {
+    let (on, off): (Vec<_>, Vec<_>) = choices.iter().partition(|(_, on)| **on);
+    let persisted = PersistedChoices {
+        version: 1,
+        enabled: on.into_iter().map(|(n, _)| (*n).to_owned()).collect(),
+        disabled: off.into_iter().map(|(n, _)| (*n).to_owned()).collect(),
+    };
+    serde_json::to_vec_pretty(&persisted).map_err(|e| e.to_string())
+}
+
+/// The store write of the set (0600, parents made).
+fn put_record(
+    record: aurae_core::path::StorePath,
+    bytes: Vec<u8>,
+) -> impl FnMut(&mut aurae_store::Writer<'_>) -> Result<aurae_store::Stat, aurae_store::StoreError>
++ Send
++ 'static {
+    aurae_store::namespace::put(
+        record,
+        aurae_store::Content::Bytes(bytes),
+        aurae_store::PutOptions {
+            mode: Some(0o600),
+            ..aurae_store::PutOptions::default()
+        },
+    )
 }
 
 /// The persisted choices in `state_file`; an unreadable file is kept aside.
