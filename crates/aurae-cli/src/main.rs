@@ -7,6 +7,7 @@ mod deadline;
 mod exit;
 mod output;
 mod size;
+mod terminal;
 
 use std::io::Write;
 

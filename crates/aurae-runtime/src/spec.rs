@@ -405,6 +405,12 @@ pub struct ExecutableSpec {
     pub stop_grace: Duration,
     /// Resource limits set before it starts.
     pub rlimits: Vec<Rlimit>,
+    /// Give it a pseudo-terminal as stdin, stdout, stderr and controlling terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep its stdin open for input through the API (otherwise it reads `/dev/null`).
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 impl ExecutableSpec {

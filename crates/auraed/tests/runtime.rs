@@ -623,3 +623,36 @@ async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
     assert!(text(&out.stderr).contains("hooks"), "{}", text(&out.stderr));
     no_cell_cgroups_named("hooked");
 }
+
+#[tokio::test]
+async fn exec_passes_stdin_through_and_gives_a_terminal_when_asked() {
+    let node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["term"]);
+    let mut cat = layout.aurae_command();
+    cat.args(["exec", "-i", "term", "--", "sh", "-c", "tr a-z A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cat.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello through the socket\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ok(&out), "HELLO THROUGH THE SOCKET\n");
+
+    let out = layout.aurae(&[
+        "exec",
+        "-t",
+        "term",
+        "--",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo has-a-terminal; stty size",
+    ]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("has-a-terminal"), "{stdout}");
+    ok(&layout.aurae(&["cell", "free", "term"]));
+}

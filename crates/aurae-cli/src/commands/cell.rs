@@ -169,8 +169,15 @@ pub struct ExecArgs {
     /// The cell.
     pub cell: String,
     /// Start it in the background and print its name instead of streaming its output.
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, conflicts_with_all = ["tty", "interactive"])]
     pub detach: bool,
+    /// Give it a terminal (a pseudo-terminal on the node); this terminal is put in raw
+    /// mode while it runs, and what you type goes to it.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Send this command's stdin to its stdin.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
     #[command(flatten)]
     pub executable: ExecutableArgs,
     /// The program and its arguments.
@@ -276,7 +283,14 @@ pub async fn run(connect: &ConnectArgs, command: CellCommand) -> anyhow::Result<
             }
         }
         CellCommand::Start(args) => {
-            let exe = start(&mut cells, &args.cell, &args.executable, args.argv).await?;
+            let exe = start(
+                &mut cells,
+                &args.cell,
+                &args.executable,
+                args.argv,
+                StdinMode::default(),
+            )
+            .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&exe_json(&exe))?);
             } else {
@@ -397,7 +411,18 @@ fn allocate_spec(args: AllocateArgs) -> anyhow::Result<pb::CellSpec> {
     })
 }
 
-fn executable_spec(args: &ExecutableArgs, argv: Vec<String>) -> anyhow::Result<pb::ExecutableSpec> {
+/// How an executable's stdin is set up.
+#[derive(Debug, Clone, Copy, Default)]
+struct StdinMode {
+    tty: bool,
+    open: bool,
+}
+
+fn executable_spec(
+    args: &ExecutableArgs,
+    argv: Vec<String>,
+    stdin: StdinMode,
+) -> anyhow::Result<pb::ExecutableSpec> {
     let env = args
         .env
         .iter()
@@ -437,6 +462,8 @@ fn executable_spec(args: &ExecutableArgs, argv: Vec<String>) -> anyhow::Result<p
         max_retries: args.max_retries,
         stop_signal: args.stop_signal.unwrap_or(0),
         stop_grace_ms: ((args.stop_grace * 1000.0) as u32).max(1),
+        tty: stdin.tty,
+        stdin: stdin.open || stdin.tty,
     })
 }
 
@@ -445,8 +472,9 @@ async fn start(
     cell: &str,
     args: &ExecutableArgs,
     argv: Vec<String>,
+    stdin: StdinMode,
 ) -> anyhow::Result<pb::ExecutableInfo> {
-    let spec = executable_spec(args, argv)?;
+    let spec = executable_spec(args, argv, stdin)?;
     Ok(cells
         .start(pb::StartExecutableRequest {
             cell: cell.to_owned(),
@@ -462,12 +490,81 @@ async fn start(
 /// `aurae exec`: start, stream the output, exit as the process did.
 pub async fn exec(connect: &ConnectArgs, args: ExecArgs) -> anyhow::Result<()> {
     let (mut cells, mut observe) = clients(connect).await?;
-    let exe = start(&mut cells, &args.cell, &args.executable, args.argv).await?;
+    let mode = StdinMode {
+        tty: args.tty,
+        open: args.interactive,
+    };
+    let exe = start(&mut cells, &args.cell, &args.executable, args.argv, mode).await?;
     if args.detach {
         println!("{}/{}", exe.cell, exe_name(&exe));
         return Ok(());
     }
+    let _raw = if args.tty {
+        crate::terminal::RawMode::enter()
+    } else {
+        None
+    };
+    if args.tty || args.interactive {
+        let (cells, cell, name) = (cells.clone(), exe.cell.clone(), exe_name(&exe).to_owned());
+        tokio::spawn(forward_input(cells, cell, name, args.tty));
+    }
     attach(&mut cells, &mut observe, &exe).await
+}
+
+/// Sends this command's stdin (and, for a terminal, its size) to the executable until
+/// stdin ends. stdin is read on a thread of its own, which never holds up the exit.
+async fn forward_input(
+    mut cells: CellsClient<Channel>,
+    cell: String,
+    executable: String,
+    tty: bool,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let first = pb::InputRequest {
+        cell,
+        executable,
+        resize: tty
+            .then(crate::terminal::size)
+            .flatten()
+            .map(|(rows, cols)| pb::TerminalSize {
+                rows: rows.into(),
+                cols: cols.into(),
+            }),
+        ..Default::default()
+    };
+    if tx.send(first).await.is_err() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("stdin".to_owned())
+        .spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin().lock();
+            let mut buffer = vec![0u8; 16 * 1024];
+            loop {
+                let message = match stdin.read(&mut buffer) {
+                    Ok(0) | Err(_) => pb::InputRequest {
+                        close: true,
+                        ..Default::default()
+                    },
+                    Ok(n) => pb::InputRequest {
+                        data: buffer[..n].to_vec(),
+                        ..Default::default()
+                    },
+                };
+                let close = message.close;
+                if tx.blocking_send(message).is_err() || close {
+                    return;
+                }
+            }
+        });
+    if spawned.is_err() {
+        return;
+    }
+    // Errors end the input only: the output and exit status still come through Logs/Wait.
+    let _ = cells
+        .input(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
 }
 
 /// Streams an executable's output to ours until it is finished, then exits as it did.

@@ -63,6 +63,9 @@ pub(crate) fn translate(
         stop_signal: None,
         stop_grace: STOP_GRACE,
         rlimits,
+        // A bundle's terminal is reported in `Bundle::terminal`; its output is logged.
+        tty: false,
+        stdin: false,
     };
     executable.validate()?;
     Ok(Translated {

@@ -417,16 +417,8 @@ impl Runtime {
             None => (self.make_cell(hierarchy, &spec).await?, "made anew"),
         };
         for exe in record.executables {
-            let log_dir = self.log_dir(&name, &exe.name);
-            let launch = Launch {
-                cell: name.clone(),
-                zone: cell.zone.clone(),
-                cgroup: cell.cgroup.clone(),
-                supervisor: self.supervisor.clone(),
-                environment: self.environment(&cell),
-                log_dir: log_dir.clone(),
-                log_config: self.log_config.clone(),
-            };
+            let launch = self.launch(&cell, &exe.name);
+            let log_dir = launch.log_dir.clone();
             let running = (how == "adopted")
                 .then(|| super::executable::remembered(&log_dir))
                 .flatten()
@@ -570,16 +562,8 @@ impl Runtime {
             return Err(RuntimeError::Exists(format!("{cell_name}/{}", spec.name)));
         }
         self.records.put_executable(cell_name, &spec).await?;
-        let log_dir = self.log_dir(cell_name, &spec.name);
-        let launch = Launch {
-            cell: cell_name.clone(),
-            zone: cell.zone.clone(),
-            cgroup: cell.cgroup.clone(),
-            supervisor: self.supervisor.clone(),
-            environment: self.environment(&cell),
-            log_dir: log_dir.clone(),
-            log_config: self.log_config.clone(),
-        };
+        let launch = self.launch(&cell, &spec.name);
+        let log_dir = launch.log_dir.clone();
         let started = match create_private_dir(&log_dir).await {
             Ok(()) => ExecutableHandle::start(spec.clone(), launch).await,
             Err(e) => Err(e),
@@ -597,6 +581,20 @@ impl Runtime {
                 let _ = tokio::fs::remove_dir_all(&log_dir).await;
                 Err(RuntimeError::Start(why))
             }
+        }
+    }
+
+    /// What an executable named `exe` of `cell` is started with.
+    fn launch(&self, cell: &Cell, exe: &ExecutableName) -> Launch {
+        Launch {
+            cell: cell.spec.name.clone(),
+            zone: cell.zone.clone(),
+            cgroup: cell.cgroup.clone(),
+            supervisor: self.supervisor.clone(),
+            environment: self.environment(cell),
+            log_dir: self.log_dir(&cell.spec.name, exe),
+            log_config: self.log_config.clone(),
+            input: Default::default(),
         }
     }
 

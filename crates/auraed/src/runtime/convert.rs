@@ -192,6 +192,8 @@ pub fn executable_spec(
             Duration::from_millis(spec.stop_grace_ms.into())
         },
         rlimits: Vec::new(),
+        tty: spec.tty,
+        stdin: spec.stdin || spec.tty,
     };
     exe.validate()?;
     Ok(exe)
@@ -225,6 +227,8 @@ fn executable_spec_message(spec: &ExecutableSpec) -> pb::ExecutableSpec {
         max_retries,
         stop_signal: spec.stop_signal.unwrap_or(0),
         stop_grace_ms: u32::try_from(spec.stop_grace.as_millis()).unwrap_or(u32::MAX),
+        tty: spec.tty,
+        stdin: spec.stdin,
     }
 }
 

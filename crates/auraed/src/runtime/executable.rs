@@ -16,6 +16,7 @@ use aurae_runtime::spec::{CellName, ExecutableSpec, RestartPolicy, restart_backo
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::stdio;
 use super::zone::Zone;
 use crate::init::supervisor::{AdoptedProcess, Exit, SupervisedChild, Supervisor};
 
@@ -151,6 +152,7 @@ pub struct ExecutableHandle {
     status: watch::Receiver<ExecutableStatus>,
     control: mpsc::UnboundedSender<Control>,
     log_progress: Mutex<Option<watch::Receiver<u64>>>,
+    input: InputSlot,
 }
 
 impl std::fmt::Debug for Control {
@@ -178,7 +180,12 @@ pub struct Launch {
     pub log_dir: PathBuf,
     /// Log rotation.
     pub log_config: LogConfig,
+    /// Where input for the current process goes (when its spec keeps stdin open).
+    pub input: InputSlot,
 }
+
+/// The input of an executable's current process, replaced at each start.
+pub type InputSlot = Arc<Mutex<Option<stdio::Input>>>;
 
 impl ExecutableHandle {
     /// Starts the executable's task; the first process is started before this returns,
@@ -233,6 +240,7 @@ impl ExecutableHandle {
             status: status_rx,
             control: control_tx,
             log_progress: Mutex::new(Some(progress)),
+            input: launch.input.clone(),
         });
         tokio::spawn(run(spec, launch, child, status_tx, control_rx, pump));
         Ok(handle)
@@ -250,6 +258,11 @@ impl ExecutableHandle {
             Ok(status) => status.clone(),
             Err(_) => self.status(),
         }
+    }
+
+    /// Where input for its current process goes; `None` if its stdin is not open.
+    pub fn input(&self) -> InputSlot {
+        self.input.clone()
     }
 
     /// Sends `signal` to its current process.
@@ -304,19 +317,31 @@ async fn spawn(spec: &ExecutableSpec, launch: &Launch) -> Result<SupervisedChild
 }
 
 async fn spawn_process(spec: &ExecutableSpec, launch: &Launch) -> Result<SupervisedChild, String> {
-    let stdio = logs::workload_stdio(&launch.log_dir)
-        .map_err(|e| format!("cannot open the output pipes: {e}"))?;
-    let (zone, supervisor, spec, procs, environment) = (
+    let (zone, supervisor, spec, procs, environment, log_dir) = (
         launch.zone.clone(),
         launch.supervisor.clone(),
         spec.clone(),
         launch.cgroup.procs_files(),
         launch.environment.clone(),
+        launch.log_dir.clone(),
     );
-    tokio::task::spawn_blocking(move || zone.spawn(&supervisor, &spec, &procs, &environment, stdio))
-        .await
-        .map_err(|e| format!("the spawn did not finish: {e}"))?
-        .map_err(|e| e.to_string())
+    let (child, input) = tokio::task::spawn_blocking(move || {
+        let prepared = stdio::prepare(&spec, &log_dir)?;
+        let child = zone
+            .spawn(&supervisor, &spec, &procs, &environment, prepared.stdio)
+            .map_err(|e| e.to_string())?;
+        if let Some(relay) = prepared.relay {
+            stdio::start_relay(relay);
+        }
+        Ok::<_, String>((child, prepared.input))
+    })
+    .await
+    .map_err(|e| format!("the spawn did not finish: {e}"))??;
+    *launch
+        .input
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = input;
+    Ok(child)
 }
 
 /// The task: waits for each process, restarts per policy, obeys controls.

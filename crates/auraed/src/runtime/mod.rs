@@ -23,6 +23,8 @@ mod loopback;
 pub mod records;
 /// The gRPC services.
 pub mod service;
+/// An executable's stdin, stdout and stderr: pipes, or a pseudo-terminal.
+pub mod stdio;
 /// A cell's namespaces and spawning into them.
 pub mod zone;
 

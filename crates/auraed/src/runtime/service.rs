@@ -172,6 +172,45 @@ impl pb::cells_server::Cells for CellsService {
         Ok(Response::new(pb::FreezeCellResponse {}))
     }
 
+    async fn input(
+        &self,
+        request: Request<tonic::Streaming<pb::InputRequest>>,
+    ) -> Result<Response<pb::InputResponse>, Status> {
+        let scope = scope_of(&self.runtime, &request).await?;
+        let mut stream = request.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Ok(Response::new(pb::InputResponse {}));
+        };
+        let cell = convert::cell_name(&first.cell)?;
+        let name = convert::executable_name(&first.executable)?;
+        let exe = self.runtime.executable(&scope, &cell, &name).await?;
+        let slot = exe.input();
+        let not_open = || {
+            Status::failed_precondition(format!(
+                "{cell}/{name} has no open stdin: start it with --interactive or --tty"
+            ))
+        };
+        if slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none()
+        {
+            return Err(not_open());
+        }
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            let slot = slot.clone();
+            let closed = tokio::task::spawn_blocking(move || deliver(&slot, message))
+                .await
+                .map_err(|e| Status::internal(format!("input did not finish: {e}")))??;
+            if closed {
+                break;
+            }
+            next = stream.message().await?;
+        }
+        Ok(Response::new(pb::InputResponse {}))
+    }
+
     async fn run_bundle(
         &self,
         request: Request<pb::RunBundleRequest>,
@@ -221,6 +260,35 @@ impl pb::cells_server::Cells for CellsService {
         self.runtime.set_frozen(&scope, &name, false).await?;
         Ok(Response::new(pb::ThawCellResponse {}))
     }
+}
+
+/// Hands one input message to the process's stdin; true once the input is closed.
+fn deliver(slot: &super::executable::InputSlot, message: pb::InputRequest) -> Result<bool, Status> {
+    let mut guard = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(input) = guard.as_mut() else {
+        return Err(Status::failed_precondition(
+            "the executable's stdin is closed",
+        ));
+    };
+    let failed =
+        |e: std::io::Error| Status::failed_precondition(format!("cannot write to its stdin: {e}"));
+    if let Some(size) = message.resize {
+        let rows = u16::try_from(size.rows).unwrap_or(u16::MAX);
+        let cols = u16::try_from(size.cols).unwrap_or(u16::MAX);
+        input.resize(rows, cols).map_err(failed)?;
+    }
+    if !message.data.is_empty() {
+        input.write(&message.data).map_err(failed)?;
+    }
+    if message.close {
+        if let Some(input) = guard.take() {
+            input.close().map_err(failed)?;
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// The `aurae.v0.Observe` gRPC service.

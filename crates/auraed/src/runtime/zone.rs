@@ -67,6 +67,19 @@ pub enum ZoneError {
     Init(String),
 }
 
+/// The standard streams of an executable's process.
+#[derive(Debug)]
+pub struct ProcessStdio {
+    /// Its stdin; `/dev/null` when `None`.
+    pub stdin: Option<OwnedFd>,
+    /// Its stdout.
+    pub stdout: OwnedFd,
+    /// Its stderr.
+    pub stderr: OwnedFd,
+    /// stdin is a terminal that becomes its controlling terminal (in a new session).
+    pub controlling_terminal: bool,
+}
+
 /// A cell's namespaces, held by its init process (pid 1 of the cell).
 #[derive(Debug)]
 pub struct Zone {
@@ -271,7 +284,7 @@ impl Zone {
         exe: &ExecutableSpec,
         cgroup_procs: &[PathBuf],
         environment: &[(String, String)],
-        (stdout, stderr): (OwnedFd, OwnedFd),
+        stdio: ProcessStdio,
     ) -> Result<SupervisedChild, ZoneError> {
         let procs = open_procs(cgroup_procs)?;
         let program = exe.argv[0].clone();
@@ -285,9 +298,10 @@ impl Zone {
             .env_clear()
             .envs(environment.iter().map(|(k, v)| (k, v)))
             .envs(exe.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr));
+            .stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr));
+        let controlling_terminal = stdio.controlling_terminal;
         let cwd = CString::new(exe.cwd.as_ref().map_or_else(
             || "/".to_owned(),
             |cwd| cwd.as_path().to_string_lossy().into_owned(),
@@ -308,6 +322,9 @@ impl Zone {
         unsafe {
             command.pre_exec(move || {
                 join_cgroups(&procs)?;
+                if controlling_terminal {
+                    take_terminal()?;
+                }
                 nix::sched::setns(child_pidfd.as_fd(), join)?;
                 nix::unistd::chdir(cwd.as_c_str())?;
                 if let Some(gid) = gid {
@@ -339,6 +356,17 @@ impl Zone {
             },
         )
     }
+}
+
+/// In the child: a new session whose controlling terminal is stdin (a pty slave).
+#[allow(unsafe_code)]
+fn take_terminal() -> std::io::Result<()> {
+    nix::unistd::setsid()?;
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and touches no memory.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// setrlimit(2) with the raw resource number an OCI bundle names.
