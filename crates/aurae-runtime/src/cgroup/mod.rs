@@ -1188,10 +1188,9 @@ mod tests {
         root.finish();
     }
 
-    /// The v2 code path, on the cgroup2 tree alone: on a hybrid host its unified mount
-    /// (which has no resource controllers, so no limits are set here).
-    #[test]
-    fn the_v2_path_creates_freezes_kills_and_removes_on_the_cgroup2_tree() {
+    /// A runtime root on the cgroup2 tree alone, through the v2 code path: on a hybrid host
+    /// its unified mount (which has no resource controllers, so no limits are set there).
+    fn v2_root() -> TestRoot {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let v2_mounts: String = mountinfo
@@ -1207,6 +1206,17 @@ mod tests {
         let layout = detect::parse(&v2_mounts, &v2_own).unwrap();
         let root = TestRoot(Hierarchy::prepare(layout, &unique_name()).unwrap());
         assert_eq!(root.0.version(), CgroupVersion::V2);
+        root
+    }
+
+    /// The pids in one `cgroup.procs` file.
+    fn procs_of(dir: &Path) -> Vec<i32> {
+        files::read_pids(&dir.join("cgroup.procs")).unwrap()
+    }
+
+    #[test]
+    fn the_v2_path_creates_freezes_kills_and_removes_on_the_cgroup2_tree() {
+        let root = v2_root();
         assert_eq!(root.0.version().to_string(), "v2");
 
         let outer = root.0.create(&cell("outer"), &Limits::default()).unwrap();
@@ -1231,6 +1241,94 @@ mod tests {
         assert_eq!(root.0.list().unwrap(), vec![cell("outer")]);
         outer.remove().unwrap();
         assert_gone(&outer);
+        root.finish();
+    }
+
+    /// The no-internal-process rule: a v2 cell's processes live in its `_procs` leaf, so a
+    /// cell that runs processes can hold nested cells (which its controllers then bound).
+    #[test]
+    fn on_v2_a_cell_running_processes_gets_nested_cells() {
+        let root = v2_root();
+        let web = root.0.create(&cell("web"), &Limits::default()).unwrap();
+        let [web_dir] = web.dirs().try_into().unwrap();
+        let web_leaf = web_dir.join("_procs");
+        assert_eq!(web.procs_files(), vec![web_leaf.join("cgroup.procs")]);
+        let mut child = sleeper();
+        let pid = i32::try_from(child.id()).unwrap();
+        web.add_process(pid).unwrap();
+        assert_eq!(procs_of(&web_leaf), vec![pid]);
+        assert!(procs_of(&web_dir).is_empty(), "web itself holds no process");
+        let subtree = read(web_dir.join("cgroup.subtree_control"));
+        for controller in &root.0.roots[0].controllers {
+            assert!(subtree.split(' ').any(|c| c == controller), "{subtree}");
+        }
+
+        let api = root.0.create(&cell("web/api"), &Limits::default()).unwrap();
+        let [api_dir] = api.dirs().try_into().unwrap();
+        assert_eq!(api_dir, web_dir.join("api"));
+        assert_eq!(
+            api.procs_files(),
+            vec![api_dir.join("_procs").join("cgroup.procs")]
+        );
+        double_fork_into(&api);
+        let api_pids = api.pids().unwrap();
+        assert_eq!(api_pids.len(), 2, "the two sleeps are in web/api");
+        assert!(procs_of(&api_dir).is_empty());
+        let mut every = api_pids.clone();
+        every.push(pid);
+        every.sort_unstable();
+        assert_eq!(web.pids().unwrap(), every, "web sees its own and api's");
+        assert_eq!(root.0.list().unwrap(), vec![cell("web"), cell("web/api")]);
+
+        web.freeze().unwrap();
+        assert!(web.frozen().unwrap());
+        assert!(api.frozen().unwrap(), "freezing web freezes api");
+        web.thaw().unwrap();
+        assert!(!api.frozen().unwrap());
+        assert!(!web.frozen().unwrap());
+
+        // Removing the nested cell leaves web, its controllers and its process alone.
+        api.remove().unwrap();
+        assert_gone(&api);
+        assert_eq!(web.pids().unwrap(), vec![pid]);
+        assert_eq!(read(web_dir.join("cgroup.subtree_control")), subtree);
+        assert_eq!(root.0.list().unwrap(), vec![cell("web")]);
+        let api = root.0.create(&cell("web/api"), &Limits::default()).unwrap();
+
+        web.kill_all().unwrap();
+        assert!(web.is_empty().unwrap());
+        assert!(!child.wait().unwrap().success(), "the sleep was killed");
+        web.remove().unwrap();
+        assert_gone(&api);
+        assert_gone(&web);
+        assert!(!web_leaf.exists());
+        assert_eq!(root.0.list().unwrap(), vec![]);
+        root.finish();
+    }
+
+    /// A cell an older daemon made holds its processes in its own directory; adopting it
+    /// gives it a leaf, and a nested cell moves its processes there.
+    #[test]
+    fn on_v2_a_cell_made_without_a_leaf_is_adopted_and_gets_nested_cells() {
+        let root = v2_root();
+        let old_dir = root.0.roots[0].path.join("old");
+        std::fs::create_dir(&old_dir).unwrap();
+        let mut child = sleeper();
+        let pid = i32::try_from(child.id()).unwrap();
+        std::fs::write(old_dir.join("cgroup.procs"), pid.to_string()).unwrap();
+
+        let old = root.0.open(&cell("old")).unwrap();
+        assert!(old_dir.join("_procs").is_dir(), "adopting made the leaf");
+        assert_eq!(old.pids().unwrap(), vec![pid]);
+        let new = root.0.create(&cell("old/new"), &Limits::default()).unwrap();
+        assert!(procs_of(&old_dir).is_empty(), "old's process moved out");
+        assert_eq!(procs_of(&old_dir.join("_procs")), vec![pid]);
+        assert_eq!(root.0.list().unwrap(), vec![cell("old"), cell("old/new")]);
+
+        old.remove().unwrap();
+        child.wait().unwrap();
+        assert_gone(&new);
+        assert_gone(&old);
         root.finish();
     }
 
