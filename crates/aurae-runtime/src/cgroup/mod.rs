@@ -13,10 +13,27 @@
 //! never panic on anything the host returns.
 //!
 //! Layout, per host:
-//! - pure v2: one directory per cell under `/sys/fs/cgroup/<own>/<runtime dir>`;
+//! - pure v2: one directory per cell under `/sys/fs/cgroup/<own>/<runtime dir>`, and in
+//!   it a leaf `_procs` holding the cell's own processes (see below);
 //! - v1 (and hybrid): one directory per cell in each of the cpu, cpuacct, cpuset, memory,
 //!   pids, freezer, blkio and devices hierarchies that are mounted; on a hybrid host also
 //!   one in the unified cgroup2 tree, used only for `cgroup.freeze` and `cgroup.kill`.
+//!
+//! The `_procs` leaf (pure v2 only). cgroup v2's no-internal-process rule forbids a cgroup
+//! other than the root from holding processes while it enables controllers in its
+//! `cgroup.subtree_control`, and a nested cell (`web/api`) gets memory, cpu, pids, io and
+//! cpuset limits only if its parent `web` enables them. So, as systemd does with its
+//! services, a cell's own processes never live in the cell's directory: creating `web`
+//! makes `<root>/web` (its limits written there, every controller enabled in its
+//! `cgroup.subtree_control`) and the leaf `<root>/web/_procs` (no limits of its own, so
+//! bounded by `web`'s), and [`Cgroup::procs_files`] names the leaf's `cgroup.procs`. A
+//! nested cell `web/api` is then `<root>/web/api` with its own `_procs`, and can be made
+//! while `web` runs processes. Everything that concerns the cell as a whole uses `<root>/web`:
+//! `cgroup.freeze` and `cgroup.kill` act on the whole subtree, `memory.current` and
+//! `memory.events` count it, and [`Cgroup::pids`] reads every `cgroup.procs` below it.
+//! `_procs` can never clash with a cell, since a cell label cannot start with `_`, and
+//! [`Hierarchy::list`] skips it. v1 has no such rule, and the unified tree of a hybrid
+//! host enables no controllers, so there a cell's processes stay in its directories.
 
 mod detect;
 mod files;
@@ -25,6 +42,7 @@ mod v1;
 mod v2;
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -169,18 +187,6 @@ pub enum CgroupError {
         /// The cell asked for.
         cell: CellName,
         /// Its missing parent.
-        parent: CellName,
-    },
-    /// Creating a nested cell on cgroup v2 inside a cell that holds processes: a v2 cgroup
-    /// with processes cannot give its children controllers (the no-internal-process rule).
-    #[error(
-        "cell {parent} holds processes, and on cgroup v2 a cgroup with processes cannot hold \
-         nested cells with limits; stop {parent}'s executables before creating {cell}"
-    )]
-    ParentBusy {
-        /// The cell asked for.
-        cell: CellName,
-        /// Its parent, which holds processes.
         parent: CellName,
     },
     /// Freezing a cell on a host with neither cgroup v2's `cgroup.freeze` (Linux 5.2+) nor a
@@ -389,11 +395,11 @@ impl Hierarchy {
     }
 
     fn create_checked(&self, name: &CellName, limits: &Limits) -> Result<Cgroup, CgroupError> {
-        if self.open(name).is_some() {
+        if self.cgroup(name).exists() {
             return Err(CgroupError::Exists { cell: name.clone() });
         }
         if let Some(parent) = name.parent()
-            && self.open(&parent).is_none()
+            && !self.cgroup(&parent).exists()
         {
             return Err(CgroupError::ParentMissing {
                 cell: name.clone(),
@@ -401,15 +407,16 @@ impl Hierarchy {
             });
         }
         let cgroup = self.cgroup(name);
-        let mut undo = Vec::new();
-        match self.build(&cgroup, limits, &mut undo) {
+        // The directories made so far, removed in reverse if a later step fails.
+        let mut made = Vec::new();
+        match self.build(&cgroup, limits, &mut made) {
             Ok(()) => {
                 tracing::debug!(cell = %name, "cgroup created");
                 Ok(cgroup)
             }
             Err(error) => {
-                for step in undo.into_iter().rev() {
-                    if let Err(e) = step.run() {
+                for dir in made.iter().rev() {
+                    if let Err(e) = files::remove_dir(dir) {
                         tracing::warn!(cell = %name, error = %e, "could not undo a cgroup step");
                     }
                 }
@@ -422,14 +429,14 @@ impl Hierarchy {
         &self,
         cgroup: &Cgroup,
         limits: &Limits,
-        undo: &mut Vec<Undo>,
+        made: &mut Vec<PathBuf>,
     ) -> Result<(), CgroupError> {
         if self.version == CgroupVersion::V2 {
-            self.enable_in_parent(cgroup, undo)?;
+            self.prepare_parent(cgroup)?;
         }
         for dir in &cgroup.dirs {
             files::make_dir(&dir.path)?;
-            undo.push(Undo::Rmdir(dir.path.clone()));
+            made.push(dir.path.clone());
             if self.version != CgroupVersion::V2 {
                 v1::init_dir(&dir.path, &dir.controllers)?;
             }
@@ -438,44 +445,44 @@ impl Hierarchy {
             && self.version != CgroupVersion::V2
         {
             files::make_dir(unified)?;
-            undo.push(Undo::Rmdir(unified.clone()));
+            made.push(unified.clone());
         }
         match self.version {
-            CgroupVersion::V2 => v2::write_limits(&cgroup.dirs[0].path, limits),
+            CgroupVersion::V2 => {
+                let dir = &cgroup.dirs[0].path;
+                v2::write_limits(dir, limits)?;
+                // The cell holds no process yet, so it may enable controllers for its
+                // nested cells; its own processes go to the leaf.
+                v2::enable(dir, &self.v2_controllers())?;
+                let leaf = dir.join(v2::CELL_LEAF);
+                files::make_dir(&leaf)?;
+                made.push(leaf);
+                Ok(())
+            }
             CgroupVersion::V1 { .. } => v1::write_limits(&cgroup.dirs, limits),
         }
     }
 
-    /// On v2, a nested cell's parent must enable the controllers for its children, which
-    /// it can only do while it holds no processes.
-    fn enable_in_parent(&self, cgroup: &Cgroup, undo: &mut Vec<Undo>) -> Result<(), CgroupError> {
-        let Some(parent) = cgroup.name.parent() else {
-            return Ok(());
-        };
-        let Some(dir) = cgroup.dirs[0].path.parent() else {
-            return Ok(());
-        };
-        let wanted: Vec<&str> = self.roots[0]
+    /// The controllers a v2 cell enables for what lies below it: the runtime root's.
+    fn v2_controllers(&self) -> Vec<&str> {
+        self.roots[0]
             .controllers
             .iter()
             .map(String::as_str)
-            .collect();
-        let enabled = v2::subtree_controllers(dir)?;
-        if wanted.iter().all(|c| enabled.contains(*c)) {
+            .collect()
+    }
+
+    /// On v2, a nested cell's parent must enable the controllers for its children and hold
+    /// no process itself. A parent made by this module is so from the start; one made
+    /// before cells had a `_procs` leaf (by an older daemon) may hold processes itself, so
+    /// they move into its leaf first, as the no-internal-process rule demands, and it stays
+    /// in the layout every cell has now.
+    fn prepare_parent(&self, cgroup: &Cgroup) -> Result<(), CgroupError> {
+        let (Some(_), Some(dir)) = (cgroup.name.parent(), cgroup.dirs[0].path.parent()) else {
             return Ok(());
-        }
-        if !files::read_pids(&dir.join("cgroup.procs"))?.is_empty() {
-            return Err(CgroupError::ParentBusy {
-                cell: cgroup.name.clone(),
-                parent,
-            });
-        }
-        v2::enable(dir, &wanted)?;
-        undo.push(Undo::Disable(
-            dir.to_owned(),
-            self.roots[0].controllers.clone(),
-        ));
-        Ok(())
+        };
+        v2::move_into_leaf(dir, v2::CELL_LEAF)?;
+        v2::enable(dir, &self.v2_controllers())
     }
 
     /// The cgroup of cell `name` as paths, whether or not it exists.
@@ -498,18 +505,34 @@ impl Hierarchy {
 
     /// An existing cell's cgroup (to adopt it after a daemon restart): `Some` when its
     /// directory exists in any hierarchy, so a cgroup half-removed by a crash can still be
-    /// removed.
+    /// removed. On v2, a cell made before cells had a `_procs` leaf (by an older daemon)
+    /// gets its leaf here, so that its [`Cgroup::procs_files`] can be written; the
+    /// processes it already holds stay where they are until a nested cell is created in it.
     pub fn open(&self, name: &CellName) -> Option<Cgroup> {
         let cgroup = self.cgroup(name);
-        cgroup.dirs().iter().any(|d| d.is_dir()).then_some(cgroup)
+        if !cgroup.exists() {
+            return None;
+        }
+        let dir = &cgroup.dirs[0].path;
+        if self.version == CgroupVersion::V2
+            && dir.is_dir()
+            && let Err(error) = files::make_dir_if_missing(&dir.join(v2::CELL_LEAF))
+        {
+            tracing::warn!(cell = %name, %error, "cannot give an adopted cell its _procs leaf");
+        }
+        Some(cgroup)
     }
 
-    /// Every cell cgroup below the runtime root, parents before children. Directories whose
-    /// path is not a cell name are skipped with a warning.
+    /// Every cell cgroup below the runtime root, parents before children. The cells'
+    /// `_procs` leaves are not cells; other directories whose path is not a cell name are
+    /// skipped with a warning.
     pub fn list(&self) -> Result<Vec<CellName>, CgroupError> {
         let root = &self.roots[0].path;
         let mut cells = Vec::new();
         for dir in files::tree(root)?.into_iter().skip(1) {
+            if dir.file_name() == Some(OsStr::new(v2::CELL_LEAF)) {
+                continue;
+            }
             let Ok(relative) = dir.strip_prefix(root) else {
                 continue;
             };
@@ -554,24 +577,6 @@ fn v2_capabilities(root: &Path, controllers: &BTreeSet<String>) -> Capabilities 
     }
 }
 
-/// A step of a cell's creation to undo when a later one fails.
-enum Undo {
-    Rmdir(PathBuf),
-    Disable(PathBuf, Vec<String>),
-}
-
-impl Undo {
-    fn run(self) -> Result<(), CgroupError> {
-        match self {
-            Undo::Rmdir(dir) => files::remove_dir(&dir),
-            Undo::Disable(dir, controllers) => {
-                let controllers: Vec<&str> = controllers.iter().map(String::as_str).collect();
-                v2::disable(&dir, &controllers)
-            }
-        }
-    }
-}
-
 /// One cell's cgroup, across all hierarchies.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
@@ -590,7 +595,7 @@ impl Cgroup {
     }
 
     /// Every directory of the cell: one per v1 hierarchy plus the unified tree's, or the
-    /// one directory on v2.
+    /// one directory on v2 (where the cell's own processes live in its `_procs` leaf).
     pub fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self.dirs.iter().map(|d| d.path.clone()).collect();
         if let Some(unified) = &self.unified
@@ -602,17 +607,26 @@ impl Cgroup {
     }
 
     /// Every `cgroup.procs` file a new process must be written into to be wholly inside the
-    /// cell: one per v1 hierarchy plus the unified tree's, or one on v2.
+    /// cell: one per v1 hierarchy plus the unified tree's, or on v2 the one of the cell's
+    /// `_procs` leaf.
     ///
     /// The spawner opens each with `O_WRONLY` before `fork`, and the child writes `"0"` to
     /// every descriptor before `exec`: the kernel reads pid 0 as "the writing process", so
     /// the child enters the cell before it runs a single instruction of the workload, and
     /// no fork can escape. (Writing needs no allocation, so it is safe after `fork`.)
     pub fn procs_files(&self) -> Vec<PathBuf> {
+        if self.version == CgroupVersion::V2 {
+            return vec![self.dirs[0].path.join(v2::CELL_LEAF).join("cgroup.procs")];
+        }
         self.dirs()
             .into_iter()
             .map(|d| d.join("cgroup.procs"))
             .collect()
+    }
+
+    /// Whether the cell's directory exists in any hierarchy.
+    fn exists(&self) -> bool {
+        self.dirs().iter().any(|d| d.is_dir())
     }
 
     /// Moves process `pid` (all its threads) into the cell in every hierarchy.
@@ -745,9 +759,10 @@ impl Cgroup {
         result
     }
 
-    /// Kills every process, then removes the cell's directories (and any nested cell's)
-    /// leaf first in every hierarchy, retrying briefly while the kernel calls them busy.
-    /// Removing a cell that is already gone succeeds.
+    /// Kills every process, then removes the cell's directories (and any nested cell's,
+    /// and the `_procs` leaves) leaf first in every hierarchy, retrying briefly while the
+    /// kernel calls them busy. Removing a cell that is already gone succeeds. The parent
+    /// cell keeps its controllers enabled: its processes live in its own leaf.
     pub fn remove(&self) -> Result<(), CgroupError> {
         self.kill_all()?;
         for dir in self.dirs() {
@@ -755,32 +770,13 @@ impl Cgroup {
                 files::remove_dir(cgroup)?;
             }
         }
-        if self.version == CgroupVersion::V2 {
-            self.release_parent()?;
-        }
         tracing::debug!(cell = %self.name, "cgroup removed");
         Ok(())
     }
 
-    /// On v2, a parent cell left without nested cells gives its controllers back, so that
-    /// it may hold processes again.
-    fn release_parent(&self) -> Result<(), CgroupError> {
-        let (Some(_), Some(parent)) = (self.name.parent(), self.dirs[0].path.parent()) else {
-            return Ok(());
-        };
-        if !parent.is_dir() || !files::subdirs(parent)?.is_empty() {
-            return Ok(());
-        }
-        let controllers: Vec<&str> = self.dirs[0]
-            .controllers
-            .iter()
-            .map(String::as_str)
-            .collect();
-        v2::disable(parent, &controllers)
-    }
-
     /// How many times the kernel's OOM killer has killed a process in the cell (and its
-    /// nested cells); 0 where the host does not count it.
+    /// nested cells); 0 where the host does not count it. On v2 it is read at the cell's
+    /// directory, whose `memory.events` counts the `_procs` leaf and nested cells too.
     pub fn oom_kills(&self) -> Result<u64, CgroupError> {
         match (self.version, dir_with(&self.dirs, "memory")) {
             (_, None) => Ok(0),
@@ -1077,7 +1073,7 @@ mod tests {
         let mut child = sleeper();
         let pid = i32::try_from(child.id()).unwrap();
         // Only the first hierarchy: on a hybrid host cgroup.kill cannot see it.
-        std::fs::write(cgroup.dirs[0].path.join("cgroup.procs"), pid.to_string()).unwrap();
+        std::fs::write(&cgroup.procs_files()[0], pid.to_string()).unwrap();
         assert_eq!(cgroup.pids().unwrap(), vec![pid]);
         cgroup.kill_all().unwrap();
         let status = child.wait().unwrap();
@@ -1192,10 +1188,9 @@ mod tests {
         root.finish();
     }
 
-    /// The v2 code path, on the cgroup2 tree alone: on a hybrid host its unified mount
-    /// (which has no resource controllers, so no limits are set here).
-    #[test]
-    fn the_v2_path_creates_freezes_kills_and_removes_on_the_cgroup2_tree() {
+    /// A runtime root on the cgroup2 tree alone, through the v2 code path: on a hybrid host
+    /// its unified mount (which has no resource controllers, so no limits are set there).
+    fn v2_root() -> TestRoot {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let v2_mounts: String = mountinfo
@@ -1211,6 +1206,17 @@ mod tests {
         let layout = detect::parse(&v2_mounts, &v2_own).unwrap();
         let root = TestRoot(Hierarchy::prepare(layout, &unique_name()).unwrap());
         assert_eq!(root.0.version(), CgroupVersion::V2);
+        root
+    }
+
+    /// The pids in one `cgroup.procs` file.
+    fn procs_of(dir: &Path) -> Vec<i32> {
+        files::read_pids(&dir.join("cgroup.procs")).unwrap()
+    }
+
+    #[test]
+    fn the_v2_path_creates_freezes_kills_and_removes_on_the_cgroup2_tree() {
+        let root = v2_root();
         assert_eq!(root.0.version().to_string(), "v2");
 
         let outer = root.0.create(&cell("outer"), &Limits::default()).unwrap();
@@ -1235,6 +1241,94 @@ mod tests {
         assert_eq!(root.0.list().unwrap(), vec![cell("outer")]);
         outer.remove().unwrap();
         assert_gone(&outer);
+        root.finish();
+    }
+
+    /// The no-internal-process rule: a v2 cell's processes live in its `_procs` leaf, so a
+    /// cell that runs processes can hold nested cells (which its controllers then bound).
+    #[test]
+    fn on_v2_a_cell_running_processes_gets_nested_cells() {
+        let root = v2_root();
+        let web = root.0.create(&cell("web"), &Limits::default()).unwrap();
+        let [web_dir] = web.dirs().try_into().unwrap();
+        let web_leaf = web_dir.join("_procs");
+        assert_eq!(web.procs_files(), vec![web_leaf.join("cgroup.procs")]);
+        let mut child = sleeper();
+        let pid = i32::try_from(child.id()).unwrap();
+        web.add_process(pid).unwrap();
+        assert_eq!(procs_of(&web_leaf), vec![pid]);
+        assert!(procs_of(&web_dir).is_empty(), "web itself holds no process");
+        let subtree = read(web_dir.join("cgroup.subtree_control"));
+        for controller in &root.0.roots[0].controllers {
+            assert!(subtree.split(' ').any(|c| c == controller), "{subtree}");
+        }
+
+        let api = root.0.create(&cell("web/api"), &Limits::default()).unwrap();
+        let [api_dir] = api.dirs().try_into().unwrap();
+        assert_eq!(api_dir, web_dir.join("api"));
+        assert_eq!(
+            api.procs_files(),
+            vec![api_dir.join("_procs").join("cgroup.procs")]
+        );
+        double_fork_into(&api);
+        let api_pids = api.pids().unwrap();
+        assert_eq!(api_pids.len(), 2, "the two sleeps are in web/api");
+        assert!(procs_of(&api_dir).is_empty());
+        let mut every = api_pids.clone();
+        every.push(pid);
+        every.sort_unstable();
+        assert_eq!(web.pids().unwrap(), every, "web sees its own and api's");
+        assert_eq!(root.0.list().unwrap(), vec![cell("web"), cell("web/api")]);
+
+        web.freeze().unwrap();
+        assert!(web.frozen().unwrap());
+        assert!(api.frozen().unwrap(), "freezing web freezes api");
+        web.thaw().unwrap();
+        assert!(!api.frozen().unwrap());
+        assert!(!web.frozen().unwrap());
+
+        // Removing the nested cell leaves web, its controllers and its process alone.
+        api.remove().unwrap();
+        assert_gone(&api);
+        assert_eq!(web.pids().unwrap(), vec![pid]);
+        assert_eq!(read(web_dir.join("cgroup.subtree_control")), subtree);
+        assert_eq!(root.0.list().unwrap(), vec![cell("web")]);
+        let api = root.0.create(&cell("web/api"), &Limits::default()).unwrap();
+
+        web.kill_all().unwrap();
+        assert!(web.is_empty().unwrap());
+        assert!(!child.wait().unwrap().success(), "the sleep was killed");
+        web.remove().unwrap();
+        assert_gone(&api);
+        assert_gone(&web);
+        assert!(!web_leaf.exists());
+        assert_eq!(root.0.list().unwrap(), vec![]);
+        root.finish();
+    }
+
+    /// A cell an older daemon made holds its processes in its own directory; adopting it
+    /// gives it a leaf, and a nested cell moves its processes there.
+    #[test]
+    fn on_v2_a_cell_made_without_a_leaf_is_adopted_and_gets_nested_cells() {
+        let root = v2_root();
+        let old_dir = root.0.roots[0].path.join("old");
+        std::fs::create_dir(&old_dir).unwrap();
+        let mut child = sleeper();
+        let pid = i32::try_from(child.id()).unwrap();
+        std::fs::write(old_dir.join("cgroup.procs"), pid.to_string()).unwrap();
+
+        let old = root.0.open(&cell("old")).unwrap();
+        assert!(old_dir.join("_procs").is_dir(), "adopting made the leaf");
+        assert_eq!(old.pids().unwrap(), vec![pid]);
+        let new = root.0.create(&cell("old/new"), &Limits::default()).unwrap();
+        assert!(procs_of(&old_dir).is_empty(), "old's process moved out");
+        assert_eq!(procs_of(&old_dir.join("_procs")), vec![pid]);
+        assert_eq!(root.0.list().unwrap(), vec![cell("old"), cell("old/new")]);
+
+        old.remove().unwrap();
+        child.wait().unwrap();
+        assert_gone(&new);
+        assert_gone(&old);
         root.finish();
     }
 

@@ -1,9 +1,9 @@
-//! cgroup v2 files: preparing the runtime root under the no-internal-process rule, writing
-//! a cell's limits, and the freeze and kill files (which a hybrid host's unified mount
-//! offers too).
+//! cgroup v2 files: preparing the runtime root and the cells under the no-internal-process
+//! rule, writing a cell's limits, and the freeze and kill files (which a hybrid host's
+//! unified mount offers too).
 //!
 //! It writes only below the daemon's own cgroup: the `daemon` leaf it moves the daemon's
-//! processes into, the runtime root and the cells.
+//! processes into, the runtime root, the cells and their `_procs` leaves.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,11 @@ pub(crate) const CONTROLLERS: &[&str] = &["cpu", "cpuset", "io", "memory", "pids
 
 /// The leaf the daemon's own processes move into when its cgroup is not the root.
 pub(crate) const DAEMON_LEAF: &str = "daemon";
+
+/// The leaf below each cell's directory that holds the cell's own processes, so that the
+/// cell's directory may enable controllers for its nested cells. No cell label can be
+/// `_procs`: labels start with a lowercase letter or a digit.
+pub(crate) const CELL_LEAF: &str = "_procs";
 
 /// Prepares `<own>/<name>` as the runtime root: moves the daemon's processes into the
 /// `daemon` leaf when its own cgroup is not the root, then enables every controller of
@@ -33,7 +38,7 @@ pub(crate) fn prepare_root(
         .filter(|c| available.contains(*c))
         .collect();
     if !own.is_root {
-        move_into_daemon_leaf(&own.dir)?;
+        move_into_leaf(&own.dir, DAEMON_LEAF)?;
     }
     enable(&own.dir, &wanted)?;
     let root = own.dir.join(name);
@@ -43,13 +48,14 @@ pub(crate) fn prepare_root(
     Ok((root, enabled))
 }
 
-/// Moves every process of `own` into `own/daemon`, so that `own` may enable controllers
-/// for its children.
-fn move_into_daemon_leaf(own: &Path) -> Result<(), CgroupError> {
-    let leaf = own.join(DAEMON_LEAF);
+/// Moves every process of `dir` into its child `leaf` (made if missing), so that `dir` may
+/// enable controllers for its children: the daemon's own cgroup into `daemon`, and a cell
+/// made before cells had a leaf into `_procs`.
+pub(crate) fn move_into_leaf(dir: &Path, leaf: &str) -> Result<(), CgroupError> {
+    let leaf = dir.join(leaf);
     // Processes may fork while they are moved; a few rounds catch the stragglers.
     for _ in 0..8 {
-        let pids = files::read_pids(&own.join("cgroup.procs"))?;
+        let pids = files::read_pids(&dir.join("cgroup.procs"))?;
         if pids.is_empty() {
             return Ok(());
         }
@@ -72,24 +78,6 @@ pub(crate) fn enable(dir: &Path, controllers: &[&str]) -> Result<(), CgroupError
         }
     }
     Ok(())
-}
-
-/// Disables `controllers` in `dir/cgroup.subtree_control` (undoing [`enable`] on a cell
-/// that no longer holds nested cells).
-pub(crate) fn disable(dir: &Path, controllers: &[&str]) -> Result<(), CgroupError> {
-    let file = dir.join("cgroup.subtree_control");
-    let enabled = words(&files::read(&file)?);
-    for controller in controllers.iter().rev() {
-        if enabled.contains(*controller) {
-            files::write(&file, &format!("-{controller}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// The controllers enabled in `dir/cgroup.subtree_control`.
-pub(crate) fn subtree_controllers(dir: &Path) -> Result<BTreeSet<String>, CgroupError> {
-    Ok(words(&files::read(&dir.join("cgroup.subtree_control"))?))
 }
 
 /// Writes the set fields of `limits` into a cell's directory; unset fields keep the
@@ -155,13 +143,27 @@ pub(crate) fn kill(dir: &Path) -> Result<(), CgroupError> {
     files::write(&dir.join("cgroup.kill"), "1")
 }
 
-/// The `oom_kill` count of `memory.events`.
+/// The OOM kills in the cell at `dir` and below it. The cell's own processes live in its
+/// leaf, so they are counted in `memory.events`, which is hierarchical (it also keeps
+/// the count of a nested cell since removed), rather than in `memory.events.local`. Where
+/// cgroup2 is mounted with `memory_localevents`, `memory.events` counts only the cgroup
+/// itself; the `.local` counts of every cgroup of the subtree, added up, stand in for it
+/// then: the larger of the two is the answer either way.
 pub(crate) fn oom_kills(dir: &Path) -> Result<u64, CgroupError> {
-    let file = dir.join("memory.events");
+    let hierarchical = oom_kill_count(&dir.join("memory.events"))?;
+    let mut local: u64 = 0;
+    for cgroup in files::tree(dir)? {
+        local = local.saturating_add(oom_kill_count(&cgroup.join("memory.events.local"))?);
+    }
+    Ok(hierarchical.max(local))
+}
+
+/// The `oom_kill` count of a `memory.events` file; 0 where it is absent.
+fn oom_kill_count(file: &Path) -> Result<u64, CgroupError> {
     if !file.exists() {
         return Ok(0);
     }
-    Ok(files::keyed(&files::read(&file)?, "oom_kill").unwrap_or(0))
+    Ok(files::keyed(&files::read(file)?, "oom_kill").unwrap_or(0))
 }
 
 /// `memory.current`, if the memory controller is enabled for the cgroup.
