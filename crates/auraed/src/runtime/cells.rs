@@ -684,14 +684,20 @@ impl Runtime {
 /// The pid of a cell's init: the process of exactly this cell's cgroup (not a nested
 /// one's) that runs as [`super::cell_init::ARGV0`].
 fn find_init(cgroup: &Cgroup, cgroup_dir: &str, name: &CellName) -> Option<i32> {
+    // On cgroup v2 a cell's own processes sit in its `_procs` leaf.
     let suffix = format!("/{cgroup_dir}/{name}");
+    let leaf = format!("{suffix}/_procs");
     cgroup.pids().ok()?.into_iter().find(|pid| {
         let is_init = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
             cmdline.split(|b| *b == 0).next() == Some(super::cell_init::ARGV0.as_bytes())
         });
         is_init
             && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .is_ok_and(|groups| groups.lines().any(|line| line.ends_with(&suffix)))
+                .is_ok_and(|groups| {
+                    groups
+                        .lines()
+                        .any(|line| line.ends_with(&suffix) || line.ends_with(&leaf))
+                })
     })
 }
 
