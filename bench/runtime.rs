@@ -45,6 +45,8 @@ const RUNS: usize = 60;
 const WARMUP: usize = 3;
 /// Cells of section 2.
 const CELLS: usize = 100;
+/// Rounds of section 2: growth of the daemon's RSS from one to the next shows a leak.
+const ROUNDS: usize = 3;
 /// Bytes the workload of section 3 writes, and how many times each sink is measured.
 const LOG_BYTES: u64 = 1_000_000_000;
 const LOG_REPEATS: usize = 3;
@@ -114,6 +116,22 @@ fn in_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Whether an ELF64 file names a program interpreter (is dynamically linked).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |at: usize| elf.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u64_at = |at: usize| {
+        elf.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    let (Some(phoff), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return true;
+    };
+    (0..usize::from(count)).any(|i| {
+        let at = phoff as usize + i * usize::from(size);
+        elf.get(at..at + 4) == Some(&3u32.to_le_bytes()[..]) // PT_INTERP
+    })
+}
+
 /// The peers, or which of them is missing.
 struct Peers {
     crun: PathBuf,
@@ -134,7 +152,7 @@ fn peers() -> Result<Peers, String> {
     let unshare = find("unshare", "util-linux")?;
     let busybox = find("busybox", "busybox-static")?;
     let bytes = fs::read(&busybox).map_err(|e| format!("{}: {e}", busybox.display()))?;
-    if bytes.windows(7).any(|w| w == b"ld-linu") {
+    if has_interpreter(&bytes) {
         return Err(format!(
             "{} is dynamically linked (install busybox-static)",
             busybox.display()
@@ -197,6 +215,8 @@ impl Marks {
 struct Sample {
     /// The workload's first write.
     first: Duration,
+    /// The Allocate RPC returned (aurae Allocate + Start only).
+    allocated: Option<Duration>,
     /// The Start (or RunBundle) RPC returned.
     started: Option<Duration>,
     /// The workload exited (Wait answered, or the runtime's process exited).
@@ -299,6 +319,7 @@ async fn aurae_cell(
         })
         .await
         .map_err(|e| format!("Allocate: {}", e.message()))?;
+    let allocated = t0.elapsed();
     let run = async {
         cells
             .start(pb::StartExecutableRequest {
@@ -321,6 +342,7 @@ async fn aurae_cell(
     freed?;
     Ok(Sample {
         first,
+        allocated: Some(allocated),
         started: Some(started),
         exited,
         freed: Some(t0.elapsed()),
@@ -370,6 +392,7 @@ async fn aurae_bundle(
     freed?;
     Ok(Sample {
         first,
+        allocated: None,
         started: Some(started),
         exited,
         freed: Some(t0.elapsed()),
@@ -399,6 +422,7 @@ fn process_sample(marks: &Marks, timed: Result<(Instant, Duration), String>) -> 
     let first = marks.next(Duration::from_secs(2))?.saturating_duration_since(t0);
     Ok(Sample {
         first,
+        allocated: None,
         started: None,
         exited: wall,
         freed: None,
@@ -634,6 +658,7 @@ async fn section_latency(
         command.args(UNSHARE).arg("true");
         let floor = timed_process(command).map(|(_, wall)| Sample {
             first: wall,
+            allocated: None,
             started: None,
             exited: wall,
             freed: None,
@@ -664,8 +689,8 @@ async fn section_latency(
         "   the floor row is the wall time of the unshare process running /bin/true (it has no mark)."
     );
     println!(
-        "{:<52} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "runner", "first p50", "first p90", "Start ret", "exited p50", "exited p90", "with Free"
+        "{:<52} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "runner (p50 unless said)", "Alloc ret", "Start ret", "first p50", "first p90", "exited p50", "exited p90", "with Free"
     );
     let show = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".to_owned());
     for (name, s) in names.iter().zip(&series) {
@@ -683,10 +708,11 @@ async fn section_latency(
             (s.p(first, 0.5), s.p(first, 0.9))
         };
         println!(
-            "{name:<52} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}{}",
+            "{name:<52} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}{}",
+            show(s.p(|s| s.allocated, 0.5)),
+            show(s.p(|s| s.started, 0.5)),
             show(f50),
             show(f90),
-            show(s.p(|s| s.started, 0.5)),
             show(s.p(|s| Some(s.exited), 0.5)),
             show(s.p(|s| Some(s.exited), 0.9)),
             show(s.p(|s| s.freed, 0.5)),
@@ -773,7 +799,7 @@ async fn section_concurrent(channel: &Channel, daemon_pid: u32) -> Vec<String> {
             None => rows.push((label.to_owned(), vec![value])),
         }
     };
-    for round in 1..=2 {
+    for round in 1..=ROUNDS {
         let before_round = rss_kb(daemon_pid);
         peak.store(before_round, Ordering::Relaxed);
         let t0 = Instant::now();
@@ -855,22 +881,32 @@ async fn section_concurrent(channel: &Channel, daemon_pid: u32) -> Vec<String> {
     println!(
         "2. {CELLS} cells allocated and started concurrently (sleep 1000 in each, host view), then freed concurrently"
     );
-    println!("{:<52} {:>22} {:>22}", "measure", "round 1", "round 2");
+    let mut header = format!("{:<46}", "measure");
+    for round in 1..=ROUNDS {
+        header.push_str(&format!(" {:>22}", format!("round {round}")));
+    }
+    println!("{header}");
     for (label, values) in rows {
-        println!(
-            "{label:<52} {:>22} {:>22}",
-            values.first().cloned().unwrap_or_default(),
-            values.get(1).cloned().unwrap_or_default()
-        );
+        let mut line = format!("{label:<46}");
+        for value in values {
+            line.push_str(&format!(" {value:>22}"));
+        }
+        println!("{line}");
     }
     lines
 }
 
 async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &Path) -> Result<(), String> {
     let name = "logs";
+    // A host-view cell can only bind onto a directory the host already has (its root is
+    // the host's, read-only): the first of these that exists.
+    let dest = ["/mnt", "/srv", "/opt", "/media"]
+        .into_iter()
+        .find(|d| Path::new(d).is_dir())
+        .unwrap_or("/sink");
     let bind = pb::BindMount {
         source: sink.to_string_lossy().into_owned(),
-        destination: "/sink".to_owned(),
+        destination: dest.to_owned(),
         read_only: false,
     };
     cells
@@ -882,7 +918,7 @@ async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &
     let workload = format!("yes {LINE} | head -c {LOG_BYTES}");
     let sinks = [
         ("/dev/null", format!("{workload} > /dev/null")),
-        ("a file beside the data dir (same fs)", format!("{workload} > /sink/out")),
+        ("a file beside the data dir (same fs)", format!("{workload} > {dest}/out")),
         ("stdout, logged by auraed", workload.clone()),
     ];
     let mut times: Vec<Vec<Duration>> = sinks.iter().map(|_| Vec::new()).collect();
@@ -926,7 +962,11 @@ async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &
     println!(
         "3. log throughput: `yes <79 chars> | head -c {LOG_BYTES}` (80-byte lines) in a cell, Start to Wait, median of {LOG_REPEATS}"
     );
-    println!("   data dir: {}", data_dir.display());
+    println!(
+        "   data dir: {}; the file is {}/out, bound at {dest} in the cell",
+        data_dir.display(),
+        sink.display()
+    );
     println!("{:<52} {:>10} {:>12} {:>14}", "where stdout goes", "time", "throughput", "/ /dev/null");
     let median = |v: &Vec<Duration>| {
         let mut v = v.clone();
