@@ -51,7 +51,8 @@ const ROUNDS: usize = 3;
 const LOG_BYTES: u64 = 1_000_000_000;
 const LOG_REPEATS: usize = 3;
 /// 79 characters: `yes` makes 80-byte lines of it.
-const LINE: &str = "0123456789012345678901234567890123456789012345678901234567890123456789012345678";
+const LINE: &str =
+    "0123456789012345678901234567890123456789012345678901234567890123456789012345678";
 const INSTALL: &str = "apt-get install -y crun runc busybox-static";
 const UNSHARE: [&str; 6] = ["--fork", "--pid", "--mount", "--net", "--uts", "--ipc"];
 /// How long a mark may take to arrive before the run counts as failed.
@@ -118,7 +119,10 @@ fn in_path(name: &str) -> Option<PathBuf> {
 
 /// Whether an ELF64 file names a program interpreter (is dynamically linked).
 fn has_interpreter(elf: &[u8]) -> bool {
-    let u16_at = |at: usize| elf.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u16_at = |at: usize| {
+        elf.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
     let u64_at = |at: usize| {
         elf.get(at..at + 8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
@@ -287,7 +291,11 @@ async fn free(cells: &mut CellsClient<Channel>, name: &str) -> Result<(), String
         .map_err(|e| format!("Free {name}: {}", e.message()))
 }
 
-async fn wait_exe(cells: &mut CellsClient<Channel>, cell: &str, exe: &str) -> Result<pb::ExecutableInfo, String> {
+async fn wait_exe(
+    cells: &mut CellsClient<Channel>,
+    cell: &str,
+    exe: &str,
+) -> Result<pb::ExecutableInfo, String> {
     cells
         .wait(pb::WaitExecutableRequest {
             cell: cell.to_owned(),
@@ -332,7 +340,10 @@ async fn aurae_cell(
         let first = marks.next(MARK_DEADLINE)?.saturating_duration_since(t0);
         let done = wait_exe(cells, name, "mark").await?;
         if done.exit_code != Some(0) {
-            return Err(format!("the marker ended with {:?}/{:?}", done.exit_code, done.signal));
+            return Err(format!(
+                "the marker ended with {:?}/{:?}",
+                done.exit_code, done.signal
+            ));
         }
         Ok::<_, String>((first, started, t0.elapsed()))
     }
@@ -382,7 +393,10 @@ async fn aurae_bundle(
         let first = marks.next(MARK_DEADLINE)?.saturating_duration_since(t0);
         let done = wait_exe(cells, name, &exe).await?;
         if done.exit_code != Some(0) {
-            return Err(format!("the marker ended with {:?}/{:?}", done.exit_code, done.signal));
+            return Err(format!(
+                "the marker ended with {:?}/{:?}",
+                done.exit_code, done.signal
+            ));
         }
         Ok::<_, String>((first, t0.elapsed()))
     }
@@ -401,9 +415,14 @@ async fn aurae_bundle(
 
 /// Spawns `command` and waits for it: when it started and how long it ran.
 fn timed_process(mut command: Command) -> Result<(Instant, Duration), String> {
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let t0 = Instant::now();
-    let child = command.spawn().map_err(|e| format!("spawn {command:?}: {e}"))?;
+    let child = command
+        .spawn()
+        .map_err(|e| format!("spawn {command:?}: {e}"))?;
     let out = child.wait_with_output().map_err(|e| format!("wait: {e}"))?;
     let wall = t0.elapsed();
     if !out.status.success() {
@@ -417,9 +436,14 @@ fn timed_process(mut command: Command) -> Result<(Instant, Duration), String> {
     Ok((t0, wall))
 }
 
-fn process_sample(marks: &Marks, timed: Result<(Instant, Duration), String>) -> Result<Sample, String> {
+fn process_sample(
+    marks: &Marks,
+    timed: Result<(Instant, Duration), String>,
+) -> Result<Sample, String> {
     let (t0, wall) = timed?;
-    let first = marks.next(Duration::from_secs(2))?.saturating_duration_since(t0);
+    let first = marks
+        .next(Duration::from_secs(2))?
+        .saturating_duration_since(t0);
     Ok(Sample {
         first,
         allocated: None,
@@ -429,27 +453,36 @@ fn process_sample(marks: &Marks, timed: Result<(Instant, Duration), String>) -> 
     })
 }
 
-type Job = Box<dyn FnOnce() -> Result<(Instant, Duration), String> + Send>;
+/// When a process started and how long it ran, or why it failed.
+type Timed = Result<(Instant, Duration), String>;
+type Job = Box<dyn FnOnce() -> Timed + Send>;
+type JobQueue = mpsc::Sender<(Job, mpsc::Sender<Timed>)>;
 
 /// A thread in a private mount namespace without the cgroup2 mount of a hybrid host, from
 /// which crun is run: crun 1.8 refuses the hybrid layout otherwise. Set up once, untimed
 /// (the documented `unshare -m ... sh -c 'umount ...; crun run'` would add a process and a
 /// shell to every run).
 struct CrunThread {
-    jobs: mpsc::Sender<(Job, mpsc::Sender<Result<(Instant, Duration), String>>)>,
+    jobs: JobQueue,
 }
 
 impl CrunThread {
     fn start() -> Result<Self, String> {
-        let (jobs, rx) = mpsc::channel::<(Job, mpsc::Sender<Result<(Instant, Duration), String>>)>();
+        let (jobs, rx) = mpsc::channel::<(Job, mpsc::Sender<Timed>)>();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::spawn(move || {
             let setup = (|| -> Result<(), String> {
                 use nix::mount::{MntFlags, MsFlags, mount, umount2};
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
                     .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
-                mount::<str, str, str, str>(None, "/", None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
-                    .map_err(|e| format!("make / private: {e}"))?;
+                mount::<str, str, str, str>(
+                    None,
+                    "/",
+                    None,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None,
+                )
+                .map_err(|e| format!("make / private: {e}"))?;
                 let unified = Path::new("/sys/fs/cgroup/unified");
                 if unified.join("cgroup.controllers").exists() {
                     umount2(unified, MntFlags::MNT_DETACH)
@@ -477,7 +510,8 @@ impl CrunThread {
         self.jobs
             .send((job, tx))
             .map_err(|_| "the crun thread is gone".to_owned())?;
-        rx.recv().map_err(|_| "the crun thread is gone".to_owned())?
+        rx.recv()
+            .map_err(|_| "the crun thread is gone".to_owned())?
     }
 }
 
@@ -513,7 +547,10 @@ fn make_bundle(root: &Path, peers: &Peers) -> Result<Bundle, String> {
         .output()
         .map_err(|e| io("runc spec", e))?;
     if !out.status.success() {
-        return Err(format!("runc spec: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "runc spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let path = dir.join("config.json");
     let text = fs::read_to_string(&path).map_err(|e| io("config.json", e))?;
@@ -530,13 +567,28 @@ fn make_bundle(root: &Path, peers: &Peers) -> Result<Bundle, String> {
             "source": mark_dir,
             "options": ["rbind", "rw"],
         }));
-    fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).map_err(|e| io("config.json", e))?;
+    fs::write(&path, serde_json::to_vec_pretty(&config).unwrap())
+        .map_err(|e| io("config.json", e))?;
     Ok(Bundle {
         dir,
         rootfs,
         mark_dir,
         marker,
     })
+}
+
+/// Threads and open descriptors of a process.
+fn threads_fds(pid: u32) -> String {
+    let threads = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    format!("{threads} / {fds}")
 }
 
 /// Resident memory of a process, in kB.
@@ -559,8 +611,6 @@ fn mb(kb: u64) -> String {
 struct Node {
     daemon: Child,
     data_dir: PathBuf,
-    /// Set once every cell was freed through the API.
-    clean: bool,
     runc: PathBuf,
     runc_state: PathBuf,
 }
@@ -581,10 +631,12 @@ impl Drop for Node {
                     .status();
             }
         }
-        if !self.clean {
+        {
             // auraed leaves its workloads running when it stops: remove its cells'
-            // cgroups (killing what is in them), as the tests do.
-            let data = std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+            // cgroups (killing what is in them, if the benchmark failed before freeing
+            // them) and its per-daemon cgroup root, as the tests do.
+            let data =
+                std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
             let name = format!(
                 "aurae-cells-{:08x}",
                 crc32fast::hash(data.as_os_str().as_encoded_bytes())
@@ -617,8 +669,14 @@ async fn section_latency(
     let mut series: Vec<Series> = names.iter().map(|_| Series::default()).collect();
     for i in 0..WARMUP + RUNS {
         let record = i >= WARMUP;
-        series[0].push(aurae_cell(cells, marks, bundle, &format!("lat-{i}")).await, record);
-        series[1].push(aurae_bundle(cells, marks, bundle, &format!("oci-{i}")).await, record);
+        series[0].push(
+            aurae_cell(cells, marks, bundle, &format!("lat-{i}")).await,
+            record,
+        );
+        series[1].push(
+            aurae_bundle(cells, marks, bundle, &format!("oci-{i}")).await,
+            record,
+        );
 
         marks.drain();
         let (program, state, bundle_dir, id) = (
@@ -690,7 +748,14 @@ async fn section_latency(
     );
     println!(
         "{:<52} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "runner (p50 unless said)", "Alloc ret", "Start ret", "first p50", "first p90", "exited p50", "exited p90", "with Free"
+        "runner (p50 unless said)",
+        "Alloc ret",
+        "Start ret",
+        "first p50",
+        "first p90",
+        "exited p50",
+        "exited p90",
+        "with Free"
     );
     let show = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".to_owned());
     for (name, s) in names.iter().zip(&series) {
@@ -739,7 +804,10 @@ async fn section_latency(
     let runc_first = p50(3, &first);
     let unshare_first = p50(4, &first);
     let floor = p50(5, &exited);
-    let fmt = |r: Option<f64>| r.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".to_owned());
+    let fmt = |r: Option<f64>| {
+        r.map(|r| format!("{r:.2}x"))
+            .unwrap_or_else(|| "-".to_owned())
+    };
     println!();
     println!(
         "{:<52} {:>10} {:>10} {:>12} {:>12}",
@@ -793,14 +861,16 @@ async fn section_concurrent(channel: &Channel, daemon_pid: u32) -> Vec<String> {
         })
     };
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-    let push = |rows: &mut Vec<(String, Vec<String>)>, label: &str, value: String| {
-        match rows.iter_mut().find(|(l, _)| l == label) {
-            Some((_, v)) => v.push(value),
-            None => rows.push((label.to_owned(), vec![value])),
-        }
+    let push = |rows: &mut Vec<(String, Vec<String>)>, label: &str, value: String| match rows
+        .iter_mut()
+        .find(|(l, _)| l == label)
+    {
+        Some((_, v)) => v.push(value),
+        None => rows.push((label.to_owned(), vec![value])),
     };
     for round in 1..=ROUNDS {
         let before_round = rss_kb(daemon_pid);
+        let before_threads = threads_fds(daemon_pid);
         peak.store(before_round, Ordering::Relaxed);
         let t0 = Instant::now();
         let mut set = tokio::task::JoinSet::new();
@@ -833,6 +903,7 @@ async fn section_concurrent(channel: &Channel, daemon_pid: u32) -> Vec<String> {
         let start_wall = t0.elapsed();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let running = rss_kb(daemon_pid);
+        let running_threads = threads_fds(daemon_pid);
         let children = aurae_testkit::children_of(daemon_pid as i32).0;
 
         let t1 = Instant::now();
@@ -851,6 +922,7 @@ async fn section_concurrent(channel: &Channel, daemon_pid: u32) -> Vec<String> {
         let round_peak = peak.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = rss_kb(daemon_pid);
+        let after_threads = threads_fds(daemon_pid);
         let (left_children, _) = aurae_testkit::children_of(daemon_pid as i32);
         let left_cells = CellsClient::new(channel.clone())
             .list(pb::ListCellsRequest {})
@@ -858,19 +930,50 @@ async fn section_concurrent(channel: &Channel, daemon_pid: u32) -> Vec<String> {
             .map(|r| r.into_inner().cells.len().to_string())
             .unwrap_or_else(|e| format!("List failed: {}", e.message()));
         let per = |d: Duration| format!("{} / {}", ms(d), ms(d / CELLS as u32));
-        push(&mut rows, "allocate + start: wall / per cell", per(start_wall));
+        push(
+            &mut rows,
+            "allocate + start: wall / per cell",
+            per(start_wall),
+        );
         push(&mut rows, "free: wall / per cell", per(free_wall));
         push(
             &mut rows,
             "failed allocate+start / free",
             format!("{} / {}", start_errors.len(), free_errors.len()),
         );
-        push(&mut rows, "auraed children while running (init + sleep)", children.to_string());
+        push(
+            &mut rows,
+            "auraed children while running (init + sleep)",
+            children.to_string(),
+        );
         push(&mut rows, "auraed RSS before the round", mb(before_round));
         push(&mut rows, "auraed RSS with the cells running", mb(running));
-        push(&mut rows, "auraed RSS peak (sampled every 5 ms)", mb(round_peak));
+        push(
+            &mut rows,
+            "auraed RSS peak (sampled every 5 ms)",
+            mb(round_peak),
+        );
         push(&mut rows, "auraed RSS after freeing (+0.5 s)", mb(after));
-        push(&mut rows, "cells listed / auraed children after freeing", format!("{left_cells} / {left_children}"));
+        push(
+            &mut rows,
+            "cells listed / auraed children after freeing",
+            format!("{left_cells} / {left_children}"),
+        );
+        push(
+            &mut rows,
+            "auraed threads / fds before the round",
+            before_threads,
+        );
+        push(
+            &mut rows,
+            "auraed threads / fds with the cells running",
+            running_threads,
+        );
+        push(
+            &mut rows,
+            "auraed threads / fds after freeing",
+            after_threads,
+        );
         for e in start_errors.iter().chain(&free_errors).take(3) {
             lines.push(format!("   round {round}: {e}"));
         }
@@ -896,7 +999,11 @@ async fn section_concurrent(channel: &Channel, daemon_pid: u32) -> Vec<String> {
     lines
 }
 
-async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &Path) -> Result<(), String> {
+async fn section_logs(
+    cells: &mut CellsClient<Channel>,
+    sink: &Path,
+    data_dir: &Path,
+) -> Result<(), String> {
     let name = "logs";
     // A host-view cell can only bind onto a directory the host already has (its root is
     // the host's, read-only): the first of these that exists.
@@ -918,7 +1025,10 @@ async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &
     let workload = format!("yes {LINE} | head -c {LOG_BYTES}");
     let sinks = [
         ("/dev/null", format!("{workload} > /dev/null")),
-        ("a file beside the data dir (same fs)", format!("{workload} > {dest}/out")),
+        (
+            "a file beside the data dir (same fs)",
+            format!("{workload} > {dest}/out"),
+        ),
         ("stdout, logged by auraed", workload.clone()),
     ];
     let mut times: Vec<Vec<Duration>> = sinks.iter().map(|_| Vec::new()).collect();
@@ -940,7 +1050,10 @@ async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &
             match wait_exe(cells, name, &exe).await {
                 Ok(done) if done.exit_code == Some(0) => times[k].push(t0.elapsed()),
                 Ok(done) => {
-                    result = Err(format!("{exe} ended with {:?}/{:?}", done.exit_code, done.signal));
+                    result = Err(format!(
+                        "{exe} ended with {:?}/{:?}",
+                        done.exit_code, done.signal
+                    ));
                     break 'rounds;
                 }
                 Err(e) => {
@@ -967,13 +1080,17 @@ async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &
         data_dir.display(),
         sink.display()
     );
-    println!("{:<52} {:>10} {:>12} {:>14}", "where stdout goes", "time", "throughput", "/ /dev/null");
+    println!(
+        "{:<52} {:>10} {:>12} {:>12} {:>8}",
+        "where stdout goes", "time", "throughput", "/ /dev/null", "/ file"
+    );
     let median = |v: &Vec<Duration>| {
         let mut v = v.clone();
         v.sort();
         (!v.is_empty()).then(|| percentile(&v, 0.5))
     };
     let null = median(&times[0]);
+    let file = median(&times[1]);
     for (k, (label, _)) in sinks.iter().enumerate() {
         let Some(t) = median(&times[k]) else {
             println!("{label:<52} {:>10}", "-");
@@ -981,6 +1098,7 @@ async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &
         };
         let rate = LOG_BYTES as f64 / t.as_secs_f64() / 1e6;
         let share = null.map(|n| n.as_secs_f64() / t.as_secs_f64());
+        let of_file = file.map(|f| format!("{:.0}%", f.as_secs_f64() / t.as_secs_f64() * 100.0));
         let target = if k == 2 {
             share
                 .map(|s| format!("   target >= 80%: {}", verdict(s >= 0.8)))
@@ -989,10 +1107,13 @@ async fn section_logs(cells: &mut CellsClient<Channel>, sink: &Path, data_dir: &
             String::new()
         };
         println!(
-            "{label:<52} {:>10} {:>12} {:>14}{target}",
+            "{label:<52} {:>10} {:>12} {:>12} {:>8}{target}",
             ms(t),
             format!("{rate:.0} MB/s"),
-            share.map(|s| format!("{:.0}%", s * 100.0)).unwrap_or_default(),
+            share
+                .map(|s| format!("{:.0}%", s * 100.0))
+                .unwrap_or_default(),
+            of_file.unwrap_or_default(),
         );
     }
     result?;
@@ -1038,10 +1159,9 @@ async fn main() -> ExitCode {
     let sock = setup.root.join("aurae.sock");
     let daemon = serving_auraed(env!("CARGO_BIN_EXE_auraed"), &setup, &sock).await;
     let daemon_pid = daemon.id();
-    let mut node = Node {
+    let node = Node {
         daemon,
         data_dir: setup.root.join("data"),
-        clean: false,
         runc: peers.runc.clone(),
         runc_state: setup.root.join("runc-state"),
     };
@@ -1078,7 +1198,6 @@ async fn main() -> ExitCode {
             let _ = free(&mut cells, &spec.name).await;
         }
     }
-    node.clean = left.is_empty() && notes.is_empty() && logs.is_ok();
     drop(node);
     if logs.is_ok() && notes.is_empty() {
         ExitCode::SUCCESS
