@@ -1180,11 +1180,18 @@ async fn main() -> ExitCode {
     if let Err(e) = &logs {
         println!("   log section failed: {e}");
     }
+    // Tokio keeps idle blocking-pool threads for 10 s: look again once they are gone, to
+    // tell memory the daemon holds from memory its idle threads hold.
+    let at_end = (rss_kb(daemon_pid), threads_fds(daemon_pid));
+    tokio::time::sleep(Duration::from_secs(12)).await;
     println!();
     println!(
-        "auraed RSS: {} idle after start, {} at the end",
+        "auraed: {} RSS idle after start; at the end {} RSS (threads / fds {}); 12 s later {} RSS (threads / fds {})",
         mb(idle_rss),
-        mb(rss_kb(daemon_pid))
+        mb(at_end.0),
+        at_end.1,
+        mb(rss_kb(daemon_pid)),
+        threads_fds(daemon_pid)
     );
 
     let left = cells
