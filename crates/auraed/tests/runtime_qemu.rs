@@ -15,9 +15,11 @@
 //!    `QTEST pass <name>` or `QTEST fail <name>: <why>` line per scenario on the serial
 //!    console (bound into the cell), then `QTEST done`.
 //!
-//! The initramfs is the kernel's rootfs, which pivot_root(2) cannot leave (EINVAL), and
-//! every cell pivots into its root. So the guest's init is a busybox script that copies
-//! the initramfs into a tmpfs and `switch_root`s into it, exec'ing auraed as PID 1.
+//! The initramfs is the kernel's rootfs, which pivot_root(2) cannot leave, and every cell
+//! pivots into its root: with `rdinit=/auraed` restoring `qtest` fails with "the cell's
+//! init failed: pivot_root into the cell's root: EINVAL". So the guest's init is a busybox
+//! script that copies the initramfs into a tmpfs and `switch_root`s into it, exec'ing
+//! auraed as PID 1.
 //!
 //! Needs root, `qemu-system-x86_64` (qemu-system-x86), `cpio`, busybox-static and apt (for
 //! the kernel package).
@@ -32,8 +34,7 @@ use aurae_runtime::spec::{
 use aurae_testkit::{Daemon, Layout, aurae_bin, auraed_bin};
 
 const QEMU: &str = "qemu-system-x86_64";
-/// Boot, restore and every scenario: about a minute under TCG here; TCG on a busy host is
-/// much slower.
+/// Boot, restore and every scenario: about two minutes under TCG on a busy two-core host.
 const RUN_TIMEOUT: Duration = Duration::from_secs(420);
 
 /// The kernel command line: the init script gets auraed's flags after `--` and passes
@@ -370,10 +371,9 @@ fn busybox() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|path| {
             path.is_file()
-                && Command::new("ldd")
-                    .arg(path)
-                    .output()
-                    .is_ok_and(|out| !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("=>"))
+                && Command::new("ldd").arg(path).output().is_ok_and(|out| {
+                    !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("=>")
+                })
         })
 }
 
@@ -471,12 +471,22 @@ fn prepare_extra(extra: &Path) {
     let (cell, script) = qtest_records();
     for (path, json) in [
         ("/.aurae/runtime/cells/qtest/cell.json", &cell),
-        ("/.aurae/runtime/cells/qtest/executables/script.json", &script),
+        (
+            "/.aurae/runtime/cells/qtest/executables/script.json",
+            &script,
+        ),
     ] {
-        ok(&layout.aurae(&["kv", "put", path, json]), &format!("kv put {path}"));
+        ok(
+            &layout.aurae(&["kv", "put", path, json]),
+            &format!("kv put {path}"),
+        );
     }
     let status = daemon.terminate();
-    assert!(status.success(), "the host auraed stopped with {status}:\n{}", daemon.log_text());
+    assert!(
+        status.success(),
+        "the host auraed stopped with {status}:\n{}",
+        daemon.log_text()
+    );
 
     copy_tree(&layout.data_dir, &extra.join("var/lib/aurae"));
     copy_tree(&layout.pki_dir, &extra.join("etc/aurae/pki"));
@@ -486,9 +496,34 @@ fn prepare_extra(extra: &Path) {
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy(busybox().unwrap(), bin.join("busybox")).unwrap();
     for tool in [
-        "sh", "echo", "cat", "sleep", "head", "tail", "ls", "grep", "true", "false", "seq", "tr",
-        "sed", "cut", "wc", "awk", "find", "basename", "hostname", "mkdir", "mount", "cp",
-        "switch_root", "xargs", "env", "ps", "kill", "date",
+        "sh",
+        "echo",
+        "cat",
+        "sleep",
+        "head",
+        "tail",
+        "ls",
+        "grep",
+        "true",
+        "false",
+        "seq",
+        "tr",
+        "sed",
+        "cut",
+        "wc",
+        "awk",
+        "find",
+        "basename",
+        "hostname",
+        "mkdir",
+        "mount",
+        "cp",
+        "switch_root",
+        "xargs",
+        "env",
+        "ps",
+        "kill",
+        "date",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
     }
@@ -549,7 +584,9 @@ fn the_cell_scenarios_pass_on_a_machine_with_only_cgroup_v2() {
     );
     let failed: Vec<&&str> = results
         .iter()
-        .filter(|line| !line.starts_with("QTEST pass ") && **line != "QTEST start" && **line != "QTEST done")
+        .filter(|line| {
+            !line.starts_with("QTEST pass ") && **line != "QTEST start" && **line != "QTEST done"
+        })
         .collect();
     let missing: Vec<&str> = SCENARIOS
         .iter()
@@ -562,6 +599,10 @@ fn the_cell_scenarios_pass_on_a_machine_with_only_cgroup_v2() {
         qemu.report()
     );
     for bad in ["Kernel panic", "cannot restore"] {
-        assert!(!console.contains(bad), "`{bad}` on the console{}", qemu.report());
+        assert!(
+            !console.contains(bad),
+            "`{bad}` on the console{}",
+            qemu.report()
+        );
     }
 }
