@@ -360,10 +360,23 @@ fn mount_spec(root: &Path, m: &Mount, host: Option<&OwnedFd>) -> Result<(), Stri
 
 /// Makes `root` the cell's `/` and detaches the old root, so nothing of the host's tree
 /// stays reachable.
+///
+/// A host whose root is the kernel's initramfs (auraed as init straight from it) cannot
+/// pivot_root away from it (EINVAL); there the root is moved over `/` and chrooted into,
+/// as switch_root does, in the cell's own mount namespace.
 fn enter(root: &Path) -> Result<(), String> {
     nix::unistd::chdir(root).map_err(sys("enter the cell's root"))?;
-    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root into the cell's root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the host's root"))?;
+    match nix::unistd::pivot_root(".", ".") {
+        Ok(()) => {
+            umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the host's root"))?;
+        }
+        Err(nix::Error::EINVAL) => {
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .map_err(sys("move the cell's root over an initramfs root"))?;
+            nix::unistd::chroot(".").map_err(sys("chroot into the cell's root"))?;
+        }
+        Err(e) => return Err(format!("pivot_root into the cell's root: {e}")),
+    }
     nix::unistd::chdir("/").map_err(sys("chdir /"))?;
     Ok(())
 }

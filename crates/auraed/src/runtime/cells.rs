@@ -692,12 +692,11 @@ fn find_init(cgroup: &Cgroup, cgroup_dir: &str, name: &CellName) -> Option<i32> 
             cmdline.split(|b| *b == 0).next() == Some(super::cell_init::ARGV0.as_bytes())
         });
         is_init
-            && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .is_ok_and(|groups| {
-                    groups
-                        .lines()
-                        .any(|line| line.ends_with(&suffix) || line.ends_with(&leaf))
-                })
+            && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|groups| {
+                groups
+                    .lines()
+                    .any(|line| line.ends_with(&suffix) || line.ends_with(&leaf))
+            })
     })
 }
 
