@@ -314,6 +314,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     let (stop_tx, stop_rx) = watch::channel(false);
     let store = daemon.store.clone();
     let grace = daemon.config.server.shutdown_grace;
+    let runtime = daemon.runtime.clone();
     let mut serving = tokio::spawn(server::serve(listener, daemon, stop_rx));
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -325,6 +326,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     }
     let _ = stop_tx.send(true);
     store.close_watches();
+    runtime.on_shutdown().await;
     if tokio::time::timeout(grace, serving).await.is_err() {
         tracing::warn!("connections still open after the grace period; closing them");
     }

@@ -622,6 +622,25 @@ async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("hooks"), "{}", text(&out.stderr));
     no_cell_cgroups_named("hooked");
+
+    // A user namespace is not silently dropped: it is refused until it is supported.
+    config.as_object_mut().unwrap().remove("hooks");
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "user"}));
+    let mapping = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    config["linux"]["uidMappings"] = mapping.clone();
+    config["linux"]["gidMappings"] = mapping;
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let out = layout.aurae(&["run", "--bundle", bundle.to_str().unwrap(), "rootless"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("user namespaces"),
+        "{}",
+        text(&out.stderr)
+    );
+    no_cell_cgroups_named("rootless");
 }
 
 #[tokio::test]

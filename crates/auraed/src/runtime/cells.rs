@@ -186,6 +186,20 @@ impl Runtime {
         }
     }
 
+    /// At a clean stop: cells keep running (the next daemon adopts them); with none left,
+    /// the runtime's own cgroup roots are removed so that nothing of this daemon stays.
+    pub async fn on_shutdown(&self) {
+        if !self.cells.lock().await.is_empty() {
+            return;
+        }
+        if let Ok(hierarchy) = &self.hierarchy {
+            for dir in hierarchy.root_dirs() {
+                // rmdir of a cgroup fails while it holds anything: nothing is forced.
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+
     /// Whether `principal` is the identity of a cell that exists now; returns the cell.
     pub async fn cell_of_principal(&self, principal: &Principal) -> Option<CellName> {
         let name = CellName::from_principal_entity(principal.entity.as_str())?;
@@ -210,6 +224,14 @@ impl Runtime {
         let name = spec.name.clone();
         if !scope.covers(&name) || *scope == Scope::Cell(name.clone()) {
             return Err(RuntimeError::Denied(name.to_string()));
+        }
+        if spec.isolation.user_namespace.is_some() {
+            return Err(RuntimeError::Invalid(
+                "user namespaces (an OCI bundle's `user` namespace with uidMappings/gidMappings) \
+                 are not supported by this runtime yet; remove them to run the cell as root \
+                 of the host"
+                    .to_owned(),
+            ));
         }
         let hierarchy = self.hierarchy()?;
         hierarchy.check(&spec.limits)?;
