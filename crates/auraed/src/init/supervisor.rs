@@ -385,6 +385,17 @@ fn become_subreaper() {
     }
 }
 
+/// Sends `signal` to the process `pidfd` names (`pid` is for the error only).
+fn signal_pidfd(pid: i32, pidfd: BorrowedFd<'_>, signal: Signal) -> Result<(), SignalError> {
+    sys::pidfd_send_signal(pidfd, signal as i32).map_err(|source| {
+        if source.raw_os_error() == Some(libc::ESRCH) {
+            SignalError::Exited { pid }
+        } else {
+            SignalError::Io { pid, source }
+        }
+    })
+}
+
 /// A process found again after a restart of auraed ([`Supervisor::adopt`]).
 #[derive(Debug)]
 pub struct AdoptedProcess {
@@ -405,14 +416,7 @@ impl AdoptedProcess {
 
     /// Sends `signal` through the pidfd.
     pub fn signal(&self, signal: Signal) -> Result<(), SignalError> {
-        let pid = self.pid;
-        sys::pidfd_send_signal(self.pidfd(), signal as i32).map_err(|source| {
-            if source.raw_os_error() == Some(libc::ESRCH) {
-                SignalError::Exited { pid }
-            } else {
-                SignalError::Io { pid, source }
-            }
-        })
+        signal_pidfd(self.pid, self.pidfd(), signal)
     }
 
     /// Waits until it has exited (its pidfd turns readable).
@@ -469,14 +473,7 @@ impl SupervisedChild {
     /// Sends `signal` to the child through its pidfd, so it can never hit another process.
     /// A child that has exited but not been waited for still accepts (and ignores) signals.
     pub fn signal(&self, signal: Signal) -> Result<(), SignalError> {
-        let pid = self.pid;
-        sys::pidfd_send_signal(self.pidfd(), signal as i32).map_err(|source| {
-            if source.raw_os_error() == Some(libc::ESRCH) {
-                SignalError::Exited { pid }
-            } else {
-                SignalError::Io { pid, source }
-            }
-        })
+        signal_pidfd(self.pid, self.pidfd(), signal)
     }
 
     /// The exit status if the child has exited, without blocking. Reaps the child then; the

@@ -621,6 +621,7 @@ impl Runtime {
             log_dir: self.log_dir(&cell.spec.name, exe),
             log_config: self.log_config.clone(),
             input: Default::default(),
+            relay_done: Default::default(),
         }
     }
 

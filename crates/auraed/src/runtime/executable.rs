@@ -182,7 +182,13 @@ pub struct Launch {
     pub log_config: LogConfig,
     /// Where input for the current process goes (when its spec keeps stdin open).
     pub input: InputSlot,
+    /// Heard when the current process's terminal output is all in the log.
+    pub relay_done: Arc<Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>,
 }
+
+/// How long an exited process's terminal output may take to reach the log (a child it
+/// left behind may hold the terminal open for longer; its later output is still logged).
+const RELAY_DRAIN: Duration = Duration::from_secs(1);
 
 /// The input of an executable's current process, replaced at each start.
 pub type InputSlot = Arc<Mutex<Option<stdio::Input>>>;
@@ -325,15 +331,13 @@ async fn spawn_process(spec: &ExecutableSpec, launch: &Launch) -> Result<Supervi
         launch.environment.clone(),
         launch.log_dir.clone(),
     );
-    let (child, input) = tokio::task::spawn_blocking(move || {
+    let (child, input, relay_done) = tokio::task::spawn_blocking(move || {
         let prepared = stdio::prepare(&spec, &log_dir)?;
         let child = zone
             .spawn(&supervisor, &spec, &procs, &environment, prepared.stdio)
             .map_err(|e| e.to_string())?;
-        if let Some(relay) = prepared.relay {
-            stdio::start_relay(relay);
-        }
-        Ok::<_, String>((child, prepared.input))
+        let relay_done = prepared.relay.and_then(stdio::start_relay);
+        Ok::<_, String>((child, prepared.input, relay_done))
     })
     .await
     .map_err(|e| format!("the spawn did not finish: {e}"))??;
@@ -341,6 +345,10 @@ async fn spawn_process(spec: &ExecutableSpec, launch: &Launch) -> Result<Supervi
         .input
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = input;
+    *launch
+        .relay_done
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = relay_done;
     Ok(child)
 }
 
@@ -363,6 +371,14 @@ async fn run(
         let started = Instant::now();
         let oom_before = launch.cgroup.oom_kills().unwrap_or(0);
         let (exit, stopped) = watch_process(&spec, &mut current, &mut control).await;
+        let relay = launch
+            .relay_done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(relay) = relay {
+            let _ = tokio::time::timeout(RELAY_DRAIN, relay).await;
+        }
         let oom = exit
             .as_ref()
             .is_some_and(|e| e.signal() == Some(libc::SIGKILL))

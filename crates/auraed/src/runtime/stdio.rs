@@ -127,24 +127,28 @@ pub fn prepare(spec: &ExecutableSpec, log_dir: &Path) -> Result<Prepared, String
 }
 
 /// Copies a terminal's output into the stdout log pipe until the terminal closes (the
-/// process and everything that held it ended: the master reads EIO).
-pub fn start_relay((mut master, mut log): (File, File)) {
+/// process and everything that held it ended: the master reads EIO). The receiver hears
+/// when the copy is done, so that nothing the process wrote last is left out of the log.
+pub fn start_relay(
+    (mut master, mut log): (File, File),
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let (done, finished) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("aurae-tty".to_owned())
         .spawn(move || {
             let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                match master.read(&mut buffer) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if log.write_all(&buffer[..n]).is_err() {
-                            return;
-                        }
-                    }
+            while let Ok(n @ 1..) = master.read(&mut buffer) {
+                if log.write_all(&buffer[..n]).is_err() {
+                    break;
                 }
             }
+            let _ = done.send(());
         });
-    if let Err(error) = spawned {
-        tracing::warn!(%error, "cannot relay a terminal's output; it is not logged");
+    match spawned {
+        Ok(_) => Some(finished),
+        Err(error) => {
+            tracing::warn!(%error, "cannot relay a terminal's output; it is not logged");
+            None
+        }
     }
 }

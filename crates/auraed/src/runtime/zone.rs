@@ -226,18 +226,7 @@ impl Zone {
                 .to_owned();
             return Err(ZoneError::Init(why));
         }
-        let pidfd = init
-            .pidfd()
-            .try_clone_to_owned()
-            .map_err(|e| ZoneError::Spawn {
-                program: cell_init::ARGV0.to_owned(),
-                reason: format!("cannot keep its pidfd: {e}"),
-            })?;
-        Ok(Zone {
-            init: tokio::sync::Mutex::new(Init::Child(init)),
-            pidfd,
-            join: unshare,
-        })
+        Zone::holding(Init::Child(init), host_network)
     }
 
     /// Takes over the namespaces of a cell whose init an earlier daemon started.
@@ -250,15 +239,22 @@ impl Zone {
             program: cell_init::ARGV0.to_owned(),
             reason: format!("cannot adopt pid {init_pid}: {e}"),
         })?;
-        let pidfd = init
-            .pidfd()
-            .try_clone_to_owned()
-            .map_err(|e| ZoneError::Spawn {
-                program: cell_init::ARGV0.to_owned(),
-                reason: format!("cannot keep its pidfd: {e}"),
-            })?;
+        Zone::holding(Init::Adopted(init), host_network)
+    }
+
+    /// The zone whose namespaces `init` holds, with a pidfd of its own to enter them by.
+    fn holding(init: Init, host_network: bool) -> Result<Zone, ZoneError> {
+        let pidfd = match &init {
+            Init::Child(child) => child.pidfd(),
+            Init::Adopted(process) => process.pidfd(),
+        }
+        .try_clone_to_owned()
+        .map_err(|e| ZoneError::Spawn {
+            program: cell_init::ARGV0.to_owned(),
+            reason: format!("cannot keep its pidfd: {e}"),
+        })?;
         Ok(Zone {
-            init: tokio::sync::Mutex::new(Init::Adopted(init)),
+            init: tokio::sync::Mutex::new(init),
             pidfd,
             join: namespaces(host_network),
         })
