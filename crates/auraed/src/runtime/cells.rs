@@ -391,7 +391,11 @@ impl Runtime {
     async fn load_records(&self) -> Result<Vec<super::records::CellRecord>, RuntimeError> {
         let mut last = None;
         for _ in 0..100 {
-            match self.records.load() {
+            let records = self.records.clone();
+            let loaded = tokio::task::spawn_blocking(move || records.load())
+                .await
+                .map_err(|e| RuntimeError::Internal(format!("reading the records: {e}")))?;
+            match loaded {
                 Ok(records) => return Ok(records),
                 Err(e @ RuntimeError::Store(_)) => last = Some(e),
                 Err(e) => return Err(e),

@@ -35,6 +35,23 @@ async fn scope_of<T>(runtime: &Runtime, request: &Request<T>) -> Result<Scope, S
     }
 }
 
+/// The cells as wire messages; their state is read from cgroup files, off the async
+/// threads.
+async fn describe(
+    runtime: &Runtime,
+    cells: Vec<Arc<super::cells::Cell>>,
+) -> Result<Vec<pb::CellInfo>, Status> {
+    let version = runtime.cgroup_version();
+    tokio::task::spawn_blocking(move || {
+        cells
+            .iter()
+            .map(|cell| convert::cell_info(cell, version.clone()))
+            .collect()
+    })
+    .await
+    .map_err(|e| Status::internal(format!("describing the cells did not finish: {e}")))
+}
+
 /// The `aurae.v0.Cells` gRPC service.
 #[derive(Debug, Clone)]
 pub struct CellsService {
@@ -62,7 +79,7 @@ impl pb::cells_server::Cells for CellsService {
         let spec = convert::cell_spec(spec)?;
         let cell = self.runtime.allocate(&scope, spec).await?;
         Ok(Response::new(pb::AllocateCellResponse {
-            cell: Some(convert::cell_info(&cell, self.runtime.cgroup_version())),
+            cell: describe(&self.runtime, vec![cell]).await?.pop(),
         }))
     }
 
@@ -150,15 +167,7 @@ impl pb::cells_server::Cells for CellsService {
     ) -> Result<Response<pb::ListCellsResponse>, Status> {
         let scope = scope_of(&self.runtime, &request).await?;
         let cells = self.runtime.list(&scope).await;
-        let version = self.runtime.cgroup_version();
-        let cells = tokio::task::spawn_blocking(move || {
-            cells
-                .iter()
-                .map(|cell| convert::cell_info(cell, version.clone()))
-                .collect()
-        })
-        .await
-        .map_err(|e| Status::internal(format!("listing did not finish: {e}")))?;
+        let cells = describe(&self.runtime, cells).await?;
         Ok(Response::new(pb::ListCellsResponse { cells }))
     }
 
@@ -246,7 +255,7 @@ impl pb::cells_server::Cells for CellsService {
             }
         };
         Ok(Response::new(pb::RunBundleResponse {
-            cell: Some(convert::cell_info(&cell, self.runtime.cgroup_version())),
+            cell: describe(&self.runtime, vec![cell]).await?.pop(),
             executable: Some(convert::executable_info(&exe, &exe.status())),
         }))
     }
