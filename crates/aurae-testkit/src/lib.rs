@@ -6,6 +6,8 @@
 //! tests only and must never be a dependency of a shipped crate.
 #![deny(missing_docs)]
 
+pub mod qemu;
+
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -10,13 +10,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::auraed_bin;
+use common::qemu::{Boot, QEMU, Qemu, strip_ansi};
 
-const QEMU: &str = "qemu-system-x86_64";
 /// Booting to `auraed listening` takes about 4 s under TCG here.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,93 +34,6 @@ const EARLY_MOUNTS: [(&str, &str); 5] = [
 const CMDLINE: &str = "console=ttyS0 quiet panic=-1 rdinit=/auraed -- \
     --sock /run/aurae.sock --pki-dir /etc/aurae/pki --data-dir /var/lib/aurae \
     --key /root/.ssh/id_aura";
-
-/// A running QEMU, killed when dropped so that no failure path leaves it behind.
-struct Qemu {
-    child: Child,
-    serial: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Qemu {
-    fn boot(image: &Path, dir: &Path) -> Self {
-        let serial = dir.join("serial.log");
-        let stderr = dir.join("qemu.log");
-        let output = std::fs::File::create(&stderr).unwrap();
-        let child = Command::new(QEMU)
-            .args(["-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "512M"])
-            .args(["-nodefaults", "-display", "none", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-monitor")
-            .arg(format!(
-                "unix:{},server,nowait",
-                dir.join("monitor.sock").display()
-            ))
-            .arg("-kernel")
-            .arg(image.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(image.join("initramfs.cpio.gz"))
-            .args(["-append", CMDLINE])
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {QEMU}: {e}"));
-        Self {
-            child,
-            serial,
-            stderr,
-        }
-    }
-
-    /// The serial console so far, without ANSI colours and carriage returns.
-    fn console(&self) -> String {
-        console_of(&self.serial)
-    }
-
-    /// What a failure message should show: the console and QEMU's own output.
-    fn report(&self) -> String {
-        report_of(&self.serial, &self.stderr)
-    }
-
-    /// Polls until `text` is on the console; fails if QEMU exits or `timeout` passes.
-    fn wait_for(&mut self, text: &str, timeout: Duration) {
-        let start = Instant::now();
-        while !self.console().contains(text) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "QEMU exited ({status}) before `{text}` appeared{}",
-                    self.report()
-                );
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "no `{text}` on the console after {timeout:?}{}",
-                self.report()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for QEMU to exit by itself.
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let (serial, stderr) = (self.serial.clone(), self.stderr.clone());
-        common::wait_for_exit(&mut self.child, timeout, || {
-            format!(
-                "QEMU still runs {timeout:?} after Ctrl-Alt-Del: the guest did not power off{}",
-                report_of(&serial, &stderr)
-            )
-        })
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs one command on QEMU's human monitor and returns the monitor's reply.
 fn monitor(socket: &Path, command: &str) -> String {
@@ -146,41 +59,6 @@ fn monitor(socket: &Path, command: &str) -> String {
     writeln!(stream, "{command}").unwrap();
     read_prompt(&mut stream, &mut reply);
     strip_ansi(&reply)
-}
-
-/// Removes ANSI escape sequences (`ESC [ ... final byte`) from tracing's coloured output.
-/// The serial console in `serial`, without ANSI colours and carriage returns.
-fn console_of(serial: &Path) -> String {
-    let raw = std::fs::read(serial).unwrap_or_default();
-    strip_ansi(&String::from_utf8_lossy(&raw)).replace('\r', "")
-}
-
-/// The console and QEMU's own output, for a failure message.
-fn report_of(serial: &Path, stderr: &Path) -> String {
-    let qemu = std::fs::read_to_string(stderr).unwrap_or_default();
-    format!(
-        "\n--- serial console ---\n{}\n--- qemu output ---\n{qemu}",
-        console_of(serial)
-    )
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        if chars.next() == Some('[') {
-            for c in chars.by_ref() {
-                if ('\x40'..='\x7e').contains(&c) {
-                    break;
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The kernel and initramfs with auraed as init, built by `scripts/qemu-pid1-image`.
@@ -228,7 +106,15 @@ fn as_the_machines_init_auraed_mounts_serves_and_powers_off_on_ctrl_alt_del() {
     build_image(dir.path());
 
     let started = Instant::now();
-    let mut qemu = Qemu::boot(dir.path(), dir.path());
+    let mut qemu = Qemu::boot(
+        dir.path(),
+        dir.path(),
+        Boot {
+            memory: "512M",
+            cmdline: CMDLINE,
+            monitor: true,
+        },
+    );
     qemu.wait_for("auraed listening", BOOT_TIMEOUT);
     let booted = started.elapsed();
 
@@ -260,7 +146,10 @@ fn as_the_machines_init_auraed_mounts_serves_and_powers_off_on_ctrl_alt_del() {
 
     // With Ctrl-Alt-Del taken over the kernel sends SIGINT to PID 1 instead of rebooting.
     let reply = monitor(&dir.path().join("monitor.sock"), "sendkey ctrl-alt-delete");
-    let status = qemu.wait_exit(POWER_OFF_TIMEOUT);
+    let status = qemu.wait_exit(
+        POWER_OFF_TIMEOUT,
+        "Ctrl-Alt-Del: the guest did not power off",
+    );
     let console = qemu.console();
     assert!(
         status.success(),

@@ -23,15 +23,15 @@
 //! the kernel package).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aurae_runtime::spec::{
     AbsolutePath, CellSpec, ExecutableSpec, Isolation, Limits, Mount, MountKind, RestartPolicy,
 };
+use aurae_testkit::qemu::{Boot, QEMU, Qemu};
 use aurae_testkit::{Daemon, Layout, aurae_bin, auraed_bin};
 
-const QEMU: &str = "qemu-system-x86_64";
 /// Boot, restore and every scenario: about two minutes under TCG on a busy two-core host.
 const RUN_TIMEOUT: Duration = Duration::from_secs(420);
 
@@ -226,102 +226,6 @@ const SCENARIOS: [&str; 11] = [
     "nested-while-parent-runs",
     "nothing-left",
 ];
-
-/// A running QEMU, killed when dropped so that no failure path leaves it behind.
-struct Qemu {
-    child: Child,
-    serial: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Qemu {
-    fn boot(image: &Path, dir: &Path) -> Self {
-        let serial = dir.join("serial.log");
-        let stderr = dir.join("qemu.log");
-        let output = std::fs::File::create(&stderr).unwrap();
-        let child = Command::new(QEMU)
-            .args(["-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "1G"])
-            .args(["-nodefaults", "-display", "none", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-kernel")
-            .arg(image.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(image.join("initramfs.cpio.gz"))
-            .args(["-append", CMDLINE])
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {QEMU}: {e}"));
-        Self {
-            child,
-            serial,
-            stderr,
-        }
-    }
-
-    /// The serial console so far, without ANSI colours and carriage returns.
-    fn console(&self) -> String {
-        let raw = std::fs::read(&self.serial).unwrap_or_default();
-        strip_ansi(&String::from_utf8_lossy(&raw)).replace('\r', "")
-    }
-
-    /// What a failure message should show: the console and QEMU's own output.
-    fn report(&self) -> String {
-        let qemu = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!(
-            "\n--- serial console ---\n{}\n--- qemu output ---\n{qemu}",
-            self.console()
-        )
-    }
-
-    /// Polls until `text` is on the console; fails if QEMU exits or `timeout` passes.
-    fn wait_for(&mut self, text: &str, timeout: Duration) {
-        let start = Instant::now();
-        while !self.console().contains(text) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "QEMU exited ({status}) before `{text}` appeared{}",
-                    self.report()
-                );
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "no `{text}` on the console after {timeout:?}{}",
-                self.report()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Removes ANSI escape sequences (`ESC [ ... final byte`) from tracing's coloured output.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        if chars.next() == Some('[') {
-            for c in chars.by_ref() {
-                if ('\x40'..='\x7e').contains(&c) {
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
 
 /// Fails loudly, naming the apt packages, if a tool the test needs is missing.
 fn require_tools() {
@@ -554,7 +458,15 @@ fn the_cell_scenarios_pass_on_a_machine_with_only_cgroup_v2() {
     build_image(dir.path(), &extra);
 
     let started = Instant::now();
-    let mut qemu = Qemu::boot(dir.path(), dir.path());
+    let mut qemu = Qemu::boot(
+        dir.path(),
+        dir.path(),
+        Boot {
+            memory: "1G",
+            cmdline: CMDLINE,
+            monitor: false,
+        },
+    );
     qemu.wait_for("QTEST start", RUN_TIMEOUT);
     let script_started = started.elapsed();
     qemu.wait_for("QTEST done", RUN_TIMEOUT);
