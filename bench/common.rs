@@ -56,9 +56,12 @@ pub fn quiet_auraed(mut command: Command, root: &Path, sock: &Path) -> Command {
         .arg(root.join("data"))
         .arg("--key")
         .arg(root.join("id_aura"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
+    // `AURAE_BENCH_DAEMON_LOG=FILE` keeps the daemon's debug log there, to see where time goes.
+    match std::env::var_os("AURAE_BENCH_DAEMON_LOG").map(std::fs::File::create) {
+        Some(Ok(file)) => command.env("RUST_LOG", "debug").stderr(file),
+        _ => command.env("RUST_LOG", "warn").stderr(Stdio::null()),
+    };
     command
 }
 

@@ -1171,12 +1171,25 @@ async fn main() -> ExitCode {
     let mut cells = CellsClient::new(channel.clone());
     let idle_rss = rss_kb(daemon_pid);
 
-    section_latency(&mut cells, &marks, &bundle, &peers, &crun, &setup.root).await;
-    let notes = section_concurrent(&channel, daemon_pid).await;
+    // `AURAE_BENCH_ONLY=latency,concurrent,logs` picks sections (all by default).
+    let only = std::env::var("AURAE_BENCH_ONLY").unwrap_or_default();
+    let runs = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+    if runs("latency") {
+        section_latency(&mut cells, &marks, &bundle, &peers, &crun, &setup.root).await;
+    }
+    let notes = if runs("concurrent") {
+        section_concurrent(&channel, daemon_pid).await
+    } else {
+        Vec::new()
+    };
     for note in &notes {
         println!("{note}");
     }
-    let logs = section_logs(&mut cells, &sink, &node.data_dir).await;
+    let logs = if runs("logs") {
+        section_logs(&mut cells, &sink, &node.data_dir).await
+    } else {
+        Ok(())
+    };
     if let Err(e) = &logs {
         println!("   log section failed: {e}");
     }

@@ -288,27 +288,60 @@ impl Runtime {
         made
     }
 
-    /// The cgroup, identity and zone of a cell; each undone if a later one fails.
+    /// The cgroup, identity and zone of a cell; all undone if one fails.
+    ///
+    /// The certificate is issued while the cgroup and the init are made: the init only
+    /// needs the identity directory to exist (it binds it), not the files in it.
     async fn make_cell(
         &self,
         hierarchy: &Arc<Hierarchy>,
         spec: &CellSpec,
     ) -> Result<Cell, RuntimeError> {
         let name = spec.name.clone();
+        let began = std::time::Instant::now();
+        let dir = self.identity_dir(&name);
+        let prepared = dir.clone();
+        blocking(move || identity::prepare(&prepared).map_err(RuntimeError::from)).await?;
+        let (pki, n, d) = (self.pki.clone(), name.clone(), dir.clone());
+        let issuing =
+            blocking(move || identity::issue(&pki, &n, &d).map_err(RuntimeError::from));
+        let (principal, made) = tokio::join!(issuing, self.make_zone(hierarchy, spec));
+        tracing::debug!(cell = %name, made_in = ?began.elapsed(), "cell made");
+        match (principal, made) {
+            (Ok(principal), Ok((cgroup, zone))) => Ok(Cell {
+                spec: spec.clone(),
+                principal,
+                cgroup,
+                zone: Arc::new(zone),
+                executables: std::sync::Mutex::new(BTreeMap::new()),
+            }),
+            (principal, made) => {
+                if let Ok((cgroup, zone)) = &made {
+                    remove_cgroup(cgroup).await;
+                    zone.wait_init().await;
+                }
+                let (pki, n) = (self.pki.clone(), name.clone());
+                let _ = blocking(move || {
+                    // Revoked whether or not it was recorded: a half-made identity never works.
+                    let principal = identity::principal_of(&pki, &n)?;
+                    identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)
+                })
+                .await;
+                Err(principal.and(made.map(|_| ())).unwrap_err())
+            }
+        }
+    }
+
+    /// The cell's cgroup and, inside it, its init with the namespaces and filesystem view.
+    async fn make_zone(
+        &self,
+        hierarchy: &Arc<Hierarchy>,
+        spec: &CellSpec,
+    ) -> Result<(Arc<Cgroup>, Zone), RuntimeError> {
+        let name = spec.name.clone();
         let (h, limits, n) = (hierarchy.clone(), spec.limits.clone(), name.clone());
         let cgroup =
             Arc::new(blocking(move || h.create(&n, &limits).map_err(RuntimeError::from)).await?);
-        let (pki, dir, n) = (self.pki.clone(), self.identity_dir(&name), name.clone());
-        let principal =
-            match blocking(move || identity::issue(&pki, &n, &dir).map_err(RuntimeError::from))
-                .await
-            {
-                Ok(principal) => principal,
-                Err(e) => {
-                    remove_cgroup(&cgroup).await;
-                    return Err(e);
-                }
-            };
         let plan = InitPlan {
             hostname: spec.hostname.clone().unwrap_or_else(|| {
                 name.labels()
@@ -332,20 +365,9 @@ impl Runtime {
         })
         .await;
         match zone {
-            Ok(zone) => Ok(Cell {
-                spec: spec.clone(),
-                principal,
-                cgroup,
-                zone: Arc::new(zone),
-                executables: std::sync::Mutex::new(BTreeMap::new()),
-            }),
+            Ok(zone) => Ok((cgroup, zone)),
             Err(e) => {
                 remove_cgroup(&cgroup).await;
-                let (pki, dir) = (self.pki.clone(), self.identity_dir(&name));
-                let _ = blocking(move || {
-                    identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)
-                })
-                .await;
                 Err(e)
             }
         }
@@ -591,13 +613,16 @@ impl Runtime {
         if cell.executable(&spec.name).is_some() {
             return Err(RuntimeError::Exists(format!("{cell_name}/{}", spec.name)));
         }
+        let began = std::time::Instant::now();
         self.records.put_executable(cell_name, &spec).await?;
+        let recorded = began.elapsed();
         let launch = self.launch(&cell, &spec.name);
         let log_dir = launch.log_dir.clone();
         let started = match create_private_dir(&log_dir).await {
             Ok(()) => ExecutableHandle::start(spec.clone(), launch).await,
             Err(e) => Err(e),
         };
+        tracing::debug!(cell = %cell_name, executable = %spec.name, ?recorded, started = ?began.elapsed(), "executable started");
         match started {
             Ok(handle) => {
                 cell.executables

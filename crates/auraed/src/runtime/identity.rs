@@ -63,12 +63,10 @@ pub fn principal_of(pki: &PkiPaths, cell: &CellName) -> Result<Principal, Identi
     Ok(names.principal(entity))
 }
 
-/// Issues the cell's certificate and writes its identity directory `dir` (replacing a
-/// stale one). Returns the principal. Blocking.
-pub fn issue(pki: &PkiPaths, cell: &CellName, dir: &Path) -> Result<Principal, IdentityError> {
-    let principal = principal_of(pki, cell)?;
-    let ca = CertificateAuthority::load(pki)?;
-    let cert = ca.issue_client(&principal, Validity::days(VALIDITY_DAYS))?;
+/// Makes the cell's empty identity directory `dir` (replacing a stale one), with the
+/// mount point of the aurae CLI, so that the cell's init can bind it before the
+/// certificate is in it. Blocking.
+pub fn prepare(dir: &Path) -> Result<(), IdentityError> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(io_at(dir))?;
     }
@@ -77,9 +75,29 @@ pub fn issue(pki: &PkiPaths, cell: &CellName, dir: &Path) -> Result<Principal, I
         .recursive(true)
         .create(dir.join("bin"))
         .map_err(io_at(dir))?;
-    cert.write(&dir.join("cert.pem"), &dir.join("key.pem"))?;
-    let ca_path = dir.join("ca.pem");
-    fs::write(&ca_path, ca.cert_pem()).map_err(io_at(&ca_path))?;
+    // The mount point of the aurae CLI, which the cell's init binds over it.
+    write_new(&dir.join("bin/aurae"), b"", 0o644)
+}
+
+/// Issues the cell's certificate into the directory [`prepare`] made. Returns the
+/// principal. Blocking.
+///
+/// The files are not synced: they live as long as the cell's init, and a host that
+/// crashes makes every cell anew, with a new certificate. The ledger entry, which
+/// revocation depends on, is durable before the certificate is handed out.
+pub fn issue(pki: &PkiPaths, cell: &CellName, dir: &Path) -> Result<Principal, IdentityError> {
+    let principal = principal_of(pki, cell)?;
+    let ca = CertificateAuthority::load(pki)?;
+    let cert = ca.issue_client(&principal, Validity::days(VALIDITY_DAYS))?;
+    {
+        let _ledger = LEDGER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ledger::record(pki, cert.issued(CertKind::Client, principal.to_string()))?;
+    }
+    write_new(&dir.join("key.pem"), cert.key_pem.as_bytes(), 0o600)?;
+    write_new(&dir.join("cert.pem"), cert.cert_pem.as_bytes(), 0o644)?;
+    write_new(&dir.join("ca.pem"), ca.cert_pem().as_bytes(), 0o644)?;
     let config = ClientConfig {
         socket: aurae_core::config::DEFAULT_SOCKET.into(),
         ca_cert: Path::new(CELL_IDENTITY_DIR).join("ca.pem"),
@@ -93,17 +111,23 @@ pub fn issue(pki: &PkiPaths, cell: &CellName, dir: &Path) -> Result<Principal, I
         path: config_path.clone(),
         source: std::io::Error::other(e),
     })?;
-    fs::write(&config_path, text).map_err(io_at(&config_path))?;
-    fs::set_permissions(&config_path, fs::Permissions::from_mode(0o644))
-        .map_err(io_at(&config_path))?;
-    // The mount point of the aurae CLI, which the cell's init binds over it.
-    let cli = dir.join("bin/aurae");
-    fs::write(&cli, b"").map_err(io_at(&cli))?;
-    let _ledger = LEDGER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    Ledger::record(pki, cert.issued(CertKind::Client, principal.to_string()))?;
+    write_new(&config_path, text.as_bytes(), 0o644)?;
     Ok(principal)
+}
+
+/// Writes a file that must not exist yet with exactly `mode`.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_at(path))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_at(path))?;
+    file.write_all(bytes).map_err(io_at(path))
 }
 
 /// Revokes every certificate of the cell's principal and deletes its directory. Blocking.
