@@ -292,6 +292,9 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         config.logs.clone(),
         runtime::records::Records::new(store.clone()),
     ));
+    if !args.no_favordynmods {
+        runtime.favor_dynamic_cgroups();
+    }
     tokio::spawn({
         let runtime = runtime.clone();
         async move { runtime.restore().await }

@@ -85,6 +85,8 @@ t_pure_v2() {
     || { why="not a pure cgroup v2 machine"; return 1; }
   [ -f $cg/cgroup.controllers ] || { why="no cgroup2 at $cg"; return 1; }
   [ -n "$(cgdir qtest)" ] || { why="no cgroup of cell qtest"; ls $cg; return 1; }
+  grep ' - cgroup2 ' /proc/self/mountinfo | grep -q favordynmods \
+    || { why="the runtime did not turn favordynmods on: $(grep cgroup2 /proc/self/mountinfo)"; return 1; }
 }
 t_first() {
   ok $A cell allocate first || return 1

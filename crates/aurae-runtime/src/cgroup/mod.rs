@@ -36,6 +36,7 @@
 //! host enables no controllers, so there a cell's processes stay in its directories.
 
 mod detect;
+pub mod dynmods;
 mod files;
 mod limits;
 mod v1;
@@ -94,6 +95,17 @@ pub enum CgroupError {
     BadRuntimeDir {
         /// The refused name.
         name: String,
+    },
+    /// Remounting a hierarchy with `favordynmods` failed (a kernel before 6.0 lacks it).
+    #[error(
+        "cannot remount {mount_point} with favordynmods: {source}; cells still start, each \
+         paying a slower cgroup migration (Linux 6.0 or later has the option)"
+    )]
+    DynMods {
+        /// The hierarchy's mount point.
+        mount_point: PathBuf,
+        /// The kernel's answer.
+        source: nix::Error,
     },
     /// Reading a cgroup or proc file failed (the filesystem went away, or no permission).
     #[error(
