@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
         .next()
         .is_some_and(|arg0| arg0 == auraed::runtime::cell_init::ARGV0)
     {
-        auraed::runtime::cell_init::main(argv.next().as_deref());
+        auraed::runtime::cell_init::main();
     }
     let args = match auraed::cli::Args::try_parse() {
         Ok(args) => args,

@@ -467,10 +467,76 @@ async fn a_thousand_short_lived_executables_leave_no_zombie_and_no_cgroup() {
         children_of(daemon.pid()).1 == 0
     });
     ok(&layout.aurae(&["cell", "free", "churn"]));
-    wait_until(Duration::from_secs(10), "no children at all", || {
-        children_of(daemon.pid()) == (0, 0)
+    // The one child left, if any, is the spare init kept for the next cell.
+    wait_until(Duration::from_secs(10), "no children but the spare", || {
+        children_of(daemon.pid()).0 == spare_inits(daemon.pid()).len()
     });
+    assert!(spare_inits(daemon.pid()).len() <= 1);
     no_cell_cgroups_named("churn");
+}
+
+/// The daemon's children that are cell inits waiting for a cell: outside every cell's
+/// cgroup.
+fn spare_inits(daemon: i32) -> Vec<i32> {
+    let mut spares = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let read = |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+        let status = text(&read("status"));
+        let is_child = status
+            .lines()
+            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&daemon.to_string()));
+        let is_init = read("cmdline").starts_with(b"aurae-cell-init\0");
+        if is_child && is_init && !text(&read("cgroup")).contains("aurae-cells") {
+            spares.push(pid);
+        }
+    }
+    spares
+}
+
+#[tokio::test]
+async fn a_spare_init_is_kept_ready_used_by_the_next_cell_and_dies_with_the_daemon() {
+    let mut node = serving_node().await;
+    let layout = &node.layout;
+    allocate(layout, &["first"]);
+    let pid = node.daemon.pid();
+    wait_until(Duration::from_secs(10), "a spare init", || {
+        spare_inits(pid).len() == 1
+    });
+    let spare = spare_inits(pid)[0];
+    allocate(layout, &["second", "--hostname", "two"]);
+    // The spare became the second cell's init: in its cgroup, with its hostname.
+    let cgroup = std::fs::read_to_string(format!("/proc/{spare}/cgroup")).unwrap();
+    assert!(cgroup.contains("/second"), "{cgroup}");
+    let out = ok(&layout.aurae(&[
+        "exec",
+        "second",
+        "--",
+        "sh",
+        "-c",
+        "hostname; cat /proc/self/cgroup",
+    ]));
+    assert!(out.starts_with("two\n"), "{out}");
+    // Its cgroup namespace is rooted at the cell's cgroup, as a cell started without a
+    // spare has it.
+    assert!(
+        out.lines()
+            .skip(1)
+            .all(|l| l.ends_with(":/") || l.ends_with(":/_procs")),
+        "{out}"
+    );
+    wait_until(Duration::from_secs(10), "a new spare", || {
+        spare_inits(pid).iter().any(|p| *p != spare)
+    });
+    let new_spare = spare_inits(pid)[0];
+    node.daemon.kill();
+    wait_until(
+        Duration::from_secs(10),
+        "the spare ends with its daemon",
+        || !Path::new(&format!("/proc/{new_spare}")).exists(),
+    );
 }
 
 #[tokio::test]

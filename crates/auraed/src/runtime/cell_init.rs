@@ -1,10 +1,10 @@
 //! The init of a cell: pid 1 of the cell's pid namespace, the holder of its namespaces.
 //!
-//! auraed starts it (its own binary, run as `aurae-cell-init`) already inside the cell's
-//! cgroup and its new mount, uts, ipc, cgroup and (unless the host's is asked for)
-//! network namespaces. It builds the cell's filesystem view, says `ready` (or why not) on
-//! its stdout, and then only reaps the orphans that the cell's processes leave to it, as
-//! every pid 1 must. Executables join its namespaces from auraed (`zone.rs`); they are
+//! auraed starts it (its own binary, run as `aurae-cell-init`) in new mount, uts, ipc
+//! and (unless the host's is asked for) network namespaces, moves it into the cell's
+//! cgroup and sends it its plan; it then makes its cgroup namespace, builds the cell's
+//! filesystem view, says `ready` (or why not) on its stdout, and then only reaps the
+//! orphans that the cell's processes leave to it, as every pid 1 must. Executables join its namespaces from auraed (`zone.rs`); they are
 //! auraed's children, never this process's. It must never touch the host's mounts (it
 //! works in its own mount namespace, made private first) and never outlive its cell.
 //!
@@ -17,7 +17,6 @@
 //!   `/run` holding only the aurae socket (`/run/aurae.sock`) and the cell's read-only
 //!   identity (`/run/aurae/`): the host's other sockets are out of reach.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -65,13 +64,23 @@ pub struct InitPlan {
 
 /// Runs the init; never returns. Called from `main` before anything else when auraed is
 /// started as [`ARGV0`].
-pub fn main(plan_json: Option<&OsStr>) -> ! {
-    let plan =
-        plan_json.and_then(|json| serde_json::from_slice::<InitPlan>(json.as_encoded_bytes()).ok());
-    let result = match plan {
-        Some(plan) => prepare(&plan),
-        None => Err("no valid plan in argv[1]".to_owned()),
+///
+/// It waits for its plan, one line of JSON on stdin, sent once auraed has moved it into
+/// the cell's cgroup; the end of stdin first (its daemon is gone, or the cell was never
+/// made) ends it.
+pub fn main() -> ! {
+    let mut line = String::new();
+    let plan = match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => std::process::exit(0),
+        Ok(_) => serde_json::from_str::<InitPlan>(&line)
+            .map_err(|e| format!("no valid plan on stdin: {e}")),
     };
+    let result = plan.and_then(|plan| {
+        // Made now, in the cell's cgroup, so that the cell sees its cgroup as the root.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(sys("make the cell's cgroup namespace"))?;
+        prepare(&plan)
+    });
     let mut stdout = std::io::stdout();
     let report = match &result {
         Ok(()) => "ready\n".to_owned(),
@@ -84,7 +93,12 @@ pub fn main(plan_json: Option<&OsStr>) -> ! {
     }
     // Nobody reads our stdout any more: point it (and stderr) at /dev/null so that a
     // closed pipe can never matter.
-    if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
     }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aurae_core::name::Principal;
 use aurae_core::pki::PkiPaths;
@@ -22,7 +22,7 @@ use super::error::RuntimeError;
 use super::executable::{ExecutableHandle, Launch};
 use super::identity;
 use super::records::Records;
-use super::zone::{CELL_PATH, Zone};
+use super::zone::{CELL_PATH, PendingInit, Zone, ZoneError};
 use crate::init::supervisor::Supervisor;
 
 /// Who is asking, as far as the runtime is concerned.
@@ -133,6 +133,10 @@ pub struct Runtime {
     /// Names being allocated or freed right now: taken, but not usable.
     busy: std::sync::Mutex<std::collections::BTreeSet<CellName>>,
     next_executable: AtomicU64,
+    /// The init kept ready for the next cell.
+    spare: Arc<std::sync::Mutex<Option<PendingInit>>>,
+    /// A spare is being started.
+    refilling: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -171,6 +175,8 @@ impl Runtime {
             cells: Mutex::new(BTreeMap::new()),
             busy: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             next_executable: AtomicU64::new(1),
+            spare: Arc::default(),
+            refilling: Arc::default(),
         }
     }
 
@@ -206,6 +212,9 @@ impl Runtime {
     /// At a clean stop: cells keep running (the next daemon adopts them); with none left,
     /// the runtime's own cgroup roots are removed so that nothing of this daemon stays.
     pub async fn on_shutdown(&self) {
+        if let Some(init) = self.spare_slot().take() {
+            init.discard();
+        }
         if !self.cells.lock().await.is_empty() {
             return;
         }
@@ -295,7 +304,9 @@ impl Runtime {
         hierarchy: &Arc<Hierarchy>,
         spec: &CellSpec,
     ) -> Result<Cell, RuntimeError> {
+        let began = std::time::Instant::now();
         self.records.put_cell(spec).await?;
+        tracing::debug!(cell = %spec.name, recorded = ?began.elapsed(), "cell recorded");
         let made = self.make_cell(hierarchy, spec).await;
         if made.is_err()
             && let Err(undo) = self.records.remove_cell(&spec.name).await
@@ -320,8 +331,7 @@ impl Runtime {
         let prepared = dir.clone();
         blocking(move || identity::prepare(&prepared).map_err(RuntimeError::from)).await?;
         let (pki, n, d) = (self.pki.clone(), name.clone(), dir.clone());
-        let issuing =
-            blocking(move || identity::issue(&pki, &n, &d).map_err(RuntimeError::from));
+        let issuing = blocking(move || identity::issue(&pki, &n, &d).map_err(RuntimeError::from));
         let (principal, made) = tokio::join!(issuing, self.make_zone(hierarchy, spec));
         tracing::debug!(cell = %name, made_in = ?began.elapsed(), "cell made");
         match (principal, made) {
@@ -350,15 +360,48 @@ impl Runtime {
     }
 
     /// The cell's cgroup and, inside it, its init with the namespaces and filesystem view.
+    ///
+    /// The init is the spare one when there is one (and the cell wants its own network),
+    /// else one started now while the cgroup is made; either way it is moved into the
+    /// cgroup before it gets its plan, and a new spare is started afterwards.
     async fn make_zone(
         &self,
         hierarchy: &Arc<Hierarchy>,
         spec: &CellSpec,
     ) -> Result<(Arc<Cgroup>, Zone), RuntimeError> {
         let name = spec.name.clone();
+        let host_network = spec.isolation.network == aurae_runtime::spec::NetworkMode::Host;
+        let spare = if host_network {
+            None
+        } else {
+            self.spare_slot().take()
+        };
+        let supervisor = self.supervisor.clone();
+        let init = async move {
+            match spare {
+                Some(init) => Ok(init),
+                None => {
+                    blocking(move || {
+                        PendingInit::start(&supervisor, host_network).map_err(RuntimeError::from)
+                    })
+                    .await
+                }
+            }
+        };
         let (h, limits, n) = (hierarchy.clone(), spec.limits.clone(), name.clone());
-        let cgroup =
-            Arc::new(blocking(move || h.create(&n, &limits).map_err(RuntimeError::from)).await?);
+        let cgroup = blocking(move || h.create(&n, &limits).map_err(RuntimeError::from));
+        let (cgroup, init) = match tokio::join!(cgroup, init) {
+            (Ok(cgroup), Ok(init)) => (Arc::new(cgroup), init),
+            (Ok(cgroup), Err(e)) => {
+                remove_cgroup(&Arc::new(cgroup)).await;
+                return Err(e);
+            }
+            (Err(e), Ok(init)) => {
+                self.keep_spare(init);
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
+        };
         let plan = InitPlan {
             hostname: spec.hostname.clone().unwrap_or_else(|| {
                 name.labels()
@@ -375,12 +418,16 @@ impl Runtime {
             cli: self.paths.cli.clone(),
             hidden: self.paths.hidden.clone(),
         };
-        let host_network = spec.isolation.network == aurae_runtime::spec::NetworkMode::Host;
-        let (supervisor, procs) = (self.supervisor.clone(), cgroup.procs_files());
+        let placed = cgroup.clone();
         let zone = blocking(move || {
-            Zone::create(&supervisor, &plan, &procs, host_network).map_err(RuntimeError::from)
+            if let Err(e) = placed.add_process(init.pid()) {
+                init.discard();
+                return Err(e.into());
+            }
+            init.configure(&plan).map_err(RuntimeError::from)
         })
         .await;
+        self.refill_spare();
         match zone {
             Ok(zone) => Ok((cgroup, zone)),
             Err(e) => {
@@ -388,6 +435,54 @@ impl Runtime {
                 Err(e)
             }
         }
+    }
+
+    fn spare_slot(&self) -> std::sync::MutexGuard<'_, Option<PendingInit>> {
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts an unused init back as the spare (or kills it when there is one already).
+    fn keep_spare(&self, init: PendingInit) {
+        let mut slot = self.spare_slot();
+        match slot.as_ref() {
+            None if !init.host_network() => *slot = Some(init),
+            _ => init.discard(),
+        }
+    }
+
+    /// Starts a spare init in the background unless one is there or on its way: the next
+    /// cell then skips the fork and exec of its init.
+    fn refill_spare(&self) {
+        if self.spare_slot().is_some() || self.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (supervisor, refilling) = (self.supervisor.clone(), self.refilling.clone());
+        let slot = self.spare.clone();
+        tokio::spawn(async move {
+            // Not at once: the cell that took the spare is usually about to start its
+            // first executable, and a fork and exec beside it would slow that down.
+            tokio::time::sleep(REFILL_DELAY).await;
+            let started =
+                tokio::task::spawn_blocking(move || PendingInit::start(&supervisor, false)).await;
+            match started
+                .map_err(|e| ZoneError::Thread(std::io::Error::other(e)))
+                .and_then(|r| r)
+            {
+                Ok(init) => {
+                    let mut slot = slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match slot.as_ref() {
+                        None => *slot = Some(init),
+                        Some(_) => init.discard(),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot start a spare cell init"),
+            }
+            refilling.store(false, Ordering::Release);
+        });
     }
 
     /// Takes the stored cells back after a start: a cell whose init still runs (the daemon
@@ -805,6 +900,9 @@ async fn remove_cgroup(cgroup: &Arc<Cgroup>) {
         tracing::warn!(error = %e, "cannot remove a failed cell's cgroup");
     }
 }
+
+/// How long after a cell took the spare init a new one is started.
+const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs blocking work (cgroup files, fork, certificates) off the async threads.
 async fn blocking<T: Send + 'static>(

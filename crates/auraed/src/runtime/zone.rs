@@ -156,36 +156,39 @@ fn on_spawn_thread<T: Send>(
     })
 }
 
-impl Zone {
-    /// Makes a cell's namespaces: starts its init inside `cgroup_procs`, waits until it
-    /// has built the cell's filesystem, and returns. Blocks: call it off the socket thread.
-    pub fn create(
-        supervisor: &Supervisor,
-        plan: &InitPlan,
-        cgroup_procs: &[PathBuf],
-        host_network: bool,
-    ) -> Result<Zone, ZoneError> {
-        let unshare = namespaces(host_network);
-        let procs = open_procs(cgroup_procs)?;
-        let plan_json = serde_json::to_string(plan).map_err(|e| ZoneError::Spawn {
-            program: cell_init::ARGV0.to_owned(),
-            reason: e.to_string(),
-        })?;
+/// A cell's init started ahead of its cell: in new pid, mount, uts, ipc and (unless the
+/// host's network is wanted) network namespaces, exec'd, waiting for its plan on stdin.
+///
+/// Starting one (a fork and an exec of this binary) is most of what making a cell costs,
+/// so the runtime keeps one ready. It sits in auraed's own cgroup until a cell claims it:
+/// [`PendingInit::configure`] is called once it was moved into the cell's cgroup, and the
+/// init makes its cgroup namespace only then, rooted at the cell's cgroup. An init whose
+/// daemon died reads the end of its stdin and exits: a spare never outlives its daemon.
+#[derive(Debug)]
+pub struct PendingInit {
+    init: SupervisedChild,
+    plan_in: std::process::ChildStdin,
+    report: BufReader<std::process::ChildStdout>,
+    host_network: bool,
+}
+
+impl PendingInit {
+    /// Starts an init in new namespaces. Blocks for a fork and an exec: call it off the
+    /// socket thread.
+    pub fn start(supervisor: &Supervisor, host_network: bool) -> Result<Self, ZoneError> {
+        let unshare = namespaces(host_network).difference(CloneFlags::CLONE_NEWCGROUP);
         let mut command = Command::new("/proc/self/exe");
         command
             .arg0(cell_init::ARGV0)
-            .arg(plan_json)
             .env_clear()
             .current_dir("/")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // SAFETY: the closure only makes system calls on files opened before the fork
-        // (no allocation, no locks).
+        // SAFETY: the closure makes one system call (no allocation, no locks).
         #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(move || {
-                join_cgroups(&procs)?;
                 nix::sched::unshare(unshare)?;
                 Ok(())
             });
@@ -208,17 +211,46 @@ impl Zone {
                     })
             },
         )?;
-        let report = init
-            .stdout
-            .take()
-            .map(|out| {
-                let mut line = String::new();
-                let _ = BufReader::new(out).read_line(&mut line);
-                line
-            })
-            .unwrap_or_default();
-        if report.trim_end() != "ready" {
+        let (Some(plan_in), Some(report)) = (init.stdin.take(), init.stdout.take()) else {
             let _ = init.signal(nix::sys::signal::Signal::SIGKILL);
+            return Err(ZoneError::Init(
+                "its stdin and stdout are not pipes".to_owned(),
+            ));
+        };
+        Ok(Self {
+            init,
+            plan_in,
+            report: BufReader::new(report),
+            host_network,
+        })
+    }
+
+    /// The init's pid (in auraed's pid namespace), to move it into the cell's cgroup.
+    pub fn pid(&self) -> i32 {
+        self.init.pid()
+    }
+
+    /// Whether it runs in the host's network namespace.
+    pub fn host_network(&self) -> bool {
+        self.host_network
+    }
+
+    /// Gives the init (already in the cell's cgroup) its plan and waits until it has built
+    /// the cell's filesystem view. Kills it if it fails. Blocks.
+    pub fn configure(mut self, plan: &InitPlan) -> Result<Zone, ZoneError> {
+        let sent = serde_json::to_string(plan)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                self.plan_in.write_all(json.as_bytes())?;
+                self.plan_in.write_all(b"\n")?;
+                self.plan_in.flush()
+            });
+        let mut report = String::new();
+        if sent.is_ok() {
+            let _ = self.report.read_line(&mut report);
+        }
+        if report.trim_end() != "ready" {
+            self.discard();
             let why = report
                 .trim_end()
                 .strip_prefix("error: ")
@@ -226,9 +258,16 @@ impl Zone {
                 .to_owned();
             return Err(ZoneError::Init(why));
         }
-        Zone::holding(Init::Child(init), host_network)
+        Zone::holding(Init::Child(self.init), self.host_network)
     }
 
+    /// Kills the init (its cell was never made). The supervisor reaps it.
+    pub fn discard(self) {
+        let _ = self.init.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+impl Zone {
     /// Takes over the namespaces of a cell whose init an earlier daemon started.
     pub fn adopt(
         supervisor: &Supervisor,
