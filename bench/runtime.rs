@@ -46,7 +46,7 @@ const WARMUP: usize = 3;
 /// Cells of section 2.
 const CELLS: usize = 100;
 /// Rounds of section 2: growth of the daemon's RSS from one to the next shows a leak.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 6;
 /// Bytes the workload of section 3 writes, and how many times each sink is measured.
 const LOG_BYTES: u64 = 1_000_000_000;
 const LOG_REPEATS: usize = 3;

@@ -37,6 +37,10 @@ pub struct StoreConfig {
     /// (ENOSPC), so that removals, which free space, and the checkpoint that empties the
     /// log still find room on a full disk. Default 1 MiB.
     pub space_reserve: u64,
+    /// Memory redb may keep as its page cache. Default 16 MiB: redb's own default is
+    /// 1 GiB, which a long-running daemon fills with every page it ever touched; the
+    /// kernel's page cache still holds the rest of the file.
+    pub cache_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -51,6 +55,7 @@ impl Default for StoreConfig {
             get_max: 64 << 20,
             watch_buffer: 1024,
             space_reserve: 1 << 20,
+            cache_bytes: 16 << 20,
         }
     }
 }

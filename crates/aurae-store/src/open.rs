@@ -50,13 +50,18 @@ impl Store {
             ),
             Err(source) => return Err(StoreError::Private { path, source }),
         }
-        let db = Database::create(&path).map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.clone() },
-            source => StoreError::Unopenable {
-                path: path.clone(),
-                source,
-            },
-        })?;
+        let db = Database::builder()
+            .set_cache_size(config.cache_bytes)
+            .create(&path)
+            .map_err(|source| match source {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::Locked { path: path.clone() }
+                }
+                source => StoreError::Unopenable {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
         let db = Arc::new(db);
         let changes = broadcast::channel(config.watch_buffer).0;
         let extents = Arc::new(Extents::open(data_dir)?);

@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
     {
         auraed::runtime::cell_init::main();
     }
+    limit_malloc_arenas();
     let args = match auraed::cli::Args::try_parse() {
         Ok(args) => args,
         // As PID 1 bad flags must not panic the kernel: report them and run on defaults.
@@ -36,4 +37,17 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     auraed::run(args).into()
+}
+
+/// Caps glibc's malloc arenas at two. glibc gives each thread that allocates while
+/// another holds an arena a new one, up to eight per core, and an arena keeps its
+/// fragments for good: under a burst of concurrent cell operations (a blocking thread
+/// each) the daemon's resident size grew with every burst. Two arenas keep it flat.
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; no allocation has raced it yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
