@@ -134,7 +134,7 @@ pub struct Runtime {
     busy: std::sync::Mutex<std::collections::BTreeSet<CellName>>,
     next_executable: AtomicU64,
     /// The init kept ready for the next cell.
-    spare: Arc<std::sync::Mutex<Option<PendingInit>>>,
+    spare: Arc<std::sync::Mutex<Vec<PendingInit>>>,
     /// A spare is being started.
     refilling: Arc<AtomicBool>,
 }
@@ -212,7 +212,7 @@ impl Runtime {
     /// At a clean stop: cells keep running (the next daemon adopts them); with none left,
     /// the runtime's own cgroup roots are removed so that nothing of this daemon stays.
     pub async fn on_shutdown(&self) {
-        if let Some(init) = self.spare_slot().take() {
+        for init in self.spare_slot().drain(..) {
             init.discard();
         }
         if !self.cells.lock().await.is_empty() {
@@ -374,7 +374,7 @@ impl Runtime {
         let spare = if host_network {
             None
         } else {
-            self.spare_slot().take()
+            self.spare_slot().pop()
         };
         let supervisor = self.supervisor.clone();
         let init = async move {
@@ -437,49 +437,59 @@ impl Runtime {
         }
     }
 
-    fn spare_slot(&self) -> std::sync::MutexGuard<'_, Option<PendingInit>> {
+    fn spare_slot(&self) -> std::sync::MutexGuard<'_, Vec<PendingInit>> {
         self.spare
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Puts an unused init back as the spare (or kills it when there is one already).
+    /// Puts an unused init back among the spares (or kills it when they are enough).
     fn keep_spare(&self, init: PendingInit) {
-        let mut slot = self.spare_slot();
-        match slot.as_ref() {
-            None if !init.host_network() => *slot = Some(init),
-            _ => init.discard(),
+        let mut spares = self.spare_slot();
+        if spares.len() < SPARES && !init.host_network() {
+            spares.push(init);
+        } else {
+            init.discard();
         }
     }
 
-    /// Starts a spare init in the background unless one is there or on its way: the next
-    /// cell then skips the fork and exec of its init.
+    /// Starts spare inits in the background until there are [`SPARES`], unless that is
+    /// under way: the next cells then skip the fork and exec of their init.
     fn refill_spare(&self) {
-        if self.spare_slot().is_some() || self.refilling.swap(true, Ordering::AcqRel) {
+        if self.spare_slot().len() >= SPARES || self.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let (supervisor, refilling) = (self.supervisor.clone(), self.refilling.clone());
-        let slot = self.spare.clone();
+        let spares = self.spare.clone();
         tokio::spawn(async move {
             // Not at once: the cell that took the spare is usually about to start its
             // first executable, and a fork and exec beside it would slow that down.
             tokio::time::sleep(REFILL_DELAY).await;
-            let started =
-                tokio::task::spawn_blocking(move || PendingInit::start(&supervisor, false)).await;
-            match started
-                .map_err(|e| ZoneError::Thread(std::io::Error::other(e)))
-                .and_then(|r| r)
-            {
-                Ok(init) => {
-                    let mut slot = slot
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match slot.as_ref() {
-                        None => *slot = Some(init),
-                        Some(_) => init.discard(),
+            loop {
+                let supervisor = supervisor.clone();
+                let started =
+                    tokio::task::spawn_blocking(move || PendingInit::start(&supervisor, false))
+                        .await
+                        .map_err(|e| ZoneError::Thread(std::io::Error::other(e)))
+                        .and_then(|r| r);
+                let init = match started {
+                    Ok(init) => init,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a spare cell init");
+                        break;
                     }
+                };
+                let mut spares = spares
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if spares.len() >= SPARES {
+                    init.discard();
+                    break;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot start a spare cell init"),
+                spares.push(init);
+                if spares.len() >= SPARES {
+                    break;
+                }
             }
             refilling.store(false, Ordering::Release);
         });
@@ -901,7 +911,10 @@ async fn remove_cgroup(cgroup: &Arc<Cgroup>) {
     }
 }
 
-/// How long after a cell took the spare init a new one is started.
+/// How many spare inits are kept: two, so that cells made back to back both find one.
+const SPARES: usize = 2;
+
+/// How long after a cell took a spare init a new one is started.
 const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs blocking work (cgroup files, fork, certificates) off the async threads.
