@@ -307,6 +307,33 @@ impl CertificateAuthority {
         )
     }
 
+    /// Issues the client certificate of a cell's principal. It carries the
+    /// organizational unit [`CELL_UNIT`], which tells the daemon to accept it only while
+    /// the cell lives and only with this serial (a live lookup instead of a revocation
+    /// list that would grow with every cell ever made).
+    pub fn issue_cell(
+        &self,
+        principal: &Principal,
+        validity: Validity,
+    ) -> Result<CertifiedKey, PkiError> {
+        let mut params = CertificateParams::default();
+        let uri = principal
+            .to_uri()
+            .try_into()
+            .map_err(cert_err(format!("cell certificate for {principal}")))?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.distinguished_name = dn(&principal.to_string());
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, CELL_UNIT);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(
+            params,
+            validity,
+            &format!("cell certificate for {principal}"),
+        )
+    }
+
     fn issue(
         &self,
         mut params: CertificateParams,
@@ -420,6 +447,27 @@ pub fn principal_of(cert_der: &[u8]) -> Result<Principal, PkiError> {
         .map_err(PkiError::from)
 }
 
+/// The organizational unit of a cell's certificate (see
+/// [`CertificateAuthority::issue_cell`]).
+pub const CELL_UNIT: &str = "aurae cell";
+
+/// The serial of a cell's certificate, `None` for any other certificate (or one that
+/// does not parse).
+pub fn cell_serial_of(cert_der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let is_cell = cert
+        .subject()
+        .iter_organizational_unit()
+        .any(|unit| unit.as_str() == Ok(CELL_UNIT));
+    is_cell.then(|| cert.raw_serial().to_vec())
+}
+
+/// [`cell_serial_of`] for a PEM certificate (as a cell's `cert.pem` holds it).
+pub fn cell_serial_of_pem(pem: &[u8]) -> Option<Vec<u8>> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    cell_serial_of(&pem.contents)
+}
+
 /// Test support: node names for tests of other modules.
 #[cfg(test)]
 pub(crate) fn test_names() -> NodeNames {
@@ -473,5 +521,28 @@ mod tests {
         let err = CertificateAuthority::load(&paths).err().expect("refused");
         assert!(matches!(err, PkiError::KeyTooOpen(_)), "{err}");
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn only_a_cell_certificate_has_a_cell_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path().join("pki"));
+        let names = test_names();
+        let ca = init_server_material(&paths, &names, Overwrite::Refuse).unwrap();
+        let principal = names.principal("web".parse().unwrap());
+        let cell = ca.issue_cell(&principal, Validity::days(1)).unwrap();
+        let der = pem_der(&cell.cert_pem);
+        assert_eq!(cell_serial_of(&der), Some(cell.serial.clone()));
+        assert_eq!(principal_of(&der).unwrap(), principal);
+        let client = ca.issue_client(&principal, Validity::days(1)).unwrap();
+        assert_eq!(cell_serial_of(&pem_der(&client.cert_pem)), None);
+        assert_eq!(cell_serial_of(b"not a certificate"), None);
+    }
+
+    fn pem_der(pem: &str) -> Vec<u8> {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents
     }
 }

@@ -421,12 +421,45 @@ async fn a_freed_cells_certificate_is_refused() {
         layout.aurae(&all)
     };
     ok(&as_cell(&["cell", "ls"]));
+    // A connection the cell opened before it was freed.
+    let identity = aurae_client::Identity {
+        ca_cert: saved.join("ca.pem"),
+        client_cert: saved.join("cert.pem"),
+        client_key: saved.join("key.pem"),
+    };
+    let channel = aurae_client::connect_mtls(&layout.sock, &identity)
+        .await
+        .unwrap();
+    let mut open = CellsClient::new(channel);
+    open.list(pb::ListCellsRequest {}).await.unwrap();
+    let pki_files = || {
+        ["issued.toml", "ca.crl"].map(|f| std::fs::read(layout.pki_dir.join(f)).unwrap_or_default())
+    };
+    let pki_before = pki_files();
     ok(&layout.aurae(&["cell", "free", "gone"]));
-    let refused = as_cell(&["status"]);
+    let refused_open = open.list(pb::ListCellsRequest {}).await;
+    assert!(
+        refused_open.is_err(),
+        "an open connection of a freed cell still works"
+    );
+    let refused = as_cell(&["cell", "ls"]);
     assert!(
         !refused.status.success(),
         "a freed cell's certificate still works"
     );
+    assert!(
+        text(&refused.stderr).contains("stopped working when its cell was freed"),
+        "{}",
+        text(&refused.stderr)
+    );
+    // A cell allocated again under the same name gets a certificate of its own; the old
+    // one stays refused.
+    allocate(layout, &["gone"]);
+    assert!(!as_cell(&["cell", "ls"]).status.success());
+    ok(&layout.aurae(&["exec", "gone", "--", "aurae", "cell", "ls"]));
+    ok(&layout.aurae(&["cell", "free", "gone"]));
+    // Cells leave no trace in the ledger or the revocation list: neither grows with them.
+    assert_eq!(pki_files(), pki_before, "the ledger or the CRL changed");
 }
 
 #[tokio::test]

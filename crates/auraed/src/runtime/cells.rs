@@ -18,6 +18,7 @@ use aurae_runtime::spec::{CellName, CellSpec, ExecutableName, ExecutableSpec};
 use tokio::sync::Mutex;
 
 use super::cell_init::InitPlan;
+use super::credentials::CellCredentials;
 use super::error::RuntimeError;
 use super::executable::{ExecutableHandle, Launch};
 use super::identity;
@@ -126,6 +127,8 @@ pub struct Runtime {
     supervisor: Supervisor,
     pki: PkiPaths,
     reload: MaterialReload,
+    /// The live cells' certificates.
+    credentials: CellCredentials,
     paths: RuntimePaths,
     log_config: LogConfig,
     records: Records,
@@ -177,7 +180,13 @@ impl Runtime {
             next_executable: AtomicU64::new(1),
             spare: Arc::default(),
             refilling: Arc::default(),
+            credentials: CellCredentials::default(),
         }
+    }
+
+    /// Which cell certificates work now, for the authorization layer.
+    pub fn credentials(&self) -> CellCredentials {
+        self.credentials.clone()
     }
 
     fn hierarchy(&self) -> Result<Arc<Hierarchy>, RuntimeError> {
@@ -332,17 +341,20 @@ impl Runtime {
         blocking(move || identity::prepare(&prepared).map_err(RuntimeError::from)).await?;
         let (pki, n, d) = (self.pki.clone(), name.clone(), dir.clone());
         let issuing = blocking(move || identity::issue(&pki, &n, &d).map_err(RuntimeError::from));
-        let (principal, made) = tokio::join!(issuing, self.make_zone(hierarchy, spec));
+        let (issued, made) = tokio::join!(issuing, self.make_zone(hierarchy, spec));
         tracing::debug!(cell = %name, made_in = ?began.elapsed(), "cell made");
-        match (principal, made) {
-            (Ok(principal), Ok((cgroup, zone))) => Ok(Cell {
-                spec: spec.clone(),
-                principal,
-                cgroup,
-                zone: Arc::new(zone),
-                executables: std::sync::Mutex::new(BTreeMap::new()),
-            }),
-            (principal, made) => {
+        match (issued, made) {
+            (Ok((principal, serial)), Ok((cgroup, zone))) => {
+                self.credentials.insert(principal.clone(), serial);
+                Ok(Cell {
+                    spec: spec.clone(),
+                    principal,
+                    cgroup,
+                    zone: Arc::new(zone),
+                    executables: std::sync::Mutex::new(BTreeMap::new()),
+                })
+            }
+            (issued, made) => {
                 if let Ok((cgroup, zone)) = &made {
                     remove_cgroup(cgroup).await;
                     zone.wait_init().await;
@@ -354,7 +366,7 @@ impl Runtime {
                     identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)
                 })
                 .await;
-                Err(principal.and(made.map(|_| ())).unwrap_err())
+                Err(issued.and(made.map(|_| ())).unwrap_err())
             }
         }
     }
@@ -572,9 +584,15 @@ impl Runtime {
         let (cell, how) = match adopted {
             Some((cgroup, zone)) => {
                 let (pki, n) = (self.pki.clone(), name.clone());
-                let principal =
-                    blocking(move || identity::principal_of(&pki, &n).map_err(RuntimeError::from))
-                        .await?;
+                let dir = self.identity_dir(&name);
+                let (principal, serial) = blocking(move || {
+                    let principal = identity::principal_of(&pki, &n)?;
+                    Ok((principal, identity::serial_in(&dir)))
+                })
+                .await?;
+                if let Some(serial) = serial {
+                    self.credentials.insert(principal.clone(), serial);
+                }
                 let cell = Cell {
                     spec,
                     principal,
@@ -665,6 +683,9 @@ impl Runtime {
     }
 
     async fn tear_down(&self, cell: &Arc<Cell>) -> Result<(), RuntimeError> {
+        // First of all: from now on the cell's certificate is refused, and the open
+        // connections made with it are closed.
+        self.credentials.remove(&cell.principal);
         let executables = cell.executables();
         // Stop the tasks from restarting anything, then kill the cgroup whole.
         for exe in &executables {
@@ -683,9 +704,12 @@ impl Runtime {
             cell.principal.clone(),
             self.identity_dir(&cell.spec.name),
         );
-        blocking(move || identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from))
-            .await?;
-        self.reload.now().await;
+        let published =
+            blocking(move || identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from))
+                .await?;
+        if published {
+            self.reload.now().await;
+        }
         let logs = self.paths.logs.join(cell.spec.name.relative_path());
         let _ = tokio::fs::remove_dir_all(&logs).await;
         self.records.remove_cell(&cell.spec.name).await?;

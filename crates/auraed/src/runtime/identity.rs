@@ -1,7 +1,7 @@
 //! A cell's own identity: a client certificate for `<cell>@<peer>@<domain>` issued by the
 //! node's CA, with the CA certificate and a client config, in a directory the cell sees
-//! read-only at `/run/aurae/`. Freeing the cell revokes the certificate (the revocation
-//! list the daemon checks every connection against) and deletes the directory.
+//! read-only at `/run/aurae/`. The certificate works only while the cell lives
+//! ([`super::credentials`]); freeing the cell deletes the directory.
 //!
 //! It must never hand a cell anything of the CA but its certificate.
 
@@ -10,7 +10,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aurae_core::config::ClientConfig;
-use aurae_core::ledger::{CertKind, Ledger};
+use aurae_core::ledger::Ledger;
 use aurae_core::name::{EntityName, Principal};
 use aurae_core::pki::{CertificateAuthority, NodeNames, PkiError, PkiPaths, Validity};
 use aurae_runtime::spec::CellName;
@@ -21,7 +21,8 @@ pub const CELL_IDENTITY_DIR: &str = "/run/aurae";
 pub const CELL_CONFIG: &str = "/run/aurae/config.toml";
 
 /// Serializes this daemon's changes to the ledger of issued certificates (a file that is
-/// read, changed and written back).
+/// read, changed and written back); only revocation of an older daemon's cell
+/// certificates changes it now.
 static LEDGER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// How long a cell's certificate is valid; freeing the cell revokes it long before.
@@ -80,21 +81,21 @@ pub fn prepare(dir: &Path) -> Result<(), IdentityError> {
 }
 
 /// Issues the cell's certificate into the directory [`prepare`] made. Returns the
-/// principal. Blocking.
+/// principal and the certificate's serial, which [`super::credentials`] accepts while the
+/// cell lives. Blocking.
 ///
-/// The files are not synced: they live as long as the cell's init, and a host that
-/// crashes makes every cell anew, with a new certificate. The ledger entry, which
-/// revocation depends on, is durable before the certificate is handed out.
-pub fn issue(pki: &PkiPaths, cell: &CellName, dir: &Path) -> Result<Principal, IdentityError> {
+/// Nothing is recorded in the ledger or ever put on the revocation list: the certificate
+/// works only while the live lookup knows it. The files are not synced: they live as
+/// long as the cell's init, and a host that crashes makes every cell anew, with a new
+/// certificate.
+pub fn issue(
+    pki: &PkiPaths,
+    cell: &CellName,
+    dir: &Path,
+) -> Result<(Principal, Vec<u8>), IdentityError> {
     let principal = principal_of(pki, cell)?;
     let ca = CertificateAuthority::load(pki)?;
-    let cert = ca.issue_client(&principal, Validity::days(VALIDITY_DAYS))?;
-    {
-        let _ledger = LEDGER
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ledger::record(pki, cert.issued(CertKind::Client, principal.to_string()))?;
-    }
+    let cert = ca.issue_cell(&principal, Validity::days(VALIDITY_DAYS))?;
     write_new(&dir.join("key.pem"), cert.key_pem.as_bytes(), 0o600)?;
     write_new(&dir.join("cert.pem"), cert.cert_pem.as_bytes(), 0o644)?;
     write_new(&dir.join("ca.pem"), ca.cert_pem().as_bytes(), 0o644)?;
@@ -112,7 +113,14 @@ pub fn issue(pki: &PkiPaths, cell: &CellName, dir: &Path) -> Result<Principal, I
         source: std::io::Error::other(e),
     })?;
     write_new(&config_path, text.as_bytes(), 0o644)?;
-    Ok(principal)
+    Ok((principal, cert.serial))
+}
+
+/// The serial of the cell certificate in `dir` (to accept it again after a restart of
+/// the daemon); `None` when there is none, or it is not a cell certificate (one an older
+/// daemon issued, which the ledger still revokes).
+pub fn serial_in(dir: &Path) -> Option<Vec<u8>> {
+    aurae_core::pki::cell_serial_of_pem(&fs::read(dir.join("cert.pem")).ok()?)
 }
 
 /// Writes a file that must not exist yet with exactly `mode`.
@@ -130,18 +138,25 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> 
     file.write_all(bytes).map_err(io_at(path))
 }
 
-/// Revokes every certificate of the cell's principal and deletes its directory. Blocking.
-pub fn revoke(pki: &PkiPaths, principal: &Principal, dir: &Path) -> Result<(), IdentityError> {
-    let _ledger = LEDGER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut ledger = Ledger::load(pki)?;
-    if !ledger.revoke(principal).is_empty() {
-        let ca = CertificateAuthority::load(pki)?;
-        ledger.publish_crl(&ca, pki)?;
-    }
+/// Deletes the cell's identity directory, and revokes the certificates of its principal
+/// that the ledger holds: only ones an older daemon issued to the cell (a cell
+/// certificate of now is stopped by [`super::credentials`] instead). Returns whether a
+/// new revocation list was published, which the daemon must then load. Blocking.
+pub fn revoke(pki: &PkiPaths, principal: &Principal, dir: &Path) -> Result<bool, IdentityError> {
+    let published = {
+        let _ledger = LEDGER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ledger = Ledger::load(pki)?;
+        let revoked = !ledger.revoke(principal).is_empty();
+        if revoked {
+            let ca = CertificateAuthority::load(pki)?;
+            ledger.publish_crl(&ca, pki)?;
+        }
+        revoked
+    };
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(io_at(dir))?;
     }
-    Ok(())
+    Ok(published)
 }

@@ -11,6 +11,8 @@ pub mod cell_init;
 pub mod cells;
 /// Wire messages to specs and back.
 mod convert;
+/// Which cell certificates work now (a live lookup, not a revocation list).
+pub mod credentials;
 /// The capability's errors and their gRPC status.
 pub mod error;
 /// One executable's life: restarts, stop, signals.

@@ -21,6 +21,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use super::registry::{Access, Capability, CapabilityRegistry};
+use crate::runtime::credentials::CellCredentials;
 use std::sync::Arc;
 
 /// Why a request was refused, before it reached a service.
@@ -102,16 +103,27 @@ pub fn authorize(
 }
 
 /// The principal the connection's client certificate named (read once per connection)
-/// and its role on this node.
-pub fn principal_of_connection(extensions: &http::Extensions) -> Result<(Principal, Role), Denial> {
+/// and its role on this node. A cell's certificate names its principal only while the
+/// cell lives, and only the certificate the cell was last given.
+pub fn principal_of_connection(
+    extensions: &http::Extensions,
+    cells: &CellCredentials,
+) -> Result<(Principal, Role), Denial> {
     let connection = extensions
         .get::<ConnectionPrincipal>()
         .ok_or_else(|| Denial::Unauthenticated("no client certificate".to_owned()))?;
-    connection
+    let principal = connection
         .get()
-        .cloned()
-        .map(|principal| (principal, connection.role()))
-        .map_err(|why| Denial::Unauthenticated(why.to_owned()))
+        .map_err(|why| Denial::Unauthenticated(why.to_owned()))?;
+    if let Some(serial) = &connection.connection().info().cell_serial
+        && !cells.is_live(principal, serial)
+    {
+        return Err(Denial::Unauthenticated(format!(
+            "the certificate of cell principal {principal} stopped working when its cell \
+             was freed (or allocated again with a new one)"
+        )));
+    }
+    Ok((principal.clone(), connection.role()))
 }
 
 /// A response body that keeps its request counted as in flight on its connection until
@@ -145,12 +157,14 @@ impl http_body::Body for TrackedBody {
 #[derive(Debug, Clone)]
 pub struct AuthzLayer {
     registry: Arc<CapabilityRegistry>,
+    cells: CellCredentials,
 }
 
 impl AuthzLayer {
-    /// A layer deciding with `registry`'s enabled set.
-    pub fn new(registry: Arc<CapabilityRegistry>) -> Self {
-        Self { registry }
+    /// A layer deciding with `registry`'s enabled set, and `cells` for which cell
+    /// certificates still work.
+    pub fn new(registry: Arc<CapabilityRegistry>, cells: CellCredentials) -> Self {
+        Self { registry, cells }
     }
 }
 
@@ -161,6 +175,7 @@ impl<S> Layer<S> for AuthzLayer {
         Authz {
             inner,
             registry: self.registry.clone(),
+            cells: self.cells.clone(),
         }
     }
 }
@@ -170,6 +185,7 @@ impl<S> Layer<S> for AuthzLayer {
 pub struct Authz<S> {
     inner: S,
     registry: Arc<CapabilityRegistry>,
+    cells: CellCredentials,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -189,8 +205,8 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let decision =
-            principal_of_connection(request.extensions()).and_then(|(principal, role)| {
+        let decision = principal_of_connection(request.extensions(), &self.cells).and_then(
+            |(principal, role)| {
                 let registry = &self.registry;
                 authorize(
                     &principal,
@@ -200,7 +216,8 @@ where
                     |capability| registry.is_enabled(capability),
                 )
                 .map(|()| (principal, role))
-            });
+            },
+        );
         match decision {
             Ok((principal, role)) => {
                 let in_flight = request
@@ -331,7 +348,8 @@ mod tests {
 
     #[test]
     fn a_connection_without_certificates_has_no_principal() {
-        let denial = principal_of_connection(&http::Extensions::new()).unwrap_err();
+        let denial = principal_of_connection(&http::Extensions::new(), &CellCredentials::default())
+            .unwrap_err();
         assert!(matches!(denial, Denial::Unauthenticated(_)));
     }
 }

@@ -89,6 +89,9 @@ pub struct ConnectionInfo {
     pub principal: Option<Principal>,
     /// The client's leaf certificate (DER), for revocation by serial or fingerprint.
     pub certificate: CertificateDer<'static>,
+    /// The serial of a cell's certificate (accepted only while the cell lives); `None`
+    /// for any other certificate.
+    pub cell_serial: Option<Vec<u8>>,
     /// The principal's role on this node.
     pub role: Role,
     /// When the handshake completed.
@@ -192,6 +195,7 @@ impl ConnectionRegistry {
         let state = Arc::new(ConnectionState::new(ConnectionInfo {
             id,
             principal,
+            cell_serial: aurae_core::pki::cell_serial_of(&certificate),
             certificate,
             role,
             opened: Instant::now(),

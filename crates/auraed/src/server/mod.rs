@@ -122,7 +122,10 @@ async fn serving_router(
         .initial_stream_window_size(window)
         .initial_connection_window_size(window.saturating_mul(4))
         .max_concurrent_streams(daemon.config.server.max_concurrent_streams)
-        .layer(authz::AuthzLayer::new(daemon.capabilities.clone()))
+        .layer(authz::AuthzLayer::new(
+            daemon.capabilities.clone(),
+            daemon.runtime.credentials(),
+        ))
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming(rx), shutdown)
         .await?;

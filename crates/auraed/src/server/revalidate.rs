@@ -15,14 +15,23 @@ use rustls::pki_types::UnixTime;
 use super::connections::ConnectionRegistry;
 use super::material::Mode;
 use crate::context::Daemon;
+use crate::runtime::credentials::CellCredentials;
 
 /// Watches the daemon's mode until `shutdown` and closes what the new material refuses.
 pub async fn on_material_change(daemon: Arc<Daemon>, shutdown: impl Future<Output = ()>) {
     let mut mode = daemon.mode.clone();
     tokio::pin!(shutdown);
+    let credentials = daemon.runtime.credentials();
     loop {
         tokio::select! {
             changed = mode.changed() => if changed.is_err() { return },
+            () = credentials.removed() => {
+                let closed = close_freed_cells(&daemon.connections, &credentials);
+                if closed > 0 {
+                    tracing::info!(closed, "closed connections of freed cells");
+                }
+                continue;
+            }
             () = &mut shutdown => return,
         }
         let serving = matches!(*mode.borrow_and_update(), Mode::Serving(_));
@@ -34,6 +43,16 @@ pub async fn on_material_change(daemon: Arc<Daemon>, shutdown: impl Future<Outpu
             );
         }
     }
+}
+
+/// Closes every connection made with a cell certificate whose cell no longer lives (or
+/// was allocated again, with a new certificate); returns how many.
+pub fn close_freed_cells(connections: &ConnectionRegistry, credentials: &CellCredentials) -> usize {
+    connections.close_where(|info| match (&info.cell_serial, &info.principal) {
+        (Some(serial), Some(principal)) => !credentials.is_live(principal, serial),
+        (Some(_), None) => true,
+        (None, _) => false,
+    })
 }
 
 /// Closes every connection whose certificate the material of `pki` refuses (all of them
