@@ -140,6 +140,8 @@ pub struct Runtime {
     spare: Arc<std::sync::Mutex<Vec<PendingInit>>>,
     /// A spare is being started.
     refilling: Arc<AtomicBool>,
+    /// When a cell was last made, started in or freed.
+    activity: Arc<Activity>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -180,6 +182,7 @@ impl Runtime {
             next_executable: AtomicU64::new(1),
             spare: Arc::default(),
             refilling: Arc::default(),
+            activity: Arc::new(Activity::new()),
             credentials: CellCredentials::default(),
         }
     }
@@ -256,6 +259,7 @@ impl Runtime {
 
     /// Creates a cell.
     pub async fn allocate(&self, scope: &Scope, spec: CellSpec) -> Result<Arc<Cell>, RuntimeError> {
+        self.activity.mark();
         let name = spec.name.clone();
         if !scope.covers(&name) || *scope == Scope::Cell(name.clone()) {
             return Err(RuntimeError::Denied(name.to_string()));
@@ -473,10 +477,12 @@ impl Runtime {
         }
         let (supervisor, refilling) = (self.supervisor.clone(), self.refilling.clone());
         let spares = self.spare.clone();
+        let quiet = self.activity.clone();
         tokio::spawn(async move {
-            // Not at once: the cell that took the spare is usually about to start its
-            // first executable, and a fork and exec beside it would slow that down.
-            tokio::time::sleep(REFILL_DELAY).await;
+            // Not while cells are being made or started: a fork and exec beside them
+            // would slow them down (the cell that took the spare is usually about to
+            // start its first executable).
+            quiet.wait_quiet(REFILL_DELAY).await;
             loop {
                 let supervisor = supervisor.clone();
                 let started =
@@ -683,6 +689,7 @@ impl Runtime {
     }
 
     async fn tear_down(&self, cell: &Arc<Cell>) -> Result<(), RuntimeError> {
+        self.activity.mark();
         // First of all: from now on the cell's certificate is refused, and the open
         // connections made with it are closed.
         self.credentials.remove(&cell.principal);
@@ -755,6 +762,7 @@ impl Runtime {
         spec: ExecutableSpec,
     ) -> Result<Arc<ExecutableHandle>, RuntimeError> {
         spec.validate()?;
+        self.activity.mark();
         let cell = self.cell(scope, cell_name).await?;
         if cell.executable(&spec.name).is_some() {
             return Err(RuntimeError::Exists(format!("{cell_name}/{}", spec.name)));
@@ -938,7 +946,47 @@ async fn remove_cgroup(cgroup: &Arc<Cgroup>) {
 /// How many spare inits are kept: two, so that cells made back to back both find one.
 const SPARES: usize = 2;
 
-/// How long after a cell took a spare init a new one is started.
+/// The last time the runtime made, started in or freed a cell, so that background work
+/// waits for a quiet moment.
+#[derive(Debug)]
+struct Activity {
+    epoch: std::time::Instant,
+    /// Milliseconds since `epoch`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn mark(&self) {
+        self.last.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Returns once nothing happened for `quiet`.
+    async fn wait_quiet(&self, quiet: std::time::Duration) {
+        let quiet_ms = u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            let since = self
+                .now_ms()
+                .saturating_sub(self.last.load(Ordering::Relaxed));
+            if since >= quiet_ms {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(quiet_ms - since)).await;
+        }
+    }
+}
+
+/// How long the runtime must be quiet before a spare init is started.
 const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs blocking work (cgroup files, fork, certificates) off the async threads.
