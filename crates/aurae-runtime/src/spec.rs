@@ -411,6 +411,11 @@ pub struct ExecutableSpec {
     /// Keep its stdin open for input through the API (otherwise it reads `/dev/null`).
     #[serde(default)]
     pub stdin: bool,
+    /// Set `no_new_privs` before exec, so that neither it nor its children can gain
+    /// privileges through setuid programs or file capabilities (an OCI bundle's
+    /// `process.noNewPrivileges`).
+    #[serde(default)]
+    pub no_new_privileges: bool,
 }
 
 impl ExecutableSpec {

@@ -707,7 +707,7 @@ async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
         &[
             "sh",
             "-c",
-            "echo hello from $(hostname); ls /; touch /x 2>&1; exit 5",
+            "echo hello from $(hostname); ls /; touch /x 2>&1; grep NoNewPrivs /proc/self/status; exit 5",
         ],
     );
     let out = layout.aurae(&["run", "--bundle", bundle.to_str().unwrap(), "ocibox"]);
@@ -718,6 +718,11 @@ async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
     assert!(
         stdout.contains("Read-only file system"),
         "root.readonly was applied: {stdout}"
+    );
+    // runc's spec asks for noNewPrivileges, and it is applied.
+    assert!(
+        stdout.contains("NoNewPrivs:\t1"),
+        "noNewPrivileges was applied: {stdout}"
     );
     let exe = executable_json(layout, "ocibox", "main");
     assert_eq!(exe["exit_code"], 5, "{exe:#}");

@@ -312,6 +312,7 @@ fn qtest_records() -> (String, String) {
         rlimits: Vec::new(),
         tty: false,
         stdin: false,
+        no_new_privileges: false,
     };
     (
         serde_json::to_string(&cell).unwrap(),

@@ -47,7 +47,6 @@
 //!   `process.consoleSize` likewise.
 //! - `process.capabilities`: aurae does not drop capabilities yet; the process keeps every
 //!   capability of its user (root, in runc's default, holds all of them).
-//! - `process.noNewPrivileges: true`: no_new_privs is not set yet.
 //! - The mounts of `/dev` (tmpfs), `/dev/pts` (devpts), `/dev/mqueue` (mqueue), `/sys`
 //!   (sysfs) and `/sys/fs/cgroup` (cgroup, cgroup2): the runtime sets up the cell's `/dev`,
 //!   `/proc` and `/tmp` itself; these are skipped. Only at exactly these destinations;

@@ -66,6 +66,7 @@ pub(crate) fn translate(
         // A bundle's terminal is reported in `Bundle::terminal`; its output is logged.
         tty: false,
         stdin: false,
+        no_new_privileges: process.no_new_privileges() == Some(true),
     };
     executable.validate()?;
     Ok(Translated {
@@ -143,12 +144,6 @@ fn note_unenforced(process: &Process, not_applied: &mut Vec<NotApplied>) {
         not_applied.push(NotApplied::new(
             "process.capabilities",
             "aurae does not drop capabilities yet; the process keeps every capability of its user",
-        ));
-    }
-    if process.no_new_privileges() == Some(true) {
-        not_applied.push(NotApplied::new(
-            "process.noNewPrivileges",
-            "aurae does not set no_new_privs yet; setuid programs can still gain privileges",
         ));
     }
     if process.terminal() == Some(true) {

@@ -98,7 +98,6 @@ fn runc_spec_default_bundle_translates() {
         not_applied,
         [
             "process.capabilities",
-            "process.noNewPrivileges",
             "process.terminal",
             "mounts[1]",
             "mounts[2]",

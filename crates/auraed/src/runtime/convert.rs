@@ -194,6 +194,7 @@ pub fn executable_spec(
         rlimits: Vec::new(),
         tty: spec.tty,
         stdin: spec.stdin || spec.tty,
+        no_new_privileges: false,
     };
     exe.validate()?;
     Ok(exe)

@@ -345,6 +345,7 @@ impl Zone {
         let uid = exe.uid.map(Uid::from_raw);
         let gid = exe.gid.map(Gid::from_raw);
         let rlimits = exe.rlimits.clone();
+        let no_new_privileges = exe.no_new_privileges;
         let pidfd: OwnedFd = self
             .pidfd
             .try_clone()
@@ -371,6 +372,9 @@ impl Zone {
                 }
                 for limit in &rlimits {
                     set_rlimit(limit)?;
+                }
+                if no_new_privileges {
+                    nix::sys::prctl::set_no_new_privs()?;
                 }
                 Ok(())
             });
