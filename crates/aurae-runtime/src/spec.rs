@@ -343,6 +343,15 @@ pub struct CellSpec {
     pub mounts: Vec<Mount>,
     /// The hostname inside the cell; the cell's last label when unset.
     pub hostname: Option<String>,
+    /// Paths inside the cell hidden from its processes (an empty read-only directory, or
+    /// `/dev/null` over a file), as an OCI bundle's `linux.maskedPaths`: `/proc/kcore` and
+    /// the like. Missing ones are skipped.
+    #[serde(default)]
+    pub masked_paths: Vec<AbsolutePath>,
+    /// Paths inside the cell made read-only (`linux.readonlyPaths`: `/proc/sys` and the
+    /// like). Missing ones are skipped.
+    #[serde(default)]
+    pub readonly_paths: Vec<AbsolutePath>,
 }
 
 /// When an executable that exited is started again.

@@ -707,7 +707,9 @@ async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
         &[
             "sh",
             "-c",
-            "echo hello from $(hostname); ls /; touch /x 2>&1; grep NoNewPrivs /proc/self/status; exit 5",
+            "echo hello from $(hostname); ls /; touch /x 2>&1; grep NoNewPrivs /proc/self/status; \
+             echo timer_list=$(wc -c < /proc/timer_list) firmware=$(ls /sys/firmware | wc -l); \
+             echo x > /proc/sys/kernel/domainname || echo proc-sys-read-only; exit 5",
         ],
     );
     let out = layout.aurae(&["run", "--bundle", bundle.to_str().unwrap(), "ocibox"]);
@@ -719,10 +721,18 @@ async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
         stdout.contains("Read-only file system"),
         "root.readonly was applied: {stdout}"
     );
-    // runc's spec asks for noNewPrivileges, and it is applied.
+    // runc's spec asks for noNewPrivileges, maskedPaths and readonlyPaths: all applied.
     assert!(
         stdout.contains("NoNewPrivs:\t1"),
         "noNewPrivileges was applied: {stdout}"
+    );
+    assert!(
+        stdout.contains("timer_list=0 firmware=0"),
+        "maskedPaths were applied: {stdout}"
+    );
+    assert!(
+        stdout.contains("proc-sys-read-only"),
+        "readonlyPaths were applied: {stdout}"
     );
     let exe = executable_json(layout, "ocibox", "main");
     assert_eq!(exe["exit_code"], 5, "{exe:#}");

@@ -298,6 +298,8 @@ fn qtest_records() -> (String, String) {
             bind("/sys/fs/cgroup", "/sys/fs/cgroup", true),
         ],
         hostname: None,
+        masked_paths: Vec::new(),
+        readonly_paths: Vec::new(),
     };
     let script = ExecutableSpec {
         name: "script".parse().unwrap(),

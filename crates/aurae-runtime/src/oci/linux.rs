@@ -9,36 +9,9 @@ use oci_spec::runtime::{
 
 use super::NotApplied;
 use super::error::OciError;
-use crate::spec::{CpuLimits, IdMapping, Isolation, Limits, MemoryLimits, NetworkMode};
-
-/// The paths that `runc spec`, Docker and Podman mask by default (`linux.maskedPaths`).
-pub const DEFAULT_MASKED_PATHS: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/interrupts",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/sys/devices/virtual/powercap",
-    "/sys/firmware",
-    "/sys/fs/selinux",
-    "/sys/dev/block",
-];
-
-/// The paths that `runc spec`, Docker and Podman make read-only by default
-/// (`linux.readonlyPaths`).
-pub const DEFAULT_READONLY_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+use crate::spec::{
+    AbsolutePath, CpuLimits, IdMapping, Isolation, Limits, MemoryLimits, NetworkMode,
+};
 
 /// The namespaces every cell gets, whether the bundle lists them or not.
 const ALWAYS: &[(LinuxNamespaceType, &str)] = &[
@@ -52,6 +25,8 @@ const ALWAYS: &[(LinuxNamespaceType, &str)] = &[
 pub(crate) struct Translated {
     pub(crate) isolation: Isolation,
     pub(crate) limits: Limits,
+    pub(crate) masked_paths: Vec<AbsolutePath>,
+    pub(crate) readonly_paths: Vec<AbsolutePath>,
 }
 
 /// Translates `linux`; a bundle without it shares every namespace with the host, which
@@ -68,26 +43,19 @@ pub(crate) fn translate(
         )
     })?;
     refuse_unenforceable(linux)?;
-    check_paths(
-        "linux.maskedPaths",
-        linux.masked_paths().as_deref(),
-        DEFAULT_MASKED_PATHS,
-        "masked",
-        not_applied,
-    )?;
-    check_paths(
-        "linux.readonlyPaths",
-        linux.readonly_paths().as_deref(),
-        DEFAULT_READONLY_PATHS,
-        "made read-only",
-        not_applied,
-    )?;
+    let masked_paths = translate_paths("linux.maskedPaths", linux.masked_paths().as_deref())?;
+    let readonly_paths = translate_paths("linux.readonlyPaths", linux.readonly_paths().as_deref())?;
     let isolation = translate_namespaces(linux)?;
     let limits = match linux.resources() {
         Some(resources) => translate_resources(resources, not_applied)?,
         None => Limits::default(),
     };
-    Ok(Translated { isolation, limits })
+    Ok(Translated {
+        isolation,
+        limits,
+        masked_paths,
+        readonly_paths,
+    })
 }
 
 fn refuse_unenforceable(linux: &Linux) -> Result<(), OciError> {
@@ -157,37 +125,22 @@ fn refuse_unenforceable(linux: &Linux) -> Result<(), OciError> {
 
 /// Accepts a masked or read-only path list made only of the well-known defaults, which
 /// aurae records as not applied; any other path is refused.
-fn check_paths(
-    field: &str,
-    paths: Option<&[String]>,
-    defaults: &[&str],
-    what: &str,
-    not_applied: &mut Vec<NotApplied>,
-) -> Result<(), OciError> {
-    let paths = paths.unwrap_or_default();
-    if let Some((i, path)) = paths
+/// The paths of `linux.maskedPaths` or `linux.readonlyPaths`, each absolute and without
+/// `..`.
+fn translate_paths(field: &str, paths: Option<&[String]>) -> Result<Vec<AbsolutePath>, OciError> {
+    paths
+        .unwrap_or_default()
         .iter()
         .enumerate()
-        .find(|(_, p)| !defaults.contains(&p.as_str()))
-    {
-        return Err(OciError::unsupported(
-            format!("{field}[{i}]"),
-            format!(
-                "'{path}' is not one of the default paths aurae accepts; aurae does not \
-                 mask or protect paths of its own choosing"
-            ),
-        ));
-    }
-    if !paths.is_empty() {
-        not_applied.push(NotApplied::new(
-            field,
-            format!(
-                "the default paths are not {what}; the cell's own procfs and sysfs \
-                 show what its namespaces allow"
-            ),
-        ));
-    }
-    Ok(())
+        .map(|(i, path)| {
+            AbsolutePath::parse("path", path).map_err(|_| {
+                OciError::invalid(
+                    format!("{field}[{i}]"),
+                    format!("'{path}' must be an absolute path without '..'"),
+                )
+            })
+        })
+        .collect()
 }
 
 fn translate_namespaces(linux: &Linux) -> Result<Isolation, OciError> {

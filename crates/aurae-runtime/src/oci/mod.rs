@@ -34,6 +34,7 @@
 //! | `linux.resources.cpu.cpus` | [`Limits::cpuset`] |
 //! | `linux.resources.pids.limit` | [`Limits::pids_max`] |
 //! | `linux.resources.blockIO.weight` (10-1000) | [`Limits::io_weight`] = 1 + (weight - 10) * 9999 / 990 |
+//! | `linux.maskedPaths` / `linux.readonlyPaths` | [`CellSpec::masked_paths`] / [`CellSpec::readonly_paths`] (absolute, no `..`) |
 //! | `annotations` | ignored: the spec defines them as metadata |
 //!
 //! A limit of -1 (or 0 where runc reads 0 as unset) leaves the limit unset, so the cell
@@ -56,8 +57,6 @@
 //!   `nodiratime`, `mode=`, and propagation flags.
 //! - `linux.resources.devices` made only of deny-every-device rules: no device cgroup is
 //!   set; the cell's minimal `/dev` holds the only devices it sees.
-//! - `linux.maskedPaths` / `linux.readonlyPaths` made only of the well-known defaults
-//!   ([`DEFAULT_MASKED_PATHS`], [`DEFAULT_READONLY_PATHS`]): they are not masked.
 //!
 //! # Refused when set (or non-empty)
 //!
@@ -85,7 +84,6 @@ use std::time::Duration;
 use oci_spec::runtime::Spec;
 
 pub use error::OciError;
-pub use linux::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 
 use crate::spec::{CellName, CellSpec, ExecutableSpec};
 #[cfg(doc)]
@@ -174,6 +172,8 @@ fn translate(bundle_dir: &Path, name: CellName, spec: &Spec) -> Result<Bundle, O
             rootfs_read_only,
             mounts,
             hostname,
+            masked_paths: linux.masked_paths,
+            readonly_paths: linux.readonly_paths,
         },
         executable: process.executable,
         terminal: process.terminal,

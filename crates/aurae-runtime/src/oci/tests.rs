@@ -105,8 +105,6 @@ fn runc_spec_default_bundle_translates() {
             "mounts[4]",
             "mounts[5]",
             "mounts[6]",
-            "linux.maskedPaths",
-            "linux.readonlyPaths",
             "linux.resources.devices",
         ]
     );
@@ -313,7 +311,7 @@ fn process_fields_are_checked_by_name() {
         ("/ociVersion", json!("2.0.0"), "ociVersion"),
         (
             "/linux/maskedPaths/0",
-            json!("/etc"),
+            json!("proc/kcore"),
             "linux.maskedPaths[0]",
         ),
         (

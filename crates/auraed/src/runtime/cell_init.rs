@@ -60,6 +60,12 @@ pub struct InitPlan {
     pub cli: Option<PathBuf>,
     /// Host directories the cell must not see (the daemon's data and keys).
     pub hidden: Vec<PathBuf>,
+    /// Paths inside the cell to hide (the spec's `masked_paths`).
+    #[serde(default)]
+    pub masked: Vec<PathBuf>,
+    /// Paths inside the cell to make read-only (the spec's `readonly_paths`).
+    #[serde(default)]
+    pub read_only: Vec<PathBuf>,
 }
 
 /// Runs the init; never returns. Called from `main` before anything else when auraed is
@@ -199,6 +205,7 @@ fn prepare(plan: &InitPlan) -> Result<(), String> {
     for (m, source) in plan.mounts.iter().zip(&host.binds) {
         mount_spec(&root, m, source.as_ref())?;
     }
+    protect(&root, &plan.masked, &plan.read_only)?;
     if plan.rootfs.is_some() && plan.rootfs_read_only {
         remount_read_only(&root)?;
     }
@@ -370,6 +377,50 @@ fn mount_spec(root: &Path, m: &Mount, host: Option<&OwnedFd>) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// Hides each of `masked` under `root` (an empty read-only tmpfs over a directory,
+/// `/dev/null` over anything else) and makes each of `read_only` read-only, as runc does
+/// with a bundle's `maskedPaths` and `readonlyPaths`. Paths that do not exist are skipped;
+/// one that resolves (through a symbolic link of the root filesystem) outside the cell's
+/// view is refused, never mounted over on the host.
+fn protect(root: &Path, masked: &[PathBuf], read_only: &[PathBuf]) -> Result<(), String> {
+    let real_root = fs::canonicalize(root).map_err(io("resolve the cell's root"))?;
+    for path in read_only {
+        if let Some(target) = in_view(&real_root, &inside(root, path))? {
+            bind(&target, &target, MsFlags::MS_REC)?;
+            remount_read_only(&target)?;
+        }
+    }
+    for path in masked {
+        let Some(target) = in_view(&real_root, &inside(root, path))? else {
+            continue;
+        };
+        if target.is_dir() {
+            tmpfs(&target, "mode=0555,size=4k")?;
+            remount_read_only(&target)?;
+        } else {
+            bind(Path::new("/dev/null"), &target, MsFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
+/// Where `path` really is, if it exists; an error if that is outside `real_root`.
+fn in_view(real_root: &Path, path: &Path) -> Result<Option<PathBuf>, String> {
+    let Ok(real) = fs::canonicalize(path) else {
+        return Ok(None);
+    };
+    if real.starts_with(real_root) {
+        Ok(Some(real))
+    } else {
+        Err(format!(
+            "{} resolves to {} outside the cell's root; masked and read-only paths must \
+             stay inside it",
+            path.display(),
+            real.display()
+        ))
+    }
 }
 
 /// Makes `root` the cell's `/` and detaches the old root, so nothing of the host's tree

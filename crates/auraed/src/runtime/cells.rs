@@ -433,6 +433,16 @@ impl Runtime {
             identity: self.identity_dir(&name),
             cli: self.paths.cli.clone(),
             hidden: self.paths.hidden.clone(),
+            masked: spec
+                .masked_paths
+                .iter()
+                .map(|p| p.as_path().to_owned())
+                .collect(),
+            read_only: spec
+                .readonly_paths
+                .iter()
+                .map(|p| p.as_path().to_owned())
+                .collect(),
         };
         let placed = cgroup.clone();
         let zone = blocking(move || {

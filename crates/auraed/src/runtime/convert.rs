@@ -106,6 +106,8 @@ pub fn cell_spec(spec: pb::CellSpec) -> Result<CellSpec, RuntimeError> {
         rootfs_read_only: spec.rootfs_read_only,
         mounts,
         hostname: hostname(&spec.hostname)?,
+        masked_paths: Vec::new(),
+        readonly_paths: Vec::new(),
     })
 }
 
