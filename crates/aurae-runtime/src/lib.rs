@@ -6,6 +6,7 @@
 //! process (auraed's supervisor is the one owner of children) and knows nothing of gRPC.
 #![deny(missing_docs)]
 
+pub mod capabilities;
 pub mod cgroup;
 pub mod logs;
 pub mod oci;

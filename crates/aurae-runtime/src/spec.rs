@@ -425,6 +425,10 @@ pub struct ExecutableSpec {
     /// `process.noNewPrivileges`).
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// The capability sets it runs with (an OCI bundle's `process.capabilities`); `None`
+    /// keeps those of its user (all of them for root).
+    #[serde(default)]
+    pub capabilities: Option<crate::capabilities::CapabilitySets>,
 }
 
 impl ExecutableSpec {

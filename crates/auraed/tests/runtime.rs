@@ -709,7 +709,8 @@ async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
             "-c",
             "echo hello from $(hostname); ls /; touch /x 2>&1; grep NoNewPrivs /proc/self/status; \
              echo timer_list=$(wc -c < /proc/timer_list) firmware=$(ls /sys/firmware | wc -l); \
-             echo x > /proc/sys/kernel/domainname || echo proc-sys-read-only; exit 5",
+             (echo x > /proc/sys/kernel/domainname) 2>&1 | grep -q Read-only && echo proc-sys-read-only; \
+             grep -E '^Cap(Eff|Bnd|Inh|Amb)' /proc/self/status; exit 5",
         ],
     );
     let out = layout.aurae(&["run", "--bundle", bundle.to_str().unwrap(), "ocibox"]);
@@ -734,6 +735,13 @@ async fn an_oci_bundle_from_runc_spec_runs_unchanged() {
         stdout.contains("proc-sys-read-only"),
         "readonlyPaths were applied: {stdout}"
     );
+    // runc's default capabilities: AUDIT_WRITE, KILL, NET_BIND_SERVICE, and no others.
+    for set in ["CapEff", "CapBnd"] {
+        assert!(
+            stdout.contains(&format!("{set}:\t0000000020000420")),
+            "process.capabilities were applied ({set}): {stdout}"
+        );
+    }
     let exe = executable_json(layout, "ocibox", "main");
     assert_eq!(exe["exit_code"], 5, "{exe:#}");
     ok(&layout.aurae(&["cell", "free", "ocibox"]));

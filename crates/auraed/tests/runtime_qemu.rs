@@ -315,6 +315,7 @@ fn qtest_records() -> (String, String) {
         tty: false,
         stdin: false,
         no_new_privileges: false,
+        capabilities: None,
     };
     (
         serde_json::to_string(&cell).unwrap(),

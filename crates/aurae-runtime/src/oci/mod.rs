@@ -19,6 +19,8 @@
 //! | `process.user.uid` / `gid` | [`ExecutableSpec::uid`] / `gid` |
 //! | `process.rlimits` (`RLIMIT_*`) | [`ExecutableSpec::rlimits`], numbered as this host's C library numbers them |
 //! | `process.terminal` | [`Bundle::terminal`]; no terminal is attached yet |
+//! | `process.noNewPrivileges` | [`ExecutableSpec::no_new_privileges`] |
+//! | `process.capabilities` (bounding, effective, permitted, inheritable, ambient) | [`ExecutableSpec::capabilities`]; a set left out is empty |
 //! | `root.path` (relative to the bundle) | [`CellSpec::rootfs`], canonicalized; must be a directory |
 //! | `root.readonly` | [`CellSpec::rootfs_read_only`] |
 //! | `hostname` (1-64 of `a-z0-9-.`) | [`CellSpec::hostname`] |
@@ -46,8 +48,6 @@
 //!
 //! - `process.terminal: true`: no terminal yet (`aurae exec -t` will use [`Bundle::terminal`]);
 //!   `process.consoleSize` likewise.
-//! - `process.capabilities`: aurae does not drop capabilities yet; the process keeps every
-//!   capability of its user (root, in runc's default, holds all of them).
 //! - The mounts of `/dev` (tmpfs), `/dev/pts` (devpts), `/dev/mqueue` (mqueue), `/sys`
 //!   (sysfs) and `/sys/fs/cgroup` (cgroup, cgroup2): the runtime sets up the cell's `/dev`,
 //!   `/proc` and `/tmp` itself; these are skipped. Only at exactly these destinations;

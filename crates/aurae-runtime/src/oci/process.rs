@@ -1,10 +1,11 @@
 //! `process` -> [`ExecutableSpec`].
 
 use nix::sys::resource::Resource;
-use oci_spec::runtime::{PosixRlimit, PosixRlimitType, Process};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimit, PosixRlimitType, Process};
 
 use super::error::OciError;
 use super::{EXECUTABLE_NAME, NotApplied, STOP_GRACE};
+use crate::capabilities::CapabilitySets;
 use crate::spec::{AbsolutePath, ExecutableSpec, RestartPolicy, Rlimit};
 
 /// What `process` translates to.
@@ -67,6 +68,11 @@ pub(crate) fn translate(
         tty: false,
         stdin: false,
         no_new_privileges: process.no_new_privileges() == Some(true),
+        capabilities: process
+            .capabilities()
+            .as_ref()
+            .map(|caps| translate_capabilities(caps, not_applied))
+            .transpose()?,
     };
     executable.validate()?;
     Ok(Translated {
@@ -137,15 +143,44 @@ fn refuse_unenforceable(process: &Process) -> Result<(), OciError> {
     }
 }
 
+/// `process.capabilities` as bitmasks; a set left out is empty, as in runc. An ambient
+/// capability must also be permitted and inheritable, or the kernel refuses to raise it:
+/// such ones are left out and noted (runc warns and goes on likewise).
+fn translate_capabilities(
+    caps: &LinuxCapabilities,
+    not_applied: &mut Vec<NotApplied>,
+) -> Result<CapabilitySets, OciError> {
+    let set = |field: &str, set: &Option<oci_spec::runtime::Capabilities>| {
+        let names: Vec<String> = set.iter().flatten().map(|c| c.to_string()).collect();
+        crate::capabilities::mask(names.iter().map(String::as_str)).map_err(|name| {
+            OciError::unsupported(
+                format!("process.capabilities.{field}"),
+                format!("this kernel numbering has no capability {name}"),
+            )
+        })
+    };
+    let mut sets = CapabilitySets {
+        bounding: set("bounding", caps.bounding())?,
+        effective: set("effective", caps.effective())?,
+        permitted: set("permitted", caps.permitted())?,
+        inheritable: set("inheritable", caps.inheritable())?,
+        ambient: set("ambient", caps.ambient())?,
+    };
+    let raisable = sets.ambient & sets.permitted & sets.inheritable;
+    if raisable != sets.ambient {
+        not_applied.push(NotApplied::new(
+            "process.capabilities.ambient",
+            "ambient capabilities that are not also permitted and inheritable are left out: \
+             the kernel refuses to raise them",
+        ));
+        sets.ambient = raisable;
+    }
+    Ok(sets)
+}
+
 /// Records the fields that `runc spec` writes by default and aurae accepts without
 /// applying them.
 fn note_unenforced(process: &Process, not_applied: &mut Vec<NotApplied>) {
-    if process.capabilities().is_some() {
-        not_applied.push(NotApplied::new(
-            "process.capabilities",
-            "aurae does not drop capabilities yet; the process keeps every capability of its user",
-        ));
-    }
     if process.terminal() == Some(true) {
         not_applied.push(NotApplied::new(
             "process.terminal",

@@ -97,8 +97,8 @@ fn runc_spec_default_bundle_translates() {
     assert_eq!(
         not_applied,
         [
-            "process.capabilities",
             "process.terminal",
+            "process.capabilities.ambient",
             "mounts[1]",
             "mounts[2]",
             "mounts[3].options",

@@ -197,6 +197,7 @@ pub fn executable_spec(
         tty: spec.tty,
         stdin: spec.stdin || spec.tty,
         no_new_privileges: false,
+        capabilities: None,
     };
     exe.validate()?;
     Ok(exe)

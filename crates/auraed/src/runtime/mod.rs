@@ -21,6 +21,8 @@ pub mod executable;
 pub mod identity;
 /// Bringing up loopback in a new network namespace.
 mod loopback;
+/// Capability sets applied between fork and exec.
+mod privileges;
 /// The specs in the store.
 pub mod records;
 /// The gRPC services.

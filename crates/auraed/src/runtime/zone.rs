@@ -346,6 +346,8 @@ impl Zone {
         let gid = exe.gid.map(Gid::from_raw);
         let rlimits = exe.rlimits.clone();
         let no_new_privileges = exe.no_new_privileges;
+        let capabilities = exe.capabilities;
+        let last_capability = super::privileges::last_capability();
         let pidfd: OwnedFd = self
             .pidfd
             .try_clone()
@@ -363,6 +365,9 @@ impl Zone {
                 }
                 nix::sched::setns(child_pidfd.as_fd(), join)?;
                 nix::unistd::chdir(cwd.as_c_str())?;
+                if let Some(sets) = &capabilities {
+                    super::privileges::before_user_change(sets, last_capability)?;
+                }
                 if let Some(gid) = gid {
                     nix::unistd::setgroups(&[])?;
                     nix::unistd::setgid(gid)?;
@@ -372,6 +377,9 @@ impl Zone {
                 }
                 for limit in &rlimits {
                     set_rlimit(limit)?;
+                }
+                if let Some(sets) = &capabilities {
+                    super::privileges::after_user_change(sets, last_capability)?;
                 }
                 if no_new_privileges {
                     nix::sys::prctl::set_no_new_privs()?;
