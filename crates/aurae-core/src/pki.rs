@@ -292,19 +292,8 @@ impl CertificateAuthority {
         principal: &Principal,
         validity: Validity,
     ) -> Result<CertifiedKey, PkiError> {
-        let mut params = CertificateParams::default();
-        let uri = principal
-            .to_uri()
-            .try_into()
-            .map_err(cert_err(format!("client certificate for {principal}")))?;
-        params.subject_alt_names = vec![SanType::URI(uri)];
-        params.distinguished_name = dn(&principal.to_string());
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(
-            params,
-            validity,
-            &format!("client certificate for {principal}"),
-        )
+        let what = format!("client certificate for {principal}");
+        self.issue(client_params(principal, &what)?, validity, &what)
     }
 
     /// Issues the client certificate of a cell's principal. It carries the
@@ -316,22 +305,12 @@ impl CertificateAuthority {
         principal: &Principal,
         validity: Validity,
     ) -> Result<CertifiedKey, PkiError> {
-        let mut params = CertificateParams::default();
-        let uri = principal
-            .to_uri()
-            .try_into()
-            .map_err(cert_err(format!("cell certificate for {principal}")))?;
-        params.subject_alt_names = vec![SanType::URI(uri)];
-        params.distinguished_name = dn(&principal.to_string());
+        let what = format!("cell certificate for {principal}");
+        let mut params = client_params(principal, &what)?;
         params
             .distinguished_name
             .push(DnType::OrganizationalUnitName, CELL_UNIT);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(
-            params,
-            validity,
-            &format!("cell certificate for {principal}"),
-        )
+        self.issue(params, validity, &what)
     }
 
     fn issue(
@@ -368,6 +347,17 @@ impl CertificateAuthority {
             .map_err(cert_err("revocation list"))?;
         crl.pem().map_err(cert_err("revocation list"))
     }
+}
+
+/// A client certificate's parameters: `principal` in its URI SAN and common name,
+/// for client authentication.
+fn client_params(principal: &Principal, what: &str) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let uri = principal.to_uri().try_into().map_err(cert_err(what))?;
+    params.subject_alt_names = vec![SanType::URI(uri)];
+    params.distinguished_name = dn(&principal.to_string());
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
 }
 
 fn dn(common_name: &str) -> DistinguishedName {
