@@ -358,21 +358,30 @@ impl Runtime {
                     executables: std::sync::Mutex::new(BTreeMap::new()),
                 })
             }
-            (issued, made) => {
+            (Err(e), made) => {
                 if let Ok((cgroup, zone)) = &made {
                     remove_cgroup(cgroup).await;
                     zone.wait_init().await;
                 }
-                let (pki, n) = (self.pki.clone(), name.clone());
-                let _ = blocking(move || {
-                    // Revoked whether or not it was recorded: a half-made identity never works.
-                    let principal = identity::principal_of(&pki, &n)?;
-                    identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)
-                })
-                .await;
-                Err(issued.and(made.map(|_| ())).unwrap_err())
+                self.discard_identity(&name, dir).await;
+                Err(e)
+            }
+            (Ok(_), Err(e)) => {
+                self.discard_identity(&name, dir).await;
+                Err(e)
             }
         }
+    }
+
+    /// Removes the identity directory of a cell that was not made. Its certificate never
+    /// worked: it was never made live in [`CellCredentials`].
+    async fn discard_identity(&self, name: &CellName, dir: PathBuf) {
+        let (pki, n) = (self.pki.clone(), name.clone());
+        let _ = blocking(move || {
+            let principal = identity::principal_of(&pki, &n)?;
+            identity::revoke(&pki, &principal, &dir).map_err(RuntimeError::from)
+        })
+        .await;
     }
 
     /// The cell's cgroup and, inside it, its init with the namespaces and filesystem view.
