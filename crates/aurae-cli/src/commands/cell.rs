@@ -511,8 +511,9 @@ pub async fn exec(connect: &ConnectArgs, args: ExecArgs) -> anyhow::Result<()> {
     attach(&mut cells, &mut observe, &exe).await
 }
 
-/// Sends this command's stdin (and, for a terminal, its size) to the executable until
-/// stdin ends. stdin is read on a thread of its own, which never holds up the exit.
+/// Sends this command's stdin (and, for a terminal, its size, again at every SIGWINCH) to
+/// the executable until stdin ends. stdin is read on a thread of its own, which never
+/// holds up the exit.
 async fn forward_input(
     mut cells: CellsClient<Channel>,
     cell: String,
@@ -523,17 +524,14 @@ async fn forward_input(
     let first = pb::InputRequest {
         cell,
         executable,
-        resize: tty
-            .then(crate::terminal::size)
-            .flatten()
-            .map(|(rows, cols)| pb::TerminalSize {
-                rows: rows.into(),
-                cols: cols.into(),
-            }),
+        resize: tty.then(terminal_size).flatten(),
         ..Default::default()
     };
     if tx.send(first).await.is_err() {
         return;
+    }
+    if tty {
+        forward_resizes(tx.clone());
     }
     let spawned = std::thread::Builder::new()
         .name("stdin".to_owned())
@@ -565,6 +563,35 @@ async fn forward_input(
     let _ = cells
         .input(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await;
+}
+
+/// This terminal's size, as the API takes it.
+fn terminal_size() -> Option<pb::TerminalSize> {
+    crate::terminal::size().map(|(rows, cols)| pb::TerminalSize {
+        rows: rows.into(),
+        cols: cols.into(),
+    })
+}
+
+/// Sends the terminal's new size whenever it changes (SIGWINCH), so that full-screen
+/// programs in the cell redraw at the right size; ends with the input stream.
+fn forward_resizes(tx: tokio::sync::mpsc::Sender<pb::InputRequest>) {
+    let Ok(mut window) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        while window.recv().await.is_some() {
+            let message = pb::InputRequest {
+                resize: terminal_size(),
+                ..Default::default()
+            };
+            if message.resize.is_some() && tx.send(message).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Streams an executable's output to ours until it is finished, then exits as it did.
