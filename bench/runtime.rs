@@ -417,28 +417,9 @@ async fn aurae_bundle(
 /// cell inits back, at most 500 ms: it starts them once it has been idle for 20 ms, and
 /// they must not run beside the next runner.
 fn spin_until_spares(daemon_pid: u32) {
-    let parent = daemon_pid.to_string();
     let deadline = Instant::now() + Duration::from_millis(500);
     while Instant::now() < deadline {
-        let spares = fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|entry| {
-                let dir = entry.path();
-                let is_child = fs::read_to_string(dir.join("stat")).is_ok_and(|stat| {
-                    stat.rsplit_once(") ")
-                        .and_then(|(_, rest)| rest.split(' ').nth(1))
-                        == Some(parent.as_str())
-                });
-                is_child
-                    && fs::read(dir.join("cmdline"))
-                        .is_ok_and(|c| c.starts_with(b"aurae-cell-init"))
-                    && fs::read_to_string(dir.join("cgroup"))
-                        .is_ok_and(|c| !c.contains("aurae-cells"))
-            })
-            .count();
-        if spares >= 2 {
+        if aurae_testkit::spare_cell_inits(daemon_pid as i32).len() >= 2 {
             return;
         }
         std::hint::spin_loop();

@@ -117,6 +117,29 @@ pub fn children_of(parent: i32) -> (usize, usize) {
     (all, zombies)
 }
 
+/// The children of `daemon` that are spare cell inits: `aurae-cell-init` processes
+/// outside every cell's cgroup, waiting for the next cell.
+pub fn spare_cell_inits(daemon: i32) -> Vec<i32> {
+    let parent = daemon.to_string();
+    let mut spares = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let read = |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+        let status = String::from_utf8_lossy(&read("status")).into_owned();
+        let is_child = status
+            .lines()
+            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(parent.as_str()));
+        let is_init = read("cmdline").starts_with(b"aurae-cell-init\0");
+        if is_child && is_init && !String::from_utf8_lossy(&read("cgroup")).contains("aurae-cells")
+        {
+            spares.push(pid);
+        }
+    }
+    spares
+}
+
 /// Installs the TLS crypto provider once per process (tests may link two).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

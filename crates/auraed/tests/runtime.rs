@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aurae_proto::v0 as pb;
 use aurae_proto::v0::cells_client::CellsClient;
-use aurae_testkit::{Daemon, Layout, children_of, wait_until};
+use aurae_testkit::{Daemon, Layout, children_of, spare_cell_inits, wait_until};
 
 /// A serving daemon whose cells die with the test: the daemon leaves its workloads running
 /// when it stops (a restarted daemon adopts them), so a test that fails half-way would
@@ -504,31 +504,10 @@ async fn a_thousand_short_lived_executables_leave_no_zombie_and_no_cgroup() {
     wait_until(
         Duration::from_secs(10),
         "no children but the spares",
-        || children_of(daemon.pid()).0 == spare_inits(daemon.pid()).len(),
+        || children_of(daemon.pid()).0 == spare_cell_inits(daemon.pid()).len(),
     );
-    assert!(spare_inits(daemon.pid()).len() <= 2);
+    assert!(spare_cell_inits(daemon.pid()).len() <= 2);
     no_cell_cgroups_named("churn");
-}
-
-/// The daemon's children that are cell inits waiting for a cell: outside every cell's
-/// cgroup.
-fn spare_inits(daemon: i32) -> Vec<i32> {
-    let mut spares = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let read = |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
-        let status = text(&read("status"));
-        let is_child = status
-            .lines()
-            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&daemon.to_string()));
-        let is_init = read("cmdline").starts_with(b"aurae-cell-init\0");
-        if is_child && is_init && !text(&read("cgroup")).contains("aurae-cells") {
-            spares.push(pid);
-        }
-    }
-    spares
 }
 
 #[tokio::test]
@@ -538,9 +517,9 @@ async fn spare_inits_are_kept_ready_used_by_the_next_cells_and_die_with_the_daem
     allocate(layout, &["first"]);
     let pid = node.daemon.pid();
     wait_until(Duration::from_secs(10), "two spare inits", || {
-        spare_inits(pid).len() == 2
+        spare_cell_inits(pid).len() == 2
     });
-    let spares = spare_inits(pid);
+    let spares = spare_cell_inits(pid);
     allocate(layout, &["second", "--hostname", "two"]);
     // A spare became the second cell's init: in its cgroup, with its hostname.
     let taken: Vec<i32> = spares
@@ -570,10 +549,10 @@ async fn spare_inits_are_kept_ready_used_by_the_next_cells_and_die_with_the_daem
         "{out}"
     );
     wait_until(Duration::from_secs(10), "a new spare", || {
-        let now = spare_inits(pid);
+        let now = spare_cell_inits(pid);
         now.len() == 2 && now.iter().any(|p| !spares.contains(p))
     });
-    let now = spare_inits(pid);
+    let now = spare_cell_inits(pid);
     node.daemon.kill();
     wait_until(
         Duration::from_secs(10),

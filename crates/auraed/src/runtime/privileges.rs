@@ -100,10 +100,9 @@ pub fn after_user_change(sets: &CapabilitySets, last: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// A system call's return value as a result (its errno when negative).
 fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    nix::errno::Errno::result(rc)
+        .map(drop)
+        .map_err(io::Error::from)
 }
