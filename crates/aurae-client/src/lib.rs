@@ -20,6 +20,7 @@ use std::time::Duration;
 use aurae_core::config::{self, ClientConfig, ConfigError};
 use aurae_core::pki::SERVER_NAME;
 use aurae_core::tls::{self, TlsError};
+use aurae_proto::v0::authz_client::AuthzClient;
 use aurae_proto::v0::capabilities_client::CapabilitiesClient;
 use aurae_proto::v0::filesystem_client::FilesystemClient;
 use aurae_proto::v0::storage_client::StorageClient;
@@ -466,6 +467,12 @@ impl AuraeClient {
     /// The `aurae.v0.Capabilities` service.
     pub fn capabilities(&self) -> CapabilitiesClient<Channel> {
         CapabilitiesClient::new(self.channel.clone())
+    }
+
+    /// The `aurae.v0.Authz` service: who may do what on the node (roles and the
+    /// principals they are granted to), and what the caller itself may do.
+    pub fn authz(&self) -> AuthzClient<Channel> {
+        AuthzClient::new(self.channel.clone())
     }
 
     /// The `aurae.v0.Filesystem` service (the store by volume and inode).

@@ -49,6 +49,11 @@ pub struct Args {
     #[arg(long)]
     pub no_favordynmods: bool,
 
+    /// Log every allowed request (principal, method, permission) as well as every denial.
+    /// Denials are always logged; allowed calls are not by default, as they can be many.
+    #[arg(long)]
+    pub audit: bool,
+
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,

@@ -44,6 +44,10 @@ pub struct Daemon {
     pub mode: watch::Receiver<Mode>,
     /// The capabilities and their state.
     pub capabilities: Arc<CapabilityRegistry>,
+    /// Roles and bindings: who may do what, decided on every request.
+    pub policy: Arc<crate::authz::PolicyState>,
+    /// Log every allowed request too, not only denials (`--audit`).
+    pub audit: bool,
     /// The open authenticated connections: their limits, and closing any set of them
     /// (idle ones, or those of a revoked certificate).
     pub connections: ConnectionRegistry,
@@ -74,8 +78,8 @@ impl Daemon {
         } else {
             ServingStatus::NotServing
         };
-        for service in capability.services {
-            self.health.set_service_status(*service, status).await;
+        for service in capability.service_names() {
+            self.health.set_service_status(service, status).await;
         }
     }
 }

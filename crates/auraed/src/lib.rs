@@ -22,6 +22,8 @@ pub mod server;
 
 // ---- the capabilities: one folder each, listed once in CAPABILITIES ----
 
+/// `authz`: roles and grants, who may do what.
+pub mod authz;
 /// `capabilities`: list, enable and disable capabilities.
 pub mod capabilities;
 /// `health`: the standard gRPC health service.
@@ -55,6 +57,7 @@ pub const CAPABILITIES: &[&Capability] = &[
     &health::CAPABILITY,
     &system::CAPABILITY,
     &capabilities::CAPABILITY,
+    &authz::CAPABILITY,
     &storage::CAPABILITY,
     &runtime::CAPABILITY,
     &reflection::CAPABILITY,
@@ -261,12 +264,18 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         config.storage.store.clone(),
         config.storage.reopen_interval,
     );
+    let policy = Arc::new(authz::PolicyState::new(authz::catalog()));
     if let Ok(opened) = store.store() {
-        if let Err(why) = capabilities.attach_store(opened).await {
+        if let Err(why) = capabilities.attach_store(opened.clone()).await {
             tracing::warn!(%why, "the capability set stays in its file");
         }
+        if let Err(e) = policy.attach_store(opened) {
+            tracing::error!(error = %e, "cannot read roles and grants: only the built-in ones hold");
+        }
     } else {
-        tracing::warn!("the database is not open: the capability set stays in its file");
+        tracing::warn!(
+            "the database is not open: the capability set stays in its file, and only the built-in roles hold"
+        );
     }
     let bound = match bind_socket(args, pid1).await {
         Ok(bound) => bound,
@@ -305,6 +314,8 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         mode,
         pki,
         capabilities,
+        policy,
+        audit: args.audit,
         connections: server::connections::ConnectionRegistry::new(limits),
         health: tonic_health::server::HealthReporter::new(),
         store,

@@ -1,5 +1,6 @@
 //! One module per command group; each turns flags into calls and prints for people or `--json`.
 
+mod authz;
 mod capabilities;
 pub mod cell;
 pub mod kv;
@@ -11,6 +12,7 @@ use clap::{CommandFactory, Subcommand};
 use clap_complete::Shell;
 
 use crate::cli::Cli;
+use authz::{GrantArgs, GrantsArgs, RoleCommand};
 use capabilities::CapabilitiesCommand;
 use cell::{CellCommand, ExecArgs, LogsArgs, RunArgs};
 use kv::KvCommand;
@@ -33,6 +35,31 @@ pub enum Command {
     /// List, enable and disable capabilities.
     #[command(subcommand, visible_alias = "cap")]
     Capabilities(CapabilitiesCommand),
+    /// Create, list, show and delete roles: named sets of scoped permissions.
+    ///
+    /// A role lets nobody do anything until it is granted with `aurae grant`.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Grant a role to a principal, or to every principal of a node.
+    ///
+    /// `aurae grant alice@node1@example.org ops` lets alice of node1 do what `ops` allows,
+    /// at once; `aurae grant '*@node1@example.org' viewer` lets everyone of node1 read.
+    /// Granting a role held already changes nothing.
+    Grant(GrantArgs),
+    /// Take a role back from a principal pattern.
+    ///
+    /// It takes back the one grant to exactly this pattern: a principal may still hold the
+    /// role through another pattern (see `aurae grants`). Built-in grants (the node
+    /// admin's, a cell's own) cannot be taken back.
+    Ungrant(GrantArgs),
+    /// List which roles are granted to which principal patterns.
+    Grants(GrantsArgs),
+    /// Show who you are to auraed: your principal, your roles and what they let you do.
+    Whoami {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read and write the node's key/value store, laid out like a filesystem.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -66,6 +93,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Status { json } => status::run(&cli.connect, json).await,
         Command::Pki(command) => pki::run(&cli.connect, command).await,
         Command::Capabilities(command) => capabilities::run(&cli.connect, command).await,
+        Command::Role(command) => authz::role(&cli.connect, command).await,
+        Command::Grant(args) => authz::grant(&cli.connect, args).await,
+        Command::Ungrant(args) => authz::ungrant(&cli.connect, args).await,
+        Command::Grants(args) => authz::grants(&cli.connect, args).await,
+        Command::Whoami { json } => authz::whoami(&cli.connect, json).await,
         Command::Kv(command) => kv::run(&cli.connect, command).await,
         Command::Volume(command) => volume::run(&cli.connect, command).await,
         Command::Cell(command) => cell::run(&cli.connect, command).await,

@@ -13,8 +13,23 @@ use tonic::service::RoutesBuilder;
 use tonic::{Request, Response, Status};
 
 use crate::context::Daemon;
-use crate::server::registry::{
-    Access, Availability, Capability, CapabilityError, RegisterError, Switch,
+use crate::server::permissions::{Needs, Permission, ScopeKind, ServiceRules};
+use crate::server::registry::{Availability, Capability, CapabilityError, RegisterError, Switch};
+
+/// Listing the capabilities and their state.
+pub const CAPABILITIES_READ: Permission = Permission {
+    name: "capabilities.read",
+    description: "list the capabilities and whether each is enabled",
+    scope: ScopeKind::Unscoped,
+    read_only: true,
+};
+
+/// Switching capabilities on and off.
+pub const CAPABILITIES_MANAGE: Permission = Permission {
+    name: "capabilities.manage",
+    description: "enable and disable capabilities",
+    scope: ScopeKind::Unscoped,
+    read_only: false,
 };
 
 /// The capability's declaration.
@@ -22,8 +37,15 @@ pub const CAPABILITY: Capability = Capability {
     name: "capabilities",
     description: "list, enable and disable capabilities",
     availability: Availability::Core,
-    access: Access::Admin,
-    services: &[<CapabilitiesServer<CapabilitiesService> as NamedService>::NAME],
+    permissions: &[&CAPABILITIES_READ, &CAPABILITIES_MANAGE],
+    services: &[ServiceRules {
+        service: <CapabilitiesServer<CapabilitiesService> as NamedService>::NAME,
+        methods: &[
+            ("List", Needs::Permission(&CAPABILITIES_READ)),
+            ("Enable", Needs::Permission(&CAPABILITIES_MANAGE)),
+            ("Disable", Needs::Permission(&CAPABILITIES_MANAGE)),
+        ],
+    }],
     register,
 };
 

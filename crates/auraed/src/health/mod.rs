@@ -12,15 +12,22 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 
 use crate::context::Daemon;
-use crate::server::registry::{Access, Availability, Capability, RegisterError};
+use crate::server::permissions::{Needs, ServiceRules};
+use crate::server::registry::{Availability, Capability, RegisterError};
 
 /// The capability's declaration.
 pub const CAPABILITY: Capability = Capability {
     name: "health",
     description: "standard grpc.health.v1 health checks",
     availability: Availability::Core,
-    access: Access::AnyPrincipal,
-    services: &[<HealthServer<HealthService> as NamedService>::NAME],
+    permissions: &[],
+    services: &[ServiceRules {
+        service: <HealthServer<HealthService> as NamedService>::NAME,
+        methods: &[
+            ("Check", Needs::AnyPrincipal),
+            ("Watch", Needs::AnyPrincipal),
+        ],
+    }],
     register,
 };
 

@@ -7,7 +7,16 @@ use tonic::service::RoutesBuilder;
 use tonic_reflection::server::Builder;
 
 use crate::context::Daemon;
-use crate::server::registry::{Access, Availability, Capability, RegisterError};
+use crate::server::permissions::{Needs, Permission, ScopeKind, ServiceRules};
+use crate::server::registry::{Availability, Capability, RegisterError};
+
+/// Reading the API's descriptors.
+pub const REFLECTION_READ: Permission = Permission {
+    name: "reflection.read",
+    description: "read the API's descriptors by gRPC server reflection",
+    scope: ScopeKind::Unscoped,
+    read_only: true,
+};
 
 /// The capability's declaration.
 pub const CAPABILITY: Capability = Capability {
@@ -16,10 +25,16 @@ pub const CAPABILITY: Capability = Capability {
     availability: Availability::Optional {
         enabled_by_default: true,
     },
-    access: Access::Admin,
+    permissions: &[&REFLECTION_READ],
     services: &[
-        tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
-        tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+        ServiceRules {
+            service: tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+            methods: &[("ServerReflectionInfo", Needs::Permission(&REFLECTION_READ))],
+        },
+        ServiceRules {
+            service: tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+            methods: &[("ServerReflectionInfo", Needs::Permission(&REFLECTION_READ))],
+        },
     ],
     register,
 };

@@ -25,14 +25,15 @@ use super::identity;
 use super::records::Records;
 use super::zone::{CELL_PATH, PendingInit, Zone, ZoneError};
 use crate::init::supervisor::Supervisor;
+use crate::server::permissions::{Scope as GrantScope, Target};
 
-/// Who is asking, as far as the runtime is concerned.
+/// Which cells the caller reaches with the permission its call needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
-    /// The node's admin: every cell.
+    /// Every cell (the permission is held everywhere).
     All,
-    /// A cell's own principal: that cell and the cells nested in it.
-    Cell(CellName),
+    /// The cells the caller's grants reach: names, prefixes, or its own cell.
+    Granted(Vec<GrantScope>),
 }
 
 impl Scope {
@@ -40,7 +41,25 @@ impl Scope {
     pub fn covers(&self, cell: &CellName) -> bool {
         match self {
             Scope::All => true,
-            Scope::Cell(own) => own.contains(cell),
+            Scope::Granted(scopes) => {
+                let name = cell.to_string();
+                scopes.iter().any(|s| s.covers(&Target::Cell(&name)))
+            }
+        }
+    }
+
+    /// Whether the scope may allocate or free `cell` itself: as [`Self::covers`], except
+    /// that a cell's own identity cannot make or free its own cell (only cells in it).
+    pub fn may_create_or_free(&self, cell: &CellName) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Granted(scopes) => {
+                let name = cell.to_string();
+                scopes.iter().any(|s| {
+                    s.covers(&Target::Cell(&name))
+                        && !matches!(s, GrantScope::OwnCell(own) if *own == name)
+                })
+            }
         }
     }
 }
@@ -261,7 +280,7 @@ impl Runtime {
     pub async fn allocate(&self, scope: &Scope, spec: CellSpec) -> Result<Arc<Cell>, RuntimeError> {
         self.activity.mark();
         let name = spec.name.clone();
-        if !scope.covers(&name) || *scope == Scope::Cell(name.clone()) {
+        if !scope.may_create_or_free(&name) {
             return Err(RuntimeError::Denied(name.to_string()));
         }
         if spec.isolation.user_namespace.is_some() {
@@ -668,7 +687,7 @@ impl Runtime {
 
     /// Frees a cell and every cell nested in it, innermost first.
     pub async fn free(&self, scope: &Scope, name: &CellName) -> Result<(), RuntimeError> {
-        if !scope.covers(name) || *scope == Scope::Cell(name.clone()) {
+        if !scope.may_create_or_free(name) {
             return Err(RuntimeError::Denied(name.to_string()));
         }
         let doomed: Vec<Arc<Cell>> = {

@@ -38,7 +38,7 @@ pub enum RuntimeError {
     Exists(String),
     /// The caller may not act on this cell.
     #[error(
-        "you may not act on cell '{0}': a cell's identity reaches only the cells nested in it, and only the node's admin reaches every cell"
+        "you may not allocate or free cell '{0}': a cell's own identity may allocate and free only the cells nested in it, not its own cell"
     )]
     Denied(String),
     /// An executable could not be started.

@@ -43,7 +43,27 @@ pub use cells::Runtime;
 pub use service::{CellsService, ObserveService};
 
 use crate::context::Daemon;
-use crate::server::registry::{Access, Availability, Capability, RegisterError};
+use crate::server::permissions::{Needs, Permission, ScopeKind, ServiceRules};
+use crate::server::registry::{Availability, Capability, RegisterError};
+
+/// Seeing cells, waiting on executables and reading their logs, scoped by cell name.
+pub const RUNTIME_READ: Permission = Permission {
+    name: "runtime.read",
+    description: "list cells, wait on executables, read their logs",
+    scope: ScopeKind::Cell,
+    read_only: true,
+};
+
+/// Making, changing and freeing cells and what runs in them, scoped by cell name.
+pub const RUNTIME_EXEC: Permission = Permission {
+    name: "runtime.exec",
+    description: "allocate, freeze and free cells; start, signal and stop executables",
+    scope: ScopeKind::Cell,
+    read_only: false,
+};
+
+const READ: Needs = Needs::Permission(&RUNTIME_READ);
+const EXEC: Needs = Needs::Permission(&RUNTIME_EXEC);
 
 /// The capability's declaration.
 pub const CAPABILITY: Capability = Capability {
@@ -52,10 +72,28 @@ pub const CAPABILITY: Capability = Capability {
     availability: Availability::Optional {
         enabled_by_default: true,
     },
-    access: Access::Scoped,
+    permissions: &[&RUNTIME_READ, &RUNTIME_EXEC],
     services: &[
-        <CellsServer<CellsService> as NamedService>::NAME,
-        <ObserveServer<ObserveService> as NamedService>::NAME,
+        ServiceRules {
+            service: <CellsServer<CellsService> as NamedService>::NAME,
+            methods: &[
+                ("List", READ),
+                ("Wait", READ),
+                ("Allocate", EXEC),
+                ("Free", EXEC),
+                ("Start", EXEC),
+                ("Stop", EXEC),
+                ("Signal", EXEC),
+                ("Freeze", EXEC),
+                ("Thaw", EXEC),
+                ("Input", EXEC),
+                ("RunBundle", EXEC),
+            ],
+        },
+        ServiceRules {
+            service: <ObserveServer<ObserveService> as NamedService>::NAME,
+            methods: &[("Logs", READ)],
+        },
     ],
     register,
 };

@@ -5,9 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use aurae_core::name::Principal;
 use aurae_proto::v0 as pb;
 use aurae_runtime::logs::{LogFollower, LogQuery, LogRecord, Stream};
+use aurae_runtime::spec::CellName;
 use nix::sys::signal::Signal;
 use tokio_stream::Stream as AsyncStream;
 use tonic::{Request, Response, Status};
@@ -15,24 +15,47 @@ use tonic::{Request, Response, Status};
 use super::cells::{Runtime, Scope};
 use super::convert;
 use super::error::RuntimeError;
-use crate::server::connections::Role;
+use super::{RUNTIME_EXEC, RUNTIME_READ};
+use crate::server::permissions::{
+    Authority, Permission, Scope as GrantScope, Target, authority_of,
+};
 
-/// Decides what the caller may reach: the admin everything, a live cell's own principal
-/// its cell, anyone else nothing.
-async fn scope_of<T>(runtime: &Runtime, request: &Request<T>) -> Result<Scope, Status> {
-    let principal = request
-        .extensions()
-        .get::<Principal>()
-        .ok_or_else(|| Status::unauthenticated("no client identity"))?;
-    if request.extensions().get::<Role>() == Some(&Role::NodeAdmin) {
-        return Ok(Scope::All);
+/// What the caller reaches with the permission a call needs.
+struct Reach {
+    scope: Scope,
+    authority: Authority,
+    permission: &'static Permission,
+}
+
+impl Reach {
+    /// Refuses, naming the permission and the cell, unless the caller reaches `cell`.
+    fn check(&self, cell: &CellName) -> Result<(), Status> {
+        if self.scope.covers(cell) {
+            return Ok(());
+        }
+        let name = cell.to_string();
+        self.authority
+            .require(self.permission, &Target::Cell(&name))
+            .map_err(Status::from)
     }
-    match runtime.cell_of_principal(principal).await {
-        Some(cell) => Ok(Scope::Cell(cell)),
-        None => Err(Status::permission_denied(format!(
-            "{principal} holds no rights on this node's cells: only its admin and the cells' own identities do"
-        ))),
-    }
+}
+
+/// The cells the caller reaches with `permission` (default deny): every cell, or the
+/// scopes its grants name (a live cell's own identity: its own cell).
+fn reach_of<T>(request: &Request<T>, permission: &'static Permission) -> Result<Reach, Status> {
+    let authority = authority_of(request)?;
+    authority.require_somewhere(permission)?;
+    let scopes: Vec<GrantScope> = authority.scopes(permission).cloned().collect();
+    let scope = if scopes.contains(&GrantScope::Everywhere) {
+        Scope::All
+    } else {
+        Scope::Granted(scopes)
+    };
+    Ok(Reach {
+        scope,
+        authority: authority.clone(),
+        permission,
+    })
 }
 
 /// The cells as wire messages; their state is read from cgroup files, off the async
@@ -71,13 +94,14 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::AllocateCellRequest>,
     ) -> Result<Response<pb::AllocateCellResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let spec = request
             .into_inner()
             .cell
             .ok_or_else(|| Status::invalid_argument("no cell spec in the request"))?;
         let spec = convert::cell_spec(spec)?;
-        let cell = self.runtime.allocate(&scope, spec).await?;
+        reach.check(&spec.name)?;
+        let cell = self.runtime.allocate(&reach.scope, spec).await?;
         Ok(Response::new(pb::AllocateCellResponse {
             cell: describe(&self.runtime, vec![cell]).await?.pop(),
         }))
@@ -87,9 +111,10 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::FreeCellRequest>,
     ) -> Result<Response<pb::FreeCellResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let name = convert::cell_name(&request.into_inner().cell)?;
-        self.runtime.free(&scope, &name).await?;
+        reach.check(&name)?;
+        self.runtime.free(&reach.scope, &name).await?;
         Ok(Response::new(pb::FreeCellResponse {}))
     }
 
@@ -97,14 +122,15 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::StartExecutableRequest>,
     ) -> Result<Response<pb::StartExecutableResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let request = request.into_inner();
         let cell = convert::cell_name(&request.cell)?;
+        reach.check(&cell)?;
         let spec = request
             .executable
             .ok_or_else(|| Status::invalid_argument("no executable spec in the request"))?;
         let spec = convert::executable_spec(spec, || self.runtime.fresh_executable_name())?;
-        let exe = self.runtime.start(&scope, &cell, spec).await?;
+        let exe = self.runtime.start(&reach.scope, &cell, spec).await?;
         Ok(Response::new(pb::StartExecutableResponse {
             executable: Some(convert::executable_info(&exe, &exe.status())),
         }))
@@ -114,12 +140,13 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::StopExecutableRequest>,
     ) -> Result<Response<pb::StopExecutableResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let request = request.into_inner();
         let cell = convert::cell_name(&request.cell)?;
+        reach.check(&cell)?;
         let name = convert::executable_name(&request.executable)?;
-        let exe = self.runtime.executable(&scope, &cell, &name).await?;
-        let status = self.runtime.stop(&scope, &cell, &name).await?;
+        let exe = self.runtime.executable(&reach.scope, &cell, &name).await?;
+        let status = self.runtime.stop(&reach.scope, &cell, &name).await?;
         Ok(Response::new(pb::StopExecutableResponse {
             executable: Some(convert::executable_info(&exe, &status)),
         }))
@@ -129,9 +156,10 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::SignalExecutableRequest>,
     ) -> Result<Response<pb::SignalExecutableResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let request = request.into_inner();
         let cell = convert::cell_name(&request.cell)?;
+        reach.check(&cell)?;
         let name = convert::executable_name(&request.executable)?;
         let signal = Signal::try_from(request.signal).map_err(|_| {
             Status::invalid_argument(format!(
@@ -139,7 +167,7 @@ impl pb::cells_server::Cells for CellsService {
                 request.signal
             ))
         })?;
-        let exe = self.runtime.executable(&scope, &cell, &name).await?;
+        let exe = self.runtime.executable(&reach.scope, &cell, &name).await?;
         exe.signal(signal).await.map_err(|why| {
             Status::failed_precondition(format!("cannot signal {cell}/{name}: {why}"))
         })?;
@@ -150,11 +178,12 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::WaitExecutableRequest>,
     ) -> Result<Response<pb::WaitExecutableResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_READ)?;
         let request = request.into_inner();
         let cell = convert::cell_name(&request.cell)?;
+        reach.check(&cell)?;
         let name = convert::executable_name(&request.executable)?;
-        let exe = self.runtime.executable(&scope, &cell, &name).await?;
+        let exe = self.runtime.executable(&reach.scope, &cell, &name).await?;
         let status = exe.wait().await;
         Ok(Response::new(pb::WaitExecutableResponse {
             executable: Some(convert::executable_info(&exe, &status)),
@@ -165,8 +194,8 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::ListCellsRequest>,
     ) -> Result<Response<pb::ListCellsResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
-        let cells = self.runtime.list(&scope).await;
+        let reach = reach_of(&request, &RUNTIME_READ)?;
+        let cells = self.runtime.list(&reach.scope).await;
         let cells = describe(&self.runtime, cells).await?;
         Ok(Response::new(pb::ListCellsResponse { cells }))
     }
@@ -175,9 +204,10 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::FreezeCellRequest>,
     ) -> Result<Response<pb::FreezeCellResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let name = convert::cell_name(&request.into_inner().cell)?;
-        self.runtime.set_frozen(&scope, &name, true).await?;
+        reach.check(&name)?;
+        self.runtime.set_frozen(&reach.scope, &name, true).await?;
         Ok(Response::new(pb::FreezeCellResponse {}))
     }
 
@@ -185,14 +215,15 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<tonic::Streaming<pb::InputRequest>>,
     ) -> Result<Response<pb::InputResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let mut stream = request.into_inner();
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(pb::InputResponse {}));
         };
         let cell = convert::cell_name(&first.cell)?;
+        reach.check(&cell)?;
         let name = convert::executable_name(&first.executable)?;
-        let exe = self.runtime.executable(&scope, &cell, &name).await?;
+        let exe = self.runtime.executable(&reach.scope, &cell, &name).await?;
         let slot = exe.input();
         let not_open = || {
             Status::failed_precondition(format!(
@@ -224,9 +255,10 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::RunBundleRequest>,
     ) -> Result<Response<pb::RunBundleResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let request = request.into_inner();
         let cell = convert::cell_name(&request.cell)?;
+        reach.check(&cell)?;
         let bundle = std::path::PathBuf::from(&request.bundle);
         if !bundle.is_absolute() {
             return Err(Status::invalid_argument(format!(
@@ -242,10 +274,10 @@ impl pb::cells_server::Cells for CellsService {
         for field in &loaded.not_applied {
             tracing::warn!(cell = %loaded.cell.name, field = %field.field, why = %field.why, "bundle field accepted but not applied");
         }
-        let cell = self.runtime.allocate(&scope, loaded.cell).await?;
+        let cell = self.runtime.allocate(&reach.scope, loaded.cell).await?;
         let exe = match self
             .runtime
-            .start(&scope, &cell.spec.name, loaded.executable)
+            .start(&reach.scope, &cell.spec.name, loaded.executable)
             .await
         {
             Ok(exe) => exe,
@@ -264,9 +296,10 @@ impl pb::cells_server::Cells for CellsService {
         &self,
         request: Request<pb::ThawCellRequest>,
     ) -> Result<Response<pb::ThawCellResponse>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_EXEC)?;
         let name = convert::cell_name(&request.into_inner().cell)?;
-        self.runtime.set_frozen(&scope, &name, false).await?;
+        reach.check(&name)?;
+        self.runtime.set_frozen(&reach.scope, &name, false).await?;
         Ok(Response::new(pb::ThawCellResponse {}))
     }
 }
@@ -341,11 +374,12 @@ impl pb::observe_server::Observe for ObserveService {
         &self,
         request: Request<pb::LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
-        let scope = scope_of(&self.runtime, &request).await?;
+        let reach = reach_of(&request, &RUNTIME_READ)?;
         let request = request.into_inner();
         let cell = convert::cell_name(&request.cell)?;
+        reach.check(&cell)?;
         let name = convert::executable_name(&request.executable)?;
-        let (dir, exe) = self.runtime.log_dir_of(&scope, &cell, &name).await?;
+        let (dir, exe) = self.runtime.log_dir_of(&reach.scope, &cell, &name).await?;
         let query = LogQuery {
             since: (request.since_ms > 0).then(|| {
                 UNIX_EPOCH + Duration::from_millis(u64::try_from(request.since_ms).unwrap_or(0))

@@ -1,14 +1,17 @@
 //! The authorization layer in front of every service served over mTLS.
 //!
-//! It reads the caller's principal from the client certificate, decides (default deny)
-//! whether that principal may call the method (by the access its capability declares:
-//! admin access means the admin of this node, `admin@<this peer>@<this domain>`, never
-//! the admin of another node that this node's CA happened to sign), and whether the
-//! method's capability is enabled. A service no registered capability declares is
-//! refused (fail closed). Services behind it find the [`Principal`] in the request
-//! extensions. It must never let a request through without a principal. It also counts
-//! each authorized request as in flight on its connection until the response body is
-//! done, so that the idle timeout never closes a connection that is in use.
+//! It reads the caller's principal from the client certificate, resolves what it holds
+//! from the current policy (the node's admin holds everything: `admin@<this peer>@<this
+//! domain>`, never the admin of another node that this node's CA happened to sign; a live
+//! cell's own identity holds its own cell; anyone else what its bindings give), and
+//! decides, default deny, whether it may call the method: the method's capability must
+//! declare what the method needs (a method it does not declare is refused to everyone),
+//! the caller must hold that permission at some scope, and the capability must be
+//! enabled. Services behind it find the [`Authority`] (and the [`Principal`]) in the
+//! request extensions and check scoped permissions against what the request names. It
+//! never lets a request through without a principal. It also counts each authorized
+//! request as in flight on its connection until the response body is done, so that the
+//! idle timeout never closes a connection that is in use.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +23,9 @@ use aurae_core::name::Principal;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::registry::{Access, Capability, CapabilityRegistry};
+use super::permissions::{Authority, Missing, Needs};
+use super::registry::{Capability, CapabilityRegistry};
+use crate::authz::PolicyState;
 use crate::runtime::credentials::CellCredentials;
 use std::sync::Arc;
 
@@ -30,16 +35,14 @@ pub enum Denial {
     /// No principal could be read from the connection.
     #[error("no client identity: {0}")]
     Unauthenticated(String),
-    /// The principal holds no right to the method.
+    /// The principal does not hold the method's permission anywhere.
+    #[error(transparent)]
+    Missing(#[from] Missing),
+    /// The method's capability declares no permission for it: refused to everyone.
     #[error(
-        "{principal} may not call {method}: only the admin of this node holds rights on it; ask its admin"
+        "{0} is served but its capability declares no permission for it, so it is refused to everyone"
     )]
-    Forbidden {
-        /// Who asked.
-        principal: String,
-        /// What they asked for.
-        method: String,
-    },
+    Undeclared(String),
     /// The method's capability is switched off.
     #[error(
         "capability '{0}' is disabled on this node; enable it with `aurae capabilities enable {0}`"
@@ -56,7 +59,9 @@ impl From<Denial> for Status {
     fn from(denial: Denial) -> Self {
         match &denial {
             Denial::Unauthenticated(_) => Status::unauthenticated(denial.to_string()),
-            Denial::Forbidden { .. } => Status::permission_denied(denial.to_string()),
+            Denial::Missing(_) | Denial::Undeclared(_) => {
+                Status::permission_denied(denial.to_string())
+            }
             Denial::Disabled(_) | Denial::UnknownService(_) => {
                 Status::unimplemented(denial.to_string())
             }
@@ -64,42 +69,50 @@ impl From<Denial> for Status {
     }
 }
 
-/// The gRPC service name of a request path `/package.Service/Method`.
-fn service_of(path: &str) -> &str {
-    path.trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default()
+/// The gRPC service and method of a request path `/package.Service/Method`.
+fn service_and_method(path: &str) -> (&str, &str) {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    )
 }
 
-/// Decides whether `principal`, whose role on this node is `role`, may call `path`, with
-/// `capability_of` naming the capability that declares a service and `enabled` telling
-/// whether it is on. Pure, so it can be tested on its own.
+/// Decides whether `authority` may call `path`, with `capability_of` naming the
+/// capability that declares a service and `enabled` telling whether it is on; says what
+/// the method needs. Pure, so it can be tested on its own.
 pub fn authorize(
-    principal: &Principal,
-    role: Role,
+    authority: &Authority,
     path: &str,
     capability_of: impl Fn(&str) -> Option<&'static Capability>,
     enabled: impl Fn(&Capability) -> bool,
-) -> Result<(), Denial> {
-    let service = service_of(path);
+) -> Result<Needs, Denial> {
+    let (service, method) = service_and_method(path);
     let Some(capability) = capability_of(service) else {
         return Err(Denial::UnknownService(service.chars().take(200).collect()));
     };
-    let allowed = match capability.access {
-        Access::AnyPrincipal | Access::Scoped => true,
-        Access::Admin => role == Role::NodeAdmin,
-    };
-    if !allowed {
-        return Err(Denial::Forbidden {
-            principal: principal.to_string(),
-            method: path.chars().take(200).collect(),
-        });
+    let needs = capability
+        .rules_of(service)
+        .and_then(|rules| rules.needs(method))
+        .ok_or_else(|| Denial::Undeclared(path.chars().take(200).collect()))?;
+    if let Needs::Permission(permission) = needs {
+        authority.require_somewhere(permission)?;
     }
     if !enabled(capability) {
         return Err(Denial::Disabled(capability.name));
     }
-    Ok(())
+    Ok(needs)
+}
+
+/// Who is calling, as read from its connection.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The principal its client certificate names.
+    pub principal: Principal,
+    /// Its role on this node.
+    pub role: Role,
+    /// For a live cell's own certificate, the cell (`web/api`).
+    pub own_cell: Option<String>,
 }
 
 /// The principal the connection's client certificate named (read once per connection)
@@ -108,22 +121,29 @@ pub fn authorize(
 pub fn principal_of_connection(
     extensions: &http::Extensions,
     cells: &CellCredentials,
-) -> Result<(Principal, Role), Denial> {
+) -> Result<Caller, Denial> {
     let connection = extensions
         .get::<ConnectionPrincipal>()
         .ok_or_else(|| Denial::Unauthenticated("no client certificate".to_owned()))?;
     let principal = connection
         .get()
         .map_err(|why| Denial::Unauthenticated(why.to_owned()))?;
-    if let Some(serial) = &connection.connection().info().cell_serial
-        && !cells.is_live(principal, serial)
-    {
-        return Err(Denial::Unauthenticated(format!(
-            "the certificate of cell principal {principal} stopped working when its cell \
-             was freed (or allocated again with a new one)"
-        )));
-    }
-    Ok((principal.clone(), connection.role()))
+    let own_cell = match &connection.connection().info().cell_serial {
+        Some(serial) if !cells.is_live(principal, serial) => {
+            return Err(Denial::Unauthenticated(format!(
+                "the certificate of cell principal {principal} stopped working when its cell \
+                 was freed (or allocated again with a new one)"
+            )));
+        }
+        Some(_) => aurae_runtime::spec::CellName::from_principal_entity(principal.entity.as_str())
+            .map(|cell| cell.to_string()),
+        None => None,
+    };
+    Ok(Caller {
+        principal: principal.clone(),
+        role: connection.role(),
+        own_cell,
+    })
 }
 
 /// A response body that keeps its request counted as in flight on its connection until
@@ -156,15 +176,68 @@ impl http_body::Body for TrackedBody {
 /// Puts [`Authz`] in front of a service.
 #[derive(Debug, Clone)]
 pub struct AuthzLayer {
-    registry: Arc<CapabilityRegistry>,
-    cells: CellCredentials,
+    decider: Arc<Decider>,
+}
+
+/// What the layer decides with.
+#[derive(Debug)]
+pub struct Decider {
+    /// The capabilities and which are enabled.
+    pub registry: Arc<CapabilityRegistry>,
+    /// Which cell certificates still work.
+    pub cells: CellCredentials,
+    /// Roles and bindings.
+    pub policy: Arc<PolicyState>,
+    /// Log allowed requests too.
+    pub audit: bool,
 }
 
 impl AuthzLayer {
-    /// A layer deciding with `registry`'s enabled set, and `cells` for which cell
-    /// certificates still work.
-    pub fn new(registry: Arc<CapabilityRegistry>, cells: CellCredentials) -> Self {
-        Self { registry, cells }
+    /// A layer deciding with `decider`.
+    pub fn new(decider: Decider) -> Self {
+        Self {
+            decider: Arc::new(decider),
+        }
+    }
+}
+
+/// A denial, with the principal it was for when one was read.
+type Refused = (Denial, Option<Principal>);
+
+impl Decider {
+    /// The caller's authority for `request` and whether it may call it.
+    fn decide(
+        &self,
+        extensions: &http::Extensions,
+        path: &str,
+    ) -> Result<(Authority, Role), Box<Refused>> {
+        let caller =
+            principal_of_connection(extensions, &self.cells).map_err(|d| Box::new((d, None)))?;
+        let grants = self.policy.current().grants_of(
+            &caller.principal,
+            caller.role == Role::NodeAdmin,
+            caller.own_cell.as_deref(),
+        );
+        let authority = Authority::new(caller.principal, grants);
+        let registry = &self.registry;
+        match authorize(
+            &authority,
+            path,
+            |service| registry.capability_of_service(service),
+            |capability| registry.is_enabled(capability),
+        ) {
+            Ok(needs) => {
+                if self.audit {
+                    let permission = match needs {
+                        Needs::AnyPrincipal => "",
+                        Needs::Permission(p) => p.name,
+                    };
+                    tracing::info!(principal = %authority.principal(), method = path, permission, "request allowed");
+                }
+                Ok((authority, caller.role))
+            }
+            Err(denial) => Err(Box::new((denial, Some(authority.principal().clone())))),
+        }
     }
 }
 
@@ -174,8 +247,7 @@ impl<S> Layer<S> for AuthzLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Authz {
             inner,
-            registry: self.registry.clone(),
-            cells: self.cells.clone(),
+            decider: self.decider.clone(),
         }
     }
 }
@@ -184,8 +256,7 @@ impl<S> Layer<S> for AuthzLayer {
 #[derive(Debug, Clone)]
 pub struct Authz<S> {
     inner: S,
-    registry: Arc<CapabilityRegistry>,
-    cells: CellCredentials,
+    decider: Arc<Decider>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -205,26 +276,19 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let decision = principal_of_connection(request.extensions(), &self.cells).and_then(
-            |(principal, role)| {
-                let registry = &self.registry;
-                authorize(
-                    &principal,
-                    role,
-                    request.uri().path(),
-                    |service| registry.capability_of_service(service),
-                    |capability| registry.is_enabled(capability),
-                )
-                .map(|()| (principal, role))
-            },
-        );
+        let decision = self
+            .decider
+            .decide(request.extensions(), request.uri().path());
         match decision {
-            Ok((principal, role)) => {
+            Ok((authority, role)) => {
                 let in_flight = request
                     .extensions()
                     .get::<ConnectionPrincipal>()
                     .map(|connection| connection.connection().request_started());
-                request.extensions_mut().insert(principal);
+                request
+                    .extensions_mut()
+                    .insert(authority.principal().clone());
+                request.extensions_mut().insert(authority);
                 request.extensions_mut().insert(role);
                 let response = self.inner.call(request);
                 Box::pin(async move {
@@ -240,8 +304,19 @@ where
                     })
                 })
             }
-            Err(denial) => {
-                tracing::info!(method = request.uri().path(), %denial, "request denied");
+            Err(refused) => {
+                let (denial, principal) = *refused;
+                if let Denial::Missing(missing) = &denial {
+                    tracing::info!(
+                        principal = %missing.principal,
+                        permission = missing.permission,
+                        method = request.uri().path(),
+                        "request denied: permission missing"
+                    );
+                } else {
+                    let principal = principal.map(|p| p.to_string()).unwrap_or_default();
+                    tracing::info!(%principal, method = request.uri().path(), %denial, "request denied");
+                }
                 let response = Status::from(denial).into_http();
                 Box::pin(std::future::ready(Ok(response)))
             }
@@ -252,98 +327,163 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn principal(s: &str) -> Principal {
-        s.parse().unwrap()
-    }
+    use crate::authz::policy::Policy;
 
     fn capability_of(service: &str) -> Option<&'static Capability> {
         crate::CAPABILITIES
             .iter()
             .copied()
-            .find(|c| c.services.contains(&service))
+            .find(|c| c.rules_of(service).is_some())
+    }
+
+    fn authority(principal: &str, node_admin: bool, bound: &[&str]) -> Authority {
+        let principal: Principal = principal.parse().unwrap();
+        let catalog = crate::authz::catalog();
+        let mut policy = Policy::builtin(catalog.clone());
+        if !bound.is_empty() {
+            let role = crate::authz::policy::Role {
+                name: "r".parse().unwrap(),
+                grants: bound
+                    .iter()
+                    .map(|g| crate::authz::policy::parse_grant(&catalog, g).unwrap())
+                    .collect(),
+                builtin: false,
+            };
+            policy = policy
+                .with_role(role, false)
+                .unwrap()
+                .with_binding(
+                    crate::authz::policy::PrincipalPattern::Exact(principal.clone()),
+                    &"r".parse().unwrap(),
+                )
+                .unwrap()
+                .unwrap();
+        }
+        let grants = policy.grants_of(&principal, node_admin, None);
+        Authority::new(principal, grants)
     }
 
     #[test]
     fn admin_may_call_anything_enabled() {
-        let admin = principal("admin@node1@local");
+        let admin = authority("admin@node1@local", true, &[]);
+        assert!(authorize(&admin, "/aurae.v0.System/Status", capability_of, |_| true).is_ok());
         assert_eq!(
             authorize(
                 &admin,
-                Role::NodeAdmin,
-                "/aurae.v0.System/Status",
-                capability_of,
-                |_| true
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            authorize(
-                &admin,
-                Role::NodeAdmin,
                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                 capability_of,
                 |_| false
-            ),
-            Err(Denial::Disabled("reflection"))
+            )
+            .unwrap_err(),
+            Denial::Disabled("reflection")
         );
     }
 
     #[test]
-    fn other_principals_are_denied_by_default_but_may_check_health() {
-        let alice = principal("alice@node1@local");
-        let err = authorize(
-            &alice,
-            Role::Other,
-            "/aurae.v0.Capabilities/List",
-            capability_of,
-            |_| true,
-        )
+    fn other_principals_are_denied_by_default_but_may_check_health_and_ask_who_they_are() {
+        let alice = authority("alice@node1@local", false, &[]);
+        let err = authorize(&alice, "/aurae.v0.Capabilities/List", capability_of, |_| {
+            true
+        })
         .unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("alice@node1@local") && text.contains("/aurae.v0.Capabilities/List"),
+            text.contains("alice@node1@local") && text.contains("capabilities.read"),
             "{text}"
         );
-        assert_eq!(
-            authorize(
-                &alice,
-                Role::Other,
-                "/grpc.health.v1.Health/Check",
-                capability_of,
-                |_| true
-            ),
-            Ok(())
-        );
+        for open in ["/grpc.health.v1.Health/Check", "/aurae.v0.Authz/WhoAmI"] {
+            assert!(
+                authorize(&alice, open, capability_of, |_| true).is_ok(),
+                "{open}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bound_permission_opens_its_methods_and_no_other() {
+        let alice = authority("alice@node1@local", false, &["storage.read:/services/"]);
+        assert!(authorize(&alice, "/aurae.v0.Storage/Get", capability_of, |_| true).is_ok());
+        let err = authorize(&alice, "/aurae.v0.Storage/Put", capability_of, |_| true).unwrap_err();
+        assert!(err.to_string().contains("storage.write"), "{err}");
     }
 
     #[test]
     fn the_admin_of_another_node_holds_no_rights_here() {
-        let other = principal("admin@otherpeer@other.example");
+        let other = authority("admin@otherpeer@other.example", false, &[]);
+        let err = authorize(&other, "/aurae.v0.Capabilities/List", capability_of, |_| {
+            true
+        })
+        .unwrap_err();
+        assert!(matches!(err, Denial::Missing(_)), "{err}");
+    }
+
+    #[test]
+    fn a_service_or_method_nobody_declared_is_refused_even_to_the_admin() {
+        let admin = authority("admin@node1@local", true, &[]);
+        assert_eq!(
+            authorize(&admin, "/no.Such/Thing", capability_of, |_| true).unwrap_err(),
+            Denial::UnknownService("no.Such".to_owned())
+        );
         let err = authorize(
-            &other,
-            Role::Other,
-            "/aurae.v0.Capabilities/List",
+            &admin,
+            "/aurae.v0.Storage/Frobnicate",
             capability_of,
             |_| true,
         )
         .unwrap_err();
-        assert!(matches!(err, Denial::Forbidden { .. }), "{err}");
+        assert!(matches!(err, Denial::Undeclared(_)), "{err}");
+        assert_eq!(Status::from(err).code(), tonic::Code::PermissionDenied);
     }
 
+    /// Every method of every service this build serves is declared by its capability,
+    /// and every declaration names a real method: a method added to a .proto without a
+    /// permission fails here before it can be refused in production.
     #[test]
-    fn a_service_no_capability_declares_is_refused_even_to_the_admin() {
-        let admin = principal("admin@node1@local");
-        assert_eq!(
-            authorize(
-                &admin,
-                Role::NodeAdmin,
-                "/no.Such/Thing",
-                capability_of,
-                |_| true
-            ),
-            Err(Denial::UnknownService("no.Such".to_owned()))
-        );
+    fn every_served_method_has_a_declared_need_and_every_declaration_a_method() {
+        use prost::Message;
+        let mut served: Vec<(String, String)> = Vec::new();
+        for set in [
+            aurae_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let set = prost_types::FileDescriptorSet::decode(set).unwrap();
+            for file in set.file {
+                let package = file.package().to_owned();
+                for service in file.service {
+                    let name = format!("{package}.{}", service.name());
+                    for method in service.method {
+                        served.push((name.clone(), method.name().to_owned()));
+                    }
+                }
+            }
+        }
+        for (service, method) in &served {
+            let capability = capability_of(service)
+                .unwrap_or_else(|| panic!("no capability declares service {service}"));
+            assert!(
+                capability
+                    .rules_of(service)
+                    .unwrap()
+                    .needs(method)
+                    .is_some(),
+                "{service}/{method} has no declared permission"
+            );
+        }
+        for capability in crate::CAPABILITIES {
+            for rules in capability.services {
+                for (method, _) in rules.methods {
+                    let known = served
+                        .iter()
+                        .any(|(s, m)| s == rules.service && m == method)
+                        || rules.service.starts_with("grpc.reflection.");
+                    assert!(
+                        known,
+                        "{} declares {method}, which it does not serve",
+                        rules.service
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod connections;
 pub mod fd_limit;
 pub mod handshakes;
 pub mod material;
+pub mod permissions;
 pub mod plain;
 pub mod registry;
 pub mod revalidate;
@@ -122,10 +123,12 @@ async fn serving_router(
         .initial_stream_window_size(window)
         .initial_connection_window_size(window.saturating_mul(4))
         .max_concurrent_streams(daemon.config.server.max_concurrent_streams)
-        .layer(authz::AuthzLayer::new(
-            daemon.capabilities.clone(),
-            daemon.runtime.credentials(),
-        ))
+        .layer(authz::AuthzLayer::new(authz::Decider {
+            registry: daemon.capabilities.clone(),
+            cells: daemon.runtime.credentials(),
+            policy: daemon.policy.clone(),
+            audit: daemon.audit,
+        }))
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming(rx), shutdown)
         .await?;
@@ -159,7 +162,7 @@ async fn close_idle_connections(daemon: Arc<Daemon>, shutdown: impl Future<Outpu
 /// The names of the node whose admin holds every right: read from `node.toml` beside the
 /// CA whenever the material changes, so that they always belong to the material served.
 /// Unreadable names mean nobody is admin (fail closed), said in the log.
-fn node_names(daemon: &Daemon) -> Option<Arc<NodeNames>> {
+pub(crate) fn node_names(daemon: &Daemon) -> Option<Arc<NodeNames>> {
     match NodeNames::load(&daemon.pki) {
         Ok(names) => Some(Arc::new(names)),
         Err(e) => {

@@ -16,6 +16,7 @@ use aurae_proto::v0 as pb;
 use serde::{Deserialize, Serialize};
 use tonic::service::RoutesBuilder;
 
+use super::permissions::{Permission, ServiceRules};
 use crate::context::Daemon;
 
 /// Whether a capability can be switched off.
@@ -28,19 +29,6 @@ pub enum Availability {
         /// Whether it is on before anyone says otherwise.
         enabled_by_default: bool,
     },
-}
-
-/// Who may call a capability's services once the connection is authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Only the node's admin.
-    Admin,
-    /// Any authenticated principal (health checks).
-    AnyPrincipal,
-    /// Any authenticated principal reaches the service, which then decides per request
-    /// from the principal's scope, default deny (the runtime: a cell's identity acts on
-    /// its own cell only).
-    Scoped,
 }
 
 /// Why a capability could not add its services to the router.
@@ -67,10 +55,11 @@ pub struct Capability {
     pub description: &'static str,
     /// Whether it can be switched off.
     pub availability: Availability,
-    /// Who may call it.
-    pub access: Access,
-    /// Fully qualified gRPC service names, taken from tonic's `NamedService::NAME`.
-    pub services: &'static [&'static str],
+    /// The permissions it declares (`aurae role permissions` lists them).
+    pub permissions: &'static [&'static Permission],
+    /// Its gRPC services, each with every method it serves and what that needs; a
+    /// method not listed is refused to everyone.
+    pub services: &'static [ServiceRules],
     /// Adds its services to the router.
     pub register: Register,
 }
@@ -79,6 +68,16 @@ impl Capability {
     /// Whether it is always on.
     pub fn is_core(&self) -> bool {
         self.availability == Availability::Core
+    }
+
+    /// The names of its gRPC services.
+    pub fn service_names(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.services.iter().map(|rules| rules.service)
+    }
+
+    /// The rules of its service `service`, if it serves it.
+    pub fn rules_of(&self, service: &str) -> Option<&'static ServiceRules> {
+        self.services.iter().find(|rules| rules.service == service)
     }
 
     fn enabled_by_default(&self) -> bool {
@@ -241,7 +240,7 @@ impl CapabilityRegistry {
         self.known
             .iter()
             .copied()
-            .find(|c| c.services.contains(&service))
+            .find(|c| c.rules_of(service).is_some())
     }
 
     /// Names of the enabled capabilities.
@@ -265,11 +264,7 @@ impl CapabilityRegistry {
             description: capability.description.to_owned(),
             enabled: self.is_enabled(capability),
             core: capability.is_core(),
-            services: capability
-                .services
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            services: capability.service_names().map(str::to_owned).collect(),
         }
     }
 
@@ -406,8 +401,11 @@ mod tests {
         name: "core",
         description: "always on",
         availability: Availability::Core,
-        access: Access::Admin,
-        services: &["test.Core"],
+        permissions: &[],
+        services: &[ServiceRules {
+            service: "test.Core",
+            methods: &[],
+        }],
         register: no_services,
     };
     const OPTIONAL: Capability = Capability {
@@ -416,8 +414,11 @@ mod tests {
         availability: Availability::Optional {
             enabled_by_default: true,
         },
-        access: Access::Admin,
-        services: &["test.Optional"],
+        permissions: &[],
+        services: &[ServiceRules {
+            service: "test.Optional",
+            methods: &[],
+        }],
         register: no_services,
     };
     const KNOWN: &[&Capability] = &[&CORE, &OPTIONAL];

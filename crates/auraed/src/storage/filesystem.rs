@@ -7,6 +7,8 @@
 //! once and a power cut after Fsync (fsync(2), fsyncdir). Reads stream in pieces and
 //! writes are applied piece by piece as they arrive, so a 1 GiB file never sits in memory.
 
+use super::{STORAGE_READ, STORAGE_WRITE};
+use crate::server::permissions::{Authority, Permission, Target, authority_of};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -75,13 +77,31 @@ impl FilesystemService {
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadChunk, Status>> + Send>>;
 
+/// Refuses unless `authority` may use `permission` on `volume`: a named volume needs a
+/// grant on it; the default namespace ("") by inode is reachable only with a grant that
+/// holds everywhere, since an inode cannot be told to lie under a path scope.
+fn require(
+    authority: &Authority,
+    permission: &'static Permission,
+    volume: &str,
+) -> Result<(), Status> {
+    let target = if volume.is_empty() {
+        Target::Namespace
+    } else {
+        Target::Volume(volume)
+    };
+    authority.require(permission, &target).map_err(Status::from)
+}
+
 #[tonic::async_trait]
 impl pb::filesystem_server::Filesystem for FilesystemService {
     async fn lookup(
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::Attr>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_READ, &r.volume)?;
         name(&r.name)?;
         Ok(attr(
             self.store
@@ -93,7 +113,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::InodeRequest>,
     ) -> Result<Response<pb::Attr>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_READ, &r.volume)?;
         Ok(attr(self.store.read(|s| s.getattr(&r.volume, r.inode))?))
     }
 
@@ -101,7 +123,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::SetAttrRequest>,
     ) -> Result<Response<pb::Attr>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_WRITE, &r.volume)?;
         let change = SetAttr {
             mode: r.mode,
             uid: r.uid,
@@ -120,7 +144,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::ReadDirRequest>,
     ) -> Result<Response<pb::ReadDirResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_READ, &r.volume)?;
         let limit = self.config.page(r.limit);
         let (entries, more) = self
             .store
@@ -140,7 +166,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::MakeNodeRequest>,
     ) -> Result<Response<pb::Attr>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_WRITE, &r.volume)?;
         name(&r.name)?;
         let kind = match entry_kind(r.kind()) {
             Some(kind) if kind != EntryKind::Symlink => kind,
@@ -168,7 +196,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::MakeSymlinkRequest>,
     ) -> Result<Response<pb::Attr>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_WRITE, &r.volume)?;
         name(&r.name)?;
         check_symlink_target(&r.target).map_err(|e| status(e.into()))?;
         let op = inodes::make_symlink(&r.volume, r.parent, r.name, r.target, r.uid, r.gid);
@@ -177,7 +207,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
     }
 
     async fn link(&self, request: Request<pb::LinkRequest>) -> Result<Response<pb::Attr>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_WRITE, &r.volume)?;
         name(&r.new_name)?;
         let op = inodes::link(&r.volume, r.inode, r.new_parent, r.new_name);
         let (stat, _) = self.small(op).await?;
@@ -188,7 +220,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::UnlinkRequest>,
     ) -> Result<Response<pb::UnlinkResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_WRITE, &r.volume)?;
         name(&r.name)?;
         let kind = if r.directory {
             UnlinkKind::Directory
@@ -209,7 +243,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::RenameAtRequest>,
     ) -> Result<Response<pb::RenameAtResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_WRITE, &r.volume)?;
         name(&r.name)?;
         name(&r.new_name)?;
         let mv = Move {
@@ -233,7 +269,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<ReadStream>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_READ, &r.volume)?;
         let store = self.store.store()?;
         // The first piece is read here so that errors (ENOENT, EISDIR) fail the call itself.
         let piece = self.config.read_piece.min(r.length);
@@ -283,11 +321,13 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<Streaming<pb::WriteChunk>>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let mut stream = request.into_inner();
         let Some(first) = stream.message().await? else {
             return Err(Status::invalid_argument("Write needs at least one chunk"));
         };
         let (volume, ino, lazy) = (first.volume, first.inode, first.lazy);
+        require(&authority, &STORAGE_WRITE, &volume)?;
         let mut offset = first.offset;
         let mut written = 0u64;
         let mut data = first.data;
@@ -319,7 +359,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::FsyncRequest>,
     ) -> Result<Response<pb::FsyncResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let r = request.into_inner();
+        require(&authority, &STORAGE_WRITE, &r.volume)?;
         self.make_durable(r.volume, r.inode).await?;
         Ok(Response::new(pb::FsyncResponse {}))
     }
@@ -328,7 +370,9 @@ impl pb::filesystem_server::Filesystem for FilesystemService {
         &self,
         request: Request<pb::StatFsRequest>,
     ) -> Result<Response<pb::StatFsResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let volume_name = request.into_inner().volume;
+        require(&authority, &STORAGE_READ, &volume_name)?;
         let store = self.store.store()?;
         let volume = self.store.run(move |s| s.volume(&volume_name)).await?;
         const BLOCK: u64 = 4096;

@@ -33,7 +33,36 @@ pub use service::StorageService;
 pub use state::StoreState;
 
 use crate::context::Daemon;
-use crate::server::registry::{Access, Availability, Capability, RegisterError};
+use crate::server::permissions::{Needs, Permission, ScopeKind, ServiceRules};
+use crate::server::registry::{Availability, Capability, RegisterError};
+
+/// Reading the store: by path in the default namespace (`/services/`), or a whole
+/// volume (`volume:data`) by inode.
+pub const STORAGE_READ: Permission = Permission {
+    name: "storage.read",
+    description: "read keys, directories and watches; read volumes through auraefs",
+    scope: ScopeKind::Storage,
+    read_only: true,
+};
+
+/// Writing the store, scoped as [`STORAGE_READ`].
+pub const STORAGE_WRITE: Permission = Permission {
+    name: "storage.write",
+    description: "write, rename and remove keys; write volumes through auraefs",
+    scope: ScopeKind::Storage,
+    read_only: false,
+};
+
+/// Creating and deleting volumes, scoped by volume name (`volume:team-*`).
+pub const VOLUMES_MANAGE: Permission = Permission {
+    name: "volumes.manage",
+    description: "create and delete volumes",
+    scope: ScopeKind::Storage,
+    read_only: false,
+};
+
+const READ: Needs = Needs::Permission(&STORAGE_READ);
+const WRITE: Needs = Needs::Permission(&STORAGE_WRITE);
 
 /// The capability's declaration.
 pub const CAPABILITY: Capability = Capability {
@@ -42,10 +71,44 @@ pub const CAPABILITY: Capability = Capability {
     availability: Availability::Optional {
         enabled_by_default: true,
     },
-    access: Access::Admin,
+    permissions: &[&STORAGE_READ, &STORAGE_WRITE, &VOLUMES_MANAGE],
     services: &[
-        <StorageServer<StorageService> as NamedService>::NAME,
-        <FilesystemServer<FilesystemService> as NamedService>::NAME,
+        ServiceRules {
+            service: <StorageServer<StorageService> as NamedService>::NAME,
+            methods: &[
+                ("Get", READ),
+                ("List", READ),
+                ("Stat", READ),
+                ("Watch", READ),
+                ("ListVolumes", READ),
+                ("Put", WRITE),
+                ("PutStream", WRITE),
+                ("Mkdir", WRITE),
+                ("Symlink", WRITE),
+                ("Remove", WRITE),
+                ("Rename", WRITE),
+                ("CreateVolume", Needs::Permission(&VOLUMES_MANAGE)),
+                ("DeleteVolume", Needs::Permission(&VOLUMES_MANAGE)),
+            ],
+        },
+        ServiceRules {
+            service: <FilesystemServer<FilesystemService> as NamedService>::NAME,
+            methods: &[
+                ("Lookup", READ),
+                ("GetAttr", READ),
+                ("ReadDir", READ),
+                ("Read", READ),
+                ("StatFs", READ),
+                ("SetAttr", WRITE),
+                ("MakeNode", WRITE),
+                ("MakeSymlink", WRITE),
+                ("Link", WRITE),
+                ("Unlink", WRITE),
+                ("Rename", WRITE),
+                ("Write", WRITE),
+                ("Fsync", WRITE),
+            ],
+        },
     ],
     register,
 };

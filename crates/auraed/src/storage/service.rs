@@ -23,10 +23,11 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::StoreState;
 use super::config::StorageConfig;
 use super::convert::IntoProto;
 use super::error::{StorageError, status};
+use super::{STORAGE_READ, STORAGE_WRITE, StoreState, VOLUMES_MANAGE};
+use crate::server::permissions::{Authority, Permission, Target, authority_of};
 
 /// The `aurae.v0.Storage` gRPC service.
 #[derive(Debug, Clone)]
@@ -37,6 +38,17 @@ pub struct StorageService {
 
 fn path(text: &str) -> Result<StorePath, Status> {
     text.parse::<StorePath>().map_err(|e| status(e.into()))
+}
+
+/// Parses `text` and refuses it unless `authority` may use `permission` on that path.
+fn reach(
+    authority: &Authority,
+    permission: &'static Permission,
+    text: &str,
+) -> Result<StorePath, Status> {
+    let path = path(text)?;
+    authority.require(permission, &Target::Path(&path))?;
+    Ok(path)
 }
 
 fn put_options(mode: Option<u32>, if_version: Option<u64>, no_parents: bool) -> PutOptions {
@@ -107,7 +119,8 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let path = path(&request.into_inner().path)?;
+        let authority = authority_of(&request)?.clone();
+        let path = reach(&authority, &STORAGE_READ, &request.into_inner().path)?;
         let (value, stat) = self.store.run(move |s| s.get(&path)).await?;
         Ok(Response::new(pb::GetResponse {
             value,
@@ -119,8 +132,9 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let request = request.into_inner();
-        let path = path(&request.path)?;
+        let path = reach(&authority, &STORAGE_WRITE, &request.path)?;
         let options = put_options(request.mode, request.if_version, request.no_parents);
         // A large value is written and synced first, off the writer, which then only
         // points the record at it.
@@ -141,6 +155,7 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<Streaming<pb::PutChunk>>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let mut stream = request.into_inner();
         let first = stream.message().await?.unwrap_or_default();
         let Some(header) = first.header else {
@@ -148,7 +163,7 @@ impl pb::storage_server::Storage for StorageService {
                 "PutStream's first message must carry the header (path and options)",
             ));
         };
-        let path = path(&header.path)?;
+        let path = reach(&authority, &STORAGE_WRITE, &header.path)?;
         let options = put_options(header.mode, header.if_version, header.no_parents);
         // Refused before any byte travels; the commit checks again.
         self.store.read(|s| s.check_put(&path, &options))?;
@@ -211,8 +226,9 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let request = request.into_inner();
-        let path = path(&request.path)?;
+        let path = reach(&authority, &STORAGE_READ, &request.path)?;
         let limit = self.config.page(request.page_size);
         let after = request.page_token;
         let (entries, more) = self
@@ -233,7 +249,8 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::StatResponse>, Status> {
-        let path = path(&request.into_inner().path)?;
+        let authority = authority_of(&request)?.clone();
+        let path = reach(&authority, &STORAGE_READ, &request.into_inner().path)?;
         let stat = self.store.read(|s| s.stat(&path))?;
         Ok(Response::new(pb::StatResponse {
             stat: Some(stat.into_proto()),
@@ -244,8 +261,9 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::MkdirRequest>,
     ) -> Result<Response<pb::MkdirResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let request = request.into_inner();
-        let path = path(&request.path)?;
+        let path = reach(&authority, &STORAGE_WRITE, &request.path)?;
         let parents = if request.parents {
             Parents::Create
         } else {
@@ -263,8 +281,9 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::SymlinkRequest>,
     ) -> Result<Response<pb::SymlinkResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let request = request.into_inner();
-        let path = path(&request.path)?;
+        let path = reach(&authority, &STORAGE_WRITE, &request.path)?;
         check_symlink_target(&request.target).map_err(|e| status(e.into()))?;
         let (stat, revision) = self.write(namespace::symlink(path, request.target)).await?;
         Ok(Response::new(pb::SymlinkResponse {
@@ -277,8 +296,9 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let request = request.into_inner();
-        let path = path(&request.path)?;
+        let path = reach(&authority, &STORAGE_WRITE, &request.path)?;
         let removal = if request.recursive {
             Removal::Recursive
         } else {
@@ -292,8 +312,12 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::RenameRequest>,
     ) -> Result<Response<pb::RenameResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let request = request.into_inner();
-        let (from, to) = (path(&request.from)?, path(&request.to)?);
+        let (from, to) = (
+            reach(&authority, &STORAGE_WRITE, &request.from)?,
+            reach(&authority, &STORAGE_WRITE, &request.to)?,
+        );
         let (stat, revision) = self.write(namespace::rename(from, to)).await?;
         Ok(Response::new(pb::RenameResponse {
             stat: Some(stat.into_proto()),
@@ -307,12 +331,19 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let authority = authority_of(&request)?.clone();
         let request = request.into_inner();
         let prefix = path(if request.prefix.is_empty() {
             "/"
         } else {
             &request.prefix
         })?;
+        let target = if request.volume.is_empty() {
+            Target::Path(&prefix)
+        } else {
+            Target::Volume(&request.volume)
+        };
+        authority.require(&STORAGE_READ, &target)?;
         let filter = WatchFilter::new(&request.volume, prefix);
         let store = self.store.store()?;
         // Subscribe before reading the log: nothing committed in between is lost, and
@@ -346,7 +377,9 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
+        let authority = authority_of(&request)?.clone();
         let request = request.into_inner();
+        authority.require(&VOLUMES_MANAGE, &Target::Volume(&request.name))?;
         let name: VolumeName = request
             .name
             .parse()
@@ -359,11 +392,17 @@ impl pb::storage_server::Storage for StorageService {
 
     async fn list_volumes(
         &self,
-        _request: Request<pb::ListVolumesRequest>,
+        request: Request<pb::ListVolumesRequest>,
     ) -> Result<Response<pb::ListVolumesResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let volumes = self.store.run(|s| s.list_volumes()).await?;
+        // Only the volumes the caller may read are named to it.
         Ok(Response::new(pb::ListVolumesResponse {
-            volumes: volumes.into_iter().map(IntoProto::into_proto).collect(),
+            volumes: volumes
+                .into_iter()
+                .filter(|v| authority.allows(&STORAGE_READ, &Target::Volume(&v.name)))
+                .map(IntoProto::into_proto)
+                .collect(),
         }))
     }
 
@@ -371,7 +410,9 @@ impl pb::storage_server::Storage for StorageService {
         &self,
         request: Request<pb::DeleteVolumeRequest>,
     ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
+        let authority = authority_of(&request)?.clone();
         let name = request.into_inner().name;
+        authority.require(&VOLUMES_MANAGE, &Target::Volume(&name))?;
         self.write(volumes::delete(name)).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }

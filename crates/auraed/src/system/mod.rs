@@ -15,17 +15,28 @@ use tonic::{Request, Response, Status};
 use crate::context::Daemon;
 use crate::server::connections::Role;
 use crate::server::material::Mode;
-use crate::server::registry::{Access, Availability, Capability, RegisterError};
+use crate::server::permissions::{Needs, Permission, ScopeKind, ServiceRules};
+use crate::server::registry::{Availability, Capability, RegisterError};
+
+/// Reading the node's status. (The empty loop tells anyone as much; the daemon's own
+/// paths are shown to the node's admin only.) `aurae whoami` needs no permission.
+pub const SYSTEM_READ: Permission = Permission {
+    name: "system.read",
+    description: "read the node's status: mode, peer id, uptime, capabilities",
+    scope: ScopeKind::Unscoped,
+    read_only: true,
+};
 
 /// The capability's declaration.
 pub const CAPABILITY: Capability = Capability {
     name: "system",
     description: "node status: mode, peer id, uptime, capabilities",
     availability: Availability::Core,
-    // Anyone the CA vouches for may ask who they are and what the node serves (the empty
-    // loop tells as much to anyone); the daemon's own paths are the admin's only.
-    access: Access::AnyPrincipal,
-    services: &[<SystemServer<SystemService> as NamedService>::NAME],
+    permissions: &[&SYSTEM_READ],
+    services: &[ServiceRules {
+        service: <SystemServer<SystemService> as NamedService>::NAME,
+        methods: &[("Status", Needs::Permission(&SYSTEM_READ))],
+    }],
     register,
 };
 
