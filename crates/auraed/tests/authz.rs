@@ -89,7 +89,9 @@ async fn a_role_scoped_to_a_path_is_enforced_on_an_open_connection_and_changes_a
     let denied = get(&alice, "/services/web/port").await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(
-        denied.message().contains("alice@node1@local lacks storage.read")
+        denied
+            .message()
+            .contains("alice@node1@local lacks storage.read")
             && denied.message().contains("aurae grant alice@node1@local"),
         "{denied:?}"
     );
@@ -99,7 +101,13 @@ async fn a_role_scoped_to_a_path_is_enforced_on_an_open_connection_and_changes_a
 
     aurae_ok(
         &layout,
-        &["role", "create", "reader", "--allow", "storage.read:/services/"],
+        &[
+            "role",
+            "create",
+            "reader",
+            "--allow",
+            "storage.read:/services/",
+        ],
     );
     aurae_ok(&layout, &["grant", "alice@node1@local", "reader"]);
 
@@ -119,10 +127,14 @@ async fn a_role_scoped_to_a_path_is_enforced_on_an_open_connection_and_changes_a
     assert_eq!(secret.code(), Code::PermissionDenied);
     assert!(
         secret.message().contains("storage.read on /secrets/key")
-            && secret.message().contains("--allow storage.read:/secrets/key/"),
+            && secret
+                .message()
+                .contains("--allow storage.read:/secrets/key/"),
         "{secret:?}"
     );
-    let write = put(&alice, "/services/web/port", b"8080").await.unwrap_err();
+    let write = put(&alice, "/services/web/port", b"8080")
+        .await
+        .unwrap_err();
     assert_eq!(write.code(), Code::PermissionDenied);
     assert!(write.message().contains("storage.write"), "{write:?}");
     assert!(
@@ -138,7 +150,13 @@ async fn a_role_scoped_to_a_path_is_enforced_on_an_open_connection_and_changes_a
     // Granting write takes effect on the open connection; ungranting takes it away.
     aurae_ok(
         &layout,
-        &["role", "create", "deployer", "--allow", "storage.write:/services/"],
+        &[
+            "role",
+            "create",
+            "deployer",
+            "--allow",
+            "storage.write:/services/",
+        ],
     );
     aurae_ok(&layout, &["grant", "alice@node1@local", "deployer"]);
     put(&alice, "/services/web/port", b"8080").await.unwrap();
@@ -149,7 +167,10 @@ async fn a_role_scoped_to_a_path_is_enforced_on_an_open_connection_and_changes_a
     );
     aurae_ok(&layout, &["ungrant", "alice@node1@local", "deployer"]);
     assert_eq!(
-        put(&alice, "/services/web/port", b"1").await.unwrap_err().code(),
+        put(&alice, "/services/web/port", b"1")
+            .await
+            .unwrap_err()
+            .code(),
         Code::PermissionDenied
     );
     assert_eq!(get(&admin, "/secrets/key").await.unwrap(), b"hunter2");
@@ -184,7 +205,10 @@ async fn an_entity_pattern_covers_the_nodes_entities_and_whoami_tells_the_truth(
         .unwrap()
         .into_inner();
     assert_eq!(status.principal, "bob@node1@local");
-    assert!(status.pki_dir.is_empty(), "the daemon's paths stay the admin's");
+    assert!(
+        status.pki_dir.is_empty(),
+        "the daemon's paths stay the admin's"
+    );
     let who = whoami(&bob).await;
     assert_eq!(who.bindings.len(), 1);
     assert_eq!(who.bindings[0].pattern, "*@node1@local");
@@ -209,12 +233,18 @@ async fn the_node_admins_admin_binding_cannot_be_removed_and_bad_input_is_named(
     let err = aurae_err(&layout, &["role", "rm", "admin"]);
     assert!(err.contains("built in"), "{err}");
     let err = aurae_err(&layout, &["role", "create", "x", "--allow", "storage.frob"]);
-    assert!(err.contains("no capability declares a permission 'storage.frob'"), "{err}");
+    assert!(
+        err.contains("no capability declares a permission 'storage.frob'"),
+        "{err}"
+    );
     let err = aurae_err(
         &layout,
         &["role", "create", "x", "--allow", "storage.read:services"],
     );
-    assert!(err.contains("'services' is not a scope of storage.read"), "{err}");
+    assert!(
+        err.contains("'services' is not a scope of storage.read"),
+        "{err}"
+    );
     let err = aurae_err(&layout, &["grant", "alice", "viewer"]);
     assert!(err.contains("'alice' is not a principal pattern"), "{err}");
     let err = aurae_err(&layout, &["grant", "alice@node1@local", "nobody"]);
@@ -250,7 +280,13 @@ async fn roles_and_grants_survive_a_restart() {
     let (layout, mut daemon) = serving_daemon().await;
     aurae_ok(
         &layout,
-        &["role", "create", "reader", "--allow", "storage.read:/services/"],
+        &[
+            "role",
+            "create",
+            "reader",
+            "--allow",
+            "storage.read:/services/",
+        ],
     );
     aurae_ok(&layout, &["grant", "alice@node1@local", "reader"]);
     let admin = layout.admin_client().await.unwrap();

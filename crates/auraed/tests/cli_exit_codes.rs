@@ -55,7 +55,7 @@ async fn a_principal_without_the_right_exits_with_permission_denied() {
         "list",
     ]);
     assert_eq!(code(&out), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains("alice@node1@local may not call"));
+    assert!(stderr(&out).contains("alice@node1@local lacks storage.read"));
 }
 
 #[test]

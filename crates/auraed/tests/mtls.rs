@@ -128,12 +128,13 @@ async fn an_unknown_principal_is_denied_with_who_and_what() {
     );
     let alice = layout.identity("alice");
 
-    // Anyone the CA vouches for may ask who they are; the daemon's paths stay the admin's.
-    let status = status_as(&layout, alice.clone()).await.unwrap();
-    assert_eq!(status.principal, "alice@node1@local");
+    // Default deny: even the status needs a grant (system.read), and the refusal names
+    // who, what, and the command that grants it.
+    let err = status_as(&layout, alice.clone()).await.unwrap_err();
     assert!(
-        status.pki_dir.is_empty() && status.key_path.is_empty(),
-        "{status:?}"
+        err.contains("alice@node1@local lacks system.read")
+            && err.contains("aurae grant alice@node1@local"),
+        "{err}"
     );
 
     let client = AuraeClient::connect(&layout.target(Some(alice)))
@@ -161,7 +162,7 @@ async fn an_unknown_principal_is_denied_with_who_and_what() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("alice@node1@local may not call"),
+        stderr.contains("alice@node1@local lacks capabilities.read"),
         "{stderr}"
     );
 }

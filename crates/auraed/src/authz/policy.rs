@@ -482,21 +482,29 @@ impl Policy {
     }
 }
 
-/// What a live cell's own identity holds: runtime rights on its own cell.
+/// What a live cell's own identity holds: runtime rights on its own cell, and the
+/// node's status (so that `aurae status` in a cell names the cell).
 fn cell_grants<'a>(
     catalog: &'a [&'static Permission],
     cell: &'a str,
 ) -> impl Iterator<Item = Grant> + 'a {
-    catalog
-        .iter()
-        .filter(|p| {
-            p.name == crate::runtime::RUNTIME_READ.name
-                || p.name == crate::runtime::RUNTIME_EXEC.name
-        })
-        .map(move |p| Grant {
+    let runtime = [
+        crate::runtime::RUNTIME_READ.name,
+        crate::runtime::RUNTIME_EXEC.name,
+    ];
+    catalog.iter().filter_map(move |p| {
+        let scope = if runtime.contains(&p.name) {
+            Scope::OwnCell(cell.to_owned())
+        } else if p.name == crate::system::SYSTEM_READ.name {
+            Scope::Everywhere
+        } else {
+            return None;
+        };
+        Some(Grant {
             permission: p,
-            scope: Scope::OwnCell(cell.to_owned()),
+            scope,
         })
+    })
 }
 
 /// The built-in `cell` role as shown to people: its grants for a placeholder cell.
@@ -637,11 +645,14 @@ mod tests {
     fn a_cells_own_identity_holds_its_cell_and_a_bad_name_or_pattern_is_explained() {
         let policy = Policy::builtin(catalog());
         let grants = policy.grants_of(&principal("web.api@node1@local"), false, Some("web/api"));
-        assert_eq!(grants.len(), 2);
-        assert!(
-            grants
-                .iter()
-                .all(|g| g.scope == Scope::OwnCell("web/api".to_owned()))
+        let shown: Vec<String> = grants.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "system.read",
+                "runtime.read:web/api (its own cell)",
+                "runtime.exec:web/api (its own cell)"
+            ]
         );
         assert!("Admin".parse::<RoleName>().is_err());
         assert!("../x".parse::<RoleName>().is_err());

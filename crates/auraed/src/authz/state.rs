@@ -126,6 +126,49 @@ impl PolicyState {
     }
 }
 
+impl PolicyState {
+    /// Adds many roles and bindings at once (roles first), replacing stored ones of the
+    /// same name: compiled once and written in batches, each batch durable before the
+    /// next. Published only once all is written; if a batch fails, the records already
+    /// written hold from the next start, and the policy served now is unchanged.
+    pub async fn import(
+        &self,
+        roles: Vec<Role>,
+        bindings: Vec<(PrincipalPattern, BTreeSet<RoleName>)>,
+    ) -> Result<(), ChangeError> {
+        const BATCH: usize = 256;
+        let _serialized = self.changes.lock().await;
+        let store = self.store.get().ok_or(ChangeError::NoStore)?.clone();
+        let mut next = (*self.current()).clone();
+        let mut touched: Vec<Touched> = Vec::new();
+        for role in roles {
+            if next.role(role.name.as_str()).is_some_and(|r| r.builtin) {
+                return Err(PolicyError::Builtin(format!("role '{}'", role.name)).into());
+            }
+            touched.push(Touched::Role(role.name.clone()));
+            next.load_role(role);
+        }
+        for (pattern, roles) in bindings {
+            if let Some(missing) = roles.iter().find(|r| next.role(r.as_str()).is_none()) {
+                return Err(PolicyError::NoRole(missing.to_string()).into());
+            }
+            touched.push(Touched::Binding(pattern.clone()));
+            next.load_binding(pattern, roles);
+        }
+        let next = next.loaded();
+        for batch in touched.chunks(BATCH) {
+            let mut writes: Vec<_> = batch.iter().map(|t| record_write(&next, t)).collect();
+            store
+                .write(Durability::Durable, move |w| {
+                    writes.iter_mut().try_for_each(|write| write(w))
+                })
+                .await?;
+        }
+        self.publish(next);
+        Ok(())
+    }
+}
+
 /// Which record a change touches.
 #[derive(Debug, Clone)]
 pub enum Touched {
