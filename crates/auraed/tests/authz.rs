@@ -35,10 +35,7 @@ async fn client(layout: &Layout, entity: &str) -> AuraeClient {
 async fn get(client: &AuraeClient, path: &str) -> Result<Vec<u8>, tonic::Status> {
     client
         .storage()
-        .get(pb::GetRequest {
-            path: path.into(),
-            ..Default::default()
-        })
+        .get(pb::GetRequest { path: path.into() })
         .await
         .map(|r| r.into_inner().value)
 }
