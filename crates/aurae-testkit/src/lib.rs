@@ -231,6 +231,17 @@ impl Layout {
         self.aurae_command().args(args).output().expect("run aurae")
     }
 
+    /// Runs the aurae CLI as this layout's admin user, asserting success; its stdout.
+    pub fn aurae_ok(&self, args: &[&str]) -> String {
+        let out = self.aurae(args);
+        assert!(
+            out.status.success(),
+            "aurae {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `aurae pki init` into this layout (peer `node1`), asserting success.
     pub fn pki_init(&self, extra: &[&str]) {
         let pki = self.pki_dir.to_str().expect("a UTF-8 temp path");

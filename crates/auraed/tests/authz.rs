@@ -8,25 +8,27 @@ use aurae_proto::v0 as pb;
 use common::{Daemon, Layout, serving_daemon, wait_serving};
 use tonic::Code;
 
-fn aurae_ok(layout: &Layout, args: &[&str]) -> String {
-    let out = layout.aurae(args);
-    assert!(
-        out.status.success(),
-        "aurae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn aurae_err(layout: &Layout, args: &[&str]) -> String {
     let out = layout.aurae(args);
     assert!(!out.status.success(), "aurae {args:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Creates role `reader` (`storage.read:/services/`) and grants it to alice, with the CLI.
+fn grant_alice_reader(layout: &Layout) {
+    layout.aurae_ok(&[
+        "role",
+        "create",
+        "reader",
+        "--allow",
+        "storage.read:/services/",
+    ]);
+    layout.aurae_ok(&["grant", "alice@node1@local", "reader"]);
+}
+
 async fn client(layout: &Layout, entity: &str) -> AuraeClient {
     let pki = layout.pki_dir.to_str().unwrap();
-    aurae_ok(layout, &["pki", "issue", entity, "--pki-dir", pki]);
+    layout.aurae_ok(&["pki", "issue", entity, "--pki-dir", pki]);
     AuraeClient::connect(&layout.target(Some(layout.identity(entity))))
         .await
         .unwrap()
@@ -96,17 +98,7 @@ async fn a_role_scoped_to_a_path_is_enforced_on_an_open_connection_and_changes_a
     assert_eq!(who.principal, "alice@node1@local");
     assert!(!who.node_admin && who.bindings.is_empty() && who.permissions.is_empty());
 
-    aurae_ok(
-        &layout,
-        &[
-            "role",
-            "create",
-            "reader",
-            "--allow",
-            "storage.read:/services/",
-        ],
-    );
-    aurae_ok(&layout, &["grant", "alice@node1@local", "reader"]);
+    grant_alice_reader(&layout);
 
     // The same connection, without reconnecting.
     assert_eq!(get(&alice, "/services/web/port").await.unwrap(), b"80");
@@ -145,24 +137,21 @@ async fn a_role_scoped_to_a_path_is_enforced_on_an_open_connection_and_changes_a
     assert_eq!(who.bindings[0].role, "reader");
 
     // Granting write takes effect on the open connection; ungranting takes it away.
-    aurae_ok(
-        &layout,
-        &[
-            "role",
-            "create",
-            "deployer",
-            "--allow",
-            "storage.write:/services/",
-        ],
-    );
-    aurae_ok(&layout, &["grant", "alice@node1@local", "deployer"]);
+    layout.aurae_ok(&[
+        "role",
+        "create",
+        "deployer",
+        "--allow",
+        "storage.write:/services/",
+    ]);
+    layout.aurae_ok(&["grant", "alice@node1@local", "deployer"]);
     put(&alice, "/services/web/port", b"8080").await.unwrap();
     assert_eq!(get(&admin, "/services/web/port").await.unwrap(), b"8080");
     assert_eq!(
         put(&alice, "/secrets/key", b"x").await.unwrap_err().code(),
         Code::PermissionDenied
     );
-    aurae_ok(&layout, &["ungrant", "alice@node1@local", "deployer"]);
+    layout.aurae_ok(&["ungrant", "alice@node1@local", "deployer"]);
     assert_eq!(
         put(&alice, "/services/web/port", b"1")
             .await
@@ -175,11 +164,8 @@ async fn a_role_scoped_to_a_path_is_enforced_on_an_open_connection_and_changes_a
     // A bound role cannot be removed; the store's own records stay out of a `/` scope.
     let err = aurae_err(&layout, &["role", "rm", "reader"]);
     assert!(err.contains("still granted to alice@node1@local"), "{err}");
-    aurae_ok(
-        &layout,
-        &["role", "create", "everything", "--allow", "storage.write:/"],
-    );
-    aurae_ok(&layout, &["grant", "alice@node1@local", "everything"]);
+    layout.aurae_ok(&["role", "create", "everything", "--allow", "storage.write:/"]);
+    layout.aurae_ok(&["grant", "alice@node1@local", "everything"]);
     put(&alice, "/anywhere", b"1").await.unwrap();
     let own = put(&alice, "/.aurae/authz/bindings/alice@node1@local", b"{}")
         .await
@@ -194,7 +180,7 @@ async fn an_entity_pattern_covers_the_nodes_entities_and_whoami_tells_the_truth(
     let status = bob.system().status(pb::StatusRequest {}).await.unwrap_err();
     assert!(status.message().contains("system.read"), "{status:?}");
 
-    aurae_ok(&layout, &["grant", "*@node1@local", "viewer"]);
+    layout.aurae_ok(&["grant", "*@node1@local", "viewer"]);
     let status = bob
         .system()
         .status(pb::StatusRequest {})
@@ -216,7 +202,7 @@ async fn an_entity_pattern_covers_the_nodes_entities_and_whoami_tells_the_truth(
         Code::PermissionDenied
     );
 
-    let json = aurae_ok(&layout, &["whoami", "--json"]);
+    let json = layout.aurae_ok(&["whoami", "--json"]);
     let admin: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(admin["principal"], "admin@node1@local");
     assert_eq!(admin["node_admin"], true);
@@ -246,7 +232,7 @@ async fn the_node_admins_admin_binding_cannot_be_removed_and_bad_input_is_named(
     assert!(err.contains("'alice' is not a principal pattern"), "{err}");
     let err = aurae_err(&layout, &["grant", "alice@node1@local", "nobody"]);
     assert!(err.contains("no role named 'nobody'"), "{err}");
-    let listed = aurae_ok(&layout, &["grants"]);
+    let listed = layout.aurae_ok(&["grants"]);
     assert!(listed.contains("admin@node1@local"), "{listed}");
 }
 
@@ -275,17 +261,7 @@ async fn a_method_without_a_declared_permission_is_refused_even_to_the_admin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_grants_survive_a_restart() {
     let (layout, mut daemon) = serving_daemon().await;
-    aurae_ok(
-        &layout,
-        &[
-            "role",
-            "create",
-            "reader",
-            "--allow",
-            "storage.read:/services/",
-        ],
-    );
-    aurae_ok(&layout, &["grant", "alice@node1@local", "reader"]);
+    grant_alice_reader(&layout);
     let admin = layout.admin_client().await.unwrap();
     put(&admin, "/services/a", b"1").await.unwrap();
     drop(admin);
@@ -295,7 +271,7 @@ async fn roles_and_grants_survive_a_restart() {
     wait_serving(&layout, std::time::Duration::from_secs(10)).await;
     let alice = client(&layout, "alice").await;
     assert_eq!(get(&alice, "/services/a").await.unwrap(), b"1");
-    let shown = aurae_ok(&layout, &["role", "show", "reader"]);
+    let shown = layout.aurae_ok(&["role", "show", "reader"]);
     assert!(
         shown.contains("storage.read:/services/") && shown.contains("alice@node1@local"),
         "{shown}"

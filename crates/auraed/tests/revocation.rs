@@ -7,16 +7,6 @@ use std::time::Duration;
 
 use common::{Layout, health, serving_daemon, status_as};
 
-fn aurae_ok(layout: &Layout, args: &[&str]) -> String {
-    let out = layout.aurae(args);
-    assert!(
-        out.status.success(),
-        "aurae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 async fn connects_as(layout: &Layout, entity: &str) -> bool {
     let Ok(client) =
         aurae_client::AuraeClient::connect(&layout.target(Some(layout.identity(entity)))).await
@@ -30,11 +20,11 @@ async fn connects_as(layout: &Layout, entity: &str) -> bool {
 async fn a_revoked_principal_is_refused_at_the_handshake_and_others_are_not() {
     let (layout, _daemon) = serving_daemon().await;
     let pki = layout.pki_dir.to_str().unwrap();
-    aurae_ok(&layout, &["pki", "issue", "alice", "--pki-dir", pki]);
-    aurae_ok(&layout, &["pki", "issue", "bob", "--pki-dir", pki]);
+    layout.aurae_ok(&["pki", "issue", "alice", "--pki-dir", pki]);
+    layout.aurae_ok(&["pki", "issue", "bob", "--pki-dir", pki]);
     assert!(connects_as(&layout, "alice").await);
 
-    let out = aurae_ok(&layout, &["pki", "revoke", "alice", "--pki-dir", pki]);
+    let out = layout.aurae_ok(&["pki", "revoke", "alice", "--pki-dir", pki]);
     assert!(out.contains("revoked alice@node1@local"), "{out}");
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while connects_as(&layout, "alice").await {
@@ -47,7 +37,7 @@ async fn a_revoked_principal_is_refused_at_the_handshake_and_others_are_not() {
     assert!(connects_as(&layout, "bob").await, "bob was not revoked");
     assert!(status_as(&layout, layout.admin()).await.is_ok());
 
-    let listing = aurae_ok(&layout, &["pki", "ls", "--pki-dir", pki, "--json"]);
+    let listing = layout.aurae_ok(&["pki", "ls", "--pki-dir", pki, "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
     let state = |subject: &str| {
         rows.as_array()
@@ -94,14 +84,14 @@ async fn until_refused(client: &aurae_client::AuraeClient, who: &str) {
 async fn an_open_connection_of_a_revoked_principal_is_closed() {
     let (layout, _daemon) = serving_daemon().await;
     let pki = layout.pki_dir.to_str().unwrap();
-    aurae_ok(&layout, &["pki", "issue", "alice", "--pki-dir", pki]);
+    layout.aurae_ok(&["pki", "issue", "alice", "--pki-dir", pki]);
     let alice = aurae_client::AuraeClient::connect(&layout.target(Some(layout.identity("alice"))))
         .await
         .unwrap();
     let admin = layout.admin_client().await.unwrap();
     assert!(health(&alice).await.is_ok());
 
-    aurae_ok(&layout, &["pki", "revoke", "alice", "--pki-dir", pki]);
+    layout.aurae_ok(&["pki", "revoke", "alice", "--pki-dir", pki]);
     until_refused(&alice, "alice").await;
     assert!(health(&admin).await.is_ok(), "the admin's connection stays");
 }

@@ -327,9 +327,7 @@ impl Policy {
         if role.grants.is_empty() {
             return Err(PolicyError::Empty(role.name.to_string()));
         }
-        if role.name.as_str() == CELL_ROLE {
-            return Err(PolicyError::Builtin(format!("role '{CELL_ROLE}'")));
-        }
+        refuse_cell_role(&role.name)?;
         match self.roles.get(&role.name) {
             Some(existing) if existing.builtin => {
                 return Err(PolicyError::Builtin(format!("role '{}'", role.name)));
@@ -345,6 +343,7 @@ impl Policy {
 
     /// A new policy without role `name`, which no binding may still use.
     pub fn without_role(&self, name: &RoleName) -> Result<Self, PolicyError> {
+        refuse_cell_role(name)?;
         let role = self
             .roles
             .get(name)
@@ -375,6 +374,7 @@ impl Policy {
         pattern: PrincipalPattern,
         role: &RoleName,
     ) -> Result<Option<Self>, PolicyError> {
+        refuse_cell_role(role)?;
         if !self.roles.contains_key(role) {
             return Err(PolicyError::NoRole(role.to_string()));
         }
@@ -482,6 +482,16 @@ impl Policy {
     }
 }
 
+/// The `cell` role is given by the runtime to each live cell's own identity, never
+/// stored: it cannot be created, removed or granted.
+pub fn refuse_cell_role(name: &RoleName) -> Result<(), PolicyError> {
+    if name.as_str() == CELL_ROLE {
+        Err(PolicyError::Builtin(format!("role '{CELL_ROLE}'")))
+    } else {
+        Ok(())
+    }
+}
+
 /// What a live cell's own identity holds: runtime rights on its own cell, and the
 /// node's status (so that `aurae status` in a cell names the cell).
 fn cell_grants<'a>(
@@ -530,12 +540,7 @@ pub fn node_admin(node: &NodeNames) -> Option<Principal> {
 mod tests {
     use super::*;
 
-    fn catalog() -> Vec<&'static Permission> {
-        crate::CAPABILITIES
-            .iter()
-            .flat_map(|c| c.permissions.iter().copied())
-            .collect()
-    }
+    use crate::authz::catalog;
 
     fn principal(s: &str) -> Principal {
         s.parse().unwrap()

@@ -97,10 +97,10 @@ impl AuthzService {
     /// The built-in bindings, as listed beside the stored ones.
     fn builtin_bindings(&self) -> Vec<pb::Binding> {
         let mut out = Vec::new();
-        if let Some(admin) = self.node().as_ref().and_then(node_admin) {
-            out.push(binding(admin, ADMIN_ROLE, true));
-        }
         if let Some(node) = self.node() {
+            if let Some(admin) = node_admin(&node) {
+                out.push(binding(admin, ADMIN_ROLE, true));
+            }
             out.push(binding(
                 format!("<each live cell>@{}@{}", node.peer, node.domain),
                 CELL_ROLE,
@@ -243,9 +243,6 @@ impl pb::authz_server::Authz for AuthzService {
         request: Request<pb::DeleteRoleRequest>,
     ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
         let name = role_name(&request.into_inner().name)?;
-        if name.as_str() == CELL_ROLE {
-            return Err(PolicyError::Builtin(format!("role '{CELL_ROLE}'")).into());
-        }
         let doomed = name.clone();
         self.policy()
             .change(
@@ -287,9 +284,6 @@ impl pb::authz_server::Authz for AuthzService {
     ) -> Result<Response<pb::Binding>, Status> {
         let request = request.into_inner();
         let (who, role) = (pattern(&request.pattern)?, role_name(&request.role)?);
-        if role.as_str() == CELL_ROLE {
-            return Err(PolicyError::Builtin(format!("role '{CELL_ROLE}'")).into());
-        }
         let (w, r) = (who.clone(), role.clone());
         self.policy()
             .change(

@@ -13,7 +13,9 @@ use aurae_core::path::StorePath;
 use aurae_store::{Content, Durability, PutOptions, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use super::policy::{Policy, PolicyError, PrincipalPattern, Role, RoleName, parse_grant};
+use super::policy::{
+    Policy, PolicyError, PrincipalPattern, Role, RoleName, parse_grant, refuse_cell_role,
+};
 use crate::server::permissions::Permission;
 
 /// Where the policy's records live.
@@ -142,6 +144,7 @@ impl PolicyState {
         let mut next = (*self.current()).clone();
         let mut touched: Vec<Touched> = Vec::new();
         for role in roles {
+            refuse_cell_role(&role.name)?;
             if next.role(role.name.as_str()).is_some_and(|r| r.builtin) {
                 return Err(PolicyError::Builtin(format!("role '{}'", role.name)).into());
             }
@@ -149,6 +152,7 @@ impl PolicyState {
             next.load_role(role);
         }
         for (pattern, roles) in bindings {
+            roles.iter().try_for_each(refuse_cell_role)?;
             if let Some(missing) = roles.iter().find(|r| next.role(r.as_str()).is_none()) {
                 return Err(PolicyError::NoRole(missing.to_string()).into());
             }
@@ -240,10 +244,7 @@ fn record_write(
 
 /// Every file of directory `dir` with its content; none when it does not exist.
 fn records(store: &Store, dir: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    let dir: StorePath = record_path(dir, "x")?
-        .split_last()
-        .map(|(parent, _)| parent)
-        .unwrap_or_else(StorePath::root);
+    let dir: StorePath = dir.parse()?;
     let mut out = Vec::new();
     let mut after = String::new();
     loop {
@@ -305,12 +306,7 @@ fn binding_of(name: &str, bytes: &[u8]) -> Result<(PrincipalPattern, BTreeSet<Ro
 mod tests {
     use super::*;
 
-    fn catalog() -> Vec<&'static Permission> {
-        crate::CAPABILITIES
-            .iter()
-            .flat_map(|c| c.permissions.iter().copied())
-            .collect()
-    }
+    use crate::authz::catalog;
 
     #[tokio::test]
     async fn changes_survive_reopening_the_store_and_an_emptied_binding_leaves_no_record() {

@@ -257,14 +257,6 @@ impl Runtime {
         }
     }
 
-    /// Whether `principal` is the identity of a cell that exists now; returns the cell.
-    pub async fn cell_of_principal(&self, principal: &Principal) -> Option<CellName> {
-        let name = CellName::from_principal_entity(principal.entity.as_str())?;
-        let cells = self.cells.lock().await;
-        let cell = cells.get(&name)?;
-        (cell.principal == *principal).then_some(name)
-    }
-
     fn log_dir(&self, cell: &CellName, exe: &ExecutableName) -> PathBuf {
         self.paths
             .logs

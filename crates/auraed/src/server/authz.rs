@@ -7,8 +7,8 @@
 //! decides, default deny, whether it may call the method: the method's capability must
 //! declare what the method needs (a method it does not declare is refused to everyone),
 //! the caller must hold that permission at some scope, and the capability must be
-//! enabled. Services behind it find the [`Authority`] (and the [`Principal`]) in the
-//! request extensions and check scoped permissions against what the request names. It
+//! enabled. Services behind it find the [`Authority`] (the principal and its grants) in
+//! the request extensions and check scoped permissions against what the request names. It
 //! never lets a request through without a principal. It also counts each authorized
 //! request as in flight on its connection until the response body is done, so that the
 //! idle timeout never closes a connection that is in use.
@@ -285,9 +285,6 @@ where
                     .extensions()
                     .get::<ConnectionPrincipal>()
                     .map(|connection| connection.connection().request_started());
-                request
-                    .extensions_mut()
-                    .insert(authority.principal().clone());
                 request.extensions_mut().insert(authority);
                 request.extensions_mut().insert(role);
                 let response = self.inner.call(request);

@@ -162,7 +162,7 @@ async fn close_idle_connections(daemon: Arc<Daemon>, shutdown: impl Future<Outpu
 /// The names of the node whose admin holds every right: read from `node.toml` beside the
 /// CA whenever the material changes, so that they always belong to the material served.
 /// Unreadable names mean nobody is admin (fail closed), said in the log.
-pub(crate) fn node_names(daemon: &Daemon) -> Option<Arc<NodeNames>> {
+fn node_names(daemon: &Daemon) -> Option<Arc<NodeNames>> {
     match NodeNames::load(&daemon.pki) {
         Ok(names) => Some(Arc::new(names)),
         Err(e) => {

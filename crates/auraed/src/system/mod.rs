@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::context::Daemon;
 use crate::server::connections::Role;
 use crate::server::material::Mode;
-use crate::server::permissions::{Needs, Permission, ScopeKind, ServiceRules};
+use crate::server::permissions::{Authority, Needs, Permission, ScopeKind, ServiceRules};
 use crate::server::registry::{Availability, Capability, RegisterError};
 
 /// Reading the node's status. (The empty loop tells anyone as much; the daemon's own
@@ -93,7 +93,10 @@ impl pb::system_server::System for SystemService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let principal = request.extensions().get::<Principal>();
+        let principal = request
+            .extensions()
+            .get::<Authority>()
+            .map(Authority::principal);
         let mut status = SystemService::status(self, principal);
         // In the empty loop nobody is authenticated and the paths are the help it gives.
         if principal.is_some() && request.extensions().get::<Role>() != Some(&Role::NodeAdmin) {
