@@ -6,7 +6,6 @@ mod commands;
 mod deadline;
 mod exit;
 mod output;
-mod size;
 mod terminal;
 
 use std::io::Write;

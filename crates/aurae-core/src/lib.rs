@@ -18,6 +18,8 @@ pub mod name;
 pub mod path;
 /// The node's CA: creating it and issuing certificates.
 pub mod pki;
+/// Sizes as people type and read them (`1.5G`), for the CLI and the node config alike.
+pub mod size;
 /// rustls configurations for the daemon and its clients.
 pub mod tls;
 

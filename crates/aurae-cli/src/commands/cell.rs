@@ -62,13 +62,13 @@ pub struct AllocateArgs {
     /// parent.
     pub name: String,
     /// Memory limit, e.g. `256M` or `1G`; the OOM killer acts inside the cell above it.
-    #[arg(long, value_parser = crate::size::parse_size)]
+    #[arg(long, value_parser = aurae_core::size::parse_size)]
     pub memory: Option<u64>,
     /// Memory throttle point (cgroup v2 hosts only).
-    #[arg(long, value_parser = crate::size::parse_size)]
+    #[arg(long, value_parser = aurae_core::size::parse_size)]
     pub memory_high: Option<u64>,
     /// Swap allowed on top of --memory.
-    #[arg(long, value_parser = crate::size::parse_size)]
+    #[arg(long, value_parser = aurae_core::size::parse_size)]
     pub swap: Option<u64>,
     /// CPU share under contention, 1-10000 (100 is the default).
     #[arg(long)]

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::rpc_error;
 use crate::cli::ConnectArgs;
-use crate::size;
-use crate::size::parse_size;
+use aurae_core::size;
+use aurae_core::size::parse_size;
 
 /// `aurae volume`: filesystems with their own root and quota.
 #[derive(Debug, Subcommand)]

@@ -72,9 +72,39 @@ pub fn human(bytes: u64) -> String {
     format!("{:.1} {unit}iB", bytes as f64 / (1u64 << shift) as f64)
 }
 
+/// Bytes as the largest unit that holds them exactly (`512M`, `3G`), else plain bytes:
+/// what a config file should say, since [`parse_size`] reads it back to the same number.
+pub fn exact(bytes: u64) -> String {
+    UNITS
+        .iter()
+        .rev()
+        .find(|(_, shift)| bytes != 0 && bytes.trailing_zeros() >= *shift)
+        .map(|(unit, shift)| format!("{}{unit}", bytes >> shift))
+        .unwrap_or_else(|| bytes.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_sizes_read_back_to_the_same_bytes() {
+        for bytes in [
+            0,
+            1,
+            1023,
+            1024,
+            1536,
+            512 << 20,
+            3 << 30,
+            (1 << 40) + 1,
+            u64::MAX,
+        ] {
+            assert_eq!(parse_size(&exact(bytes)), Ok(bytes), "{}", exact(bytes));
+        }
+        assert_eq!(exact(512 << 20), "512M");
+        assert_eq!(exact(1536), "1536");
+    }
 
     #[test]
     fn sizes_take_binary_suffixes() {
