@@ -122,6 +122,18 @@ pub enum StoreError {
         /// Its quota.
         quota: u64,
     },
+    /// A quota was set below what the volume already uses; nothing was changed.
+    #[error(
+        "volume '{volume}' already uses {used} bytes, more than the quota of {quota} bytes asked for; remove files first or choose a larger quota"
+    )]
+    QuotaBelowUse {
+        /// The volume.
+        volume: String,
+        /// The quota asked for.
+        quota: u64,
+        /// What it uses.
+        used: u64,
+    },
     /// The data filesystem is (nearly) full: a write that adds data was refused so that the
     /// space left stays for removals and for the checkpoint that empties the log. Nothing
     /// of it was applied; removing something frees space.

@@ -81,6 +81,34 @@ pub fn create(
     }
 }
 
+/// Sets volume `name`'s quota in bytes (0: none). A quota below what the volume already
+/// uses is refused: shrinking it would leave the volume over quota, with every write
+/// failing until files are removed.
+pub fn set_quota(
+    name: VolumeName,
+    quota_bytes: u64,
+) -> impl FnMut(&mut Writer<'_>) -> Result<VolumeInfo, StoreError> + Send + 'static {
+    move |w| {
+        let key = volume_key(name.as_str());
+        if key.is_empty() {
+            return Err(StoreError::NotPermitted(
+                "the default namespace has no quota of its own",
+            ));
+        }
+        let mut vol = w.volume(key)?;
+        if quota_bytes != 0 && vol.record.used_bytes > quota_bytes {
+            return Err(StoreError::QuotaBelowUse {
+                volume: key.to_owned(),
+                quota: quota_bytes,
+                used: vol.record.used_bytes,
+            });
+        }
+        vol.record.quota_bytes = quota_bytes;
+        w.save_volume(&vol)?;
+        Ok(volume_of(key, &vol.record))
+    }
+}
+
 /// Deletes volume `name` and everything in it.
 pub fn delete(
     name: String,

@@ -173,6 +173,49 @@ impl PolicyState {
     }
 }
 
+/// A write the store runs as part of a larger transaction.
+pub type StoreOp = Box<dyn FnMut(&mut aurae_store::Writer<'_>) -> Result<(), StoreError> + Send>;
+
+impl PolicyState {
+    /// Holds every other policy change off until the hold is published or dropped, so
+    /// that a change written together with other records (a node config) is planned
+    /// against the policy it replaces.
+    pub async fn hold(&self) -> PolicyHold<'_> {
+        PolicyHold {
+            state: self,
+            _serialized: self.changes.lock().await,
+        }
+    }
+}
+
+/// The policy held still: read it, plan a successor, write its records in the caller's
+/// transaction, then publish it.
+#[derive(Debug)]
+pub struct PolicyHold<'a> {
+    state: &'a PolicyState,
+    _serialized: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl PolicyHold<'_> {
+    /// The policy in force, which nothing else changes while held.
+    pub fn current(&self) -> Arc<Policy> {
+        self.state.current()
+    }
+
+    /// The writes that make the store hold `next`'s version of the `touched` records.
+    pub fn writes(&self, next: &Policy, touched: &[Touched]) -> Vec<StoreOp> {
+        touched
+            .iter()
+            .map(|t| Box::new(record_write(next, t)) as StoreOp)
+            .collect()
+    }
+
+    /// Serves `next` from now on; call it once its records are durable.
+    pub fn publish(self, next: Policy) {
+        self.state.publish(next);
+    }
+}
+
 /// Which record a change touches.
 #[derive(Debug, Clone)]
 pub enum Touched {

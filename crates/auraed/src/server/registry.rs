@@ -291,6 +291,36 @@ impl CapabilityRegistry {
         Ok(capability)
     }
 
+    /// The optional capabilities' choices now, by name.
+    pub fn choices(&self) -> BTreeMap<&'static str, bool> {
+        self.lock().clone()
+    }
+
+    /// The store write that makes `choices` (every optional capability by name) the
+    /// persisted set, for a caller that writes it together with other records and then
+    /// calls [`Self::adopt`]. Refused while no store is attached.
+    pub fn staged_write(
+        &self,
+        choices: &BTreeMap<&'static str, bool>,
+    ) -> Result<
+        impl FnMut(&mut aurae_store::Writer<'_>) -> Result<(), aurae_store::StoreError> + Send + 'static,
+        String,
+    > {
+        if self.store.get().is_none() {
+            return Err("the capability set is not in the store (the database is not open)".into());
+        }
+        let record: aurae_core::path::StorePath =
+            STORE_RECORD.parse().map_err(|e| format!("{e}"))?;
+        let mut put = put_record(record, encode(choices)?);
+        Ok(move |w: &mut aurae_store::Writer<'_>| put(w).map(|_| ()))
+    }
+
+    /// Serves `choices` from now on; call it once [`Self::staged_write`] is durable.
+    pub fn adopt(&self, choices: BTreeMap<&'static str, bool>) {
+        *self.lock() = choices;
+        tracing::info!("capability set changed by a node config");
+    }
+
     /// Writes the set to the store (blocking on the write: `set` runs off the async
     /// threads), or to the file while no store is attached.
     fn persist(&self, choices: &BTreeMap<&'static str, bool>) -> Result<(), CapabilityError> {

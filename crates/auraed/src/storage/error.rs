@@ -42,7 +42,8 @@ fn code(e: &StoreError) -> Code {
         | StoreError::NotADirectory(_)
         | StoreError::IsADirectory(_)
         | StoreError::IsASymlink(_)
-        | StoreError::NotEmpty(_) => Code::FailedPrecondition,
+        | StoreError::NotEmpty(_)
+        | StoreError::QuotaBelowUse { .. } => Code::FailedPrecondition,
         StoreError::VersionMismatch { .. } => Code::Aborted,
         StoreError::Compacted { .. } => Code::OutOfRange,
         StoreError::Locked { .. }
