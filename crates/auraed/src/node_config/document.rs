@@ -220,7 +220,9 @@ pub fn parse(
         if volume.as_str() == "default" {
             return Err(Invalid {
                 at: source.at(name.span(), field),
-                message: "'default' is the store's own namespace, not a volume; choose another name".into(),
+                message:
+                    "'default' is the store's own namespace, not a volume; choose another name"
+                        .into(),
             });
         }
         let (at, quota) = match &entry.quota {
@@ -254,14 +256,16 @@ pub fn parse(
         if entry.allow.get_ref().is_empty() {
             return Err(Invalid {
                 at: source.at(entry.allow.span(), format!("{field}.allow")),
-                message: "a role allows at least one permission, e.g. allow = [\"storage.read:/data/\"]".into(),
+                message:
+                    "a role allows at least one permission, e.g. allow = [\"storage.read:/data/\"]"
+                        .into(),
             });
         }
         let mut grants = Vec::new();
         for text in entry.allow.get_ref() {
             let grant = parse_grant(catalog, text.get_ref()).map_err(|e| Invalid {
                 at: source.at(text.span(), format!("{field}.allow")),
-                message: format!("{e}; `aurae role permissions` lists what this node declares"),
+                message: e.to_string(),
             })?;
             grants.push(grant);
         }
@@ -345,7 +349,10 @@ pub fn render(snapshot: &Snapshot) -> Result<String, toml::ser::Error> {
     let list = |items: &[String]| {
         Spanned::new(
             0..0,
-            items.iter().map(|i| unplaced(i)).collect::<Vec<Spanned<String>>>(),
+            items
+                .iter()
+                .map(|i| unplaced(i))
+                .collect::<Vec<Spanned<String>>>(),
         )
     };
     let document = Document {
@@ -437,7 +444,11 @@ allow = ["storage.read:/data/", "system.read"]
         let err = parsed("[volumes.data]\nquota = \"12 parsecs\"\n").unwrap_err();
         assert_eq!(err.at.line, 2);
         assert_eq!(err.at.field, "volumes.data.quota");
-        assert!(err.to_string().starts_with("node.toml:2:9: volumes.data.quota: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("node.toml:2:9: volumes.data.quota: "),
+            "{err}"
+        );
 
         let err = parsed("\n\n[roles.r]\nallow = [\"storage.raed\"]\n").unwrap_err();
         assert_eq!((err.at.line, err.at.field.as_str()), (4, "roles.r.allow"));
