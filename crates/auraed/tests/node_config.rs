@@ -250,3 +250,80 @@ async fn the_node_config_is_applied_at_start_and_a_principal_without_config_appl
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("config.apply"), "{stderr}");
 }
+
+const CELLS: &str = r#"
+[volumes.web-data]
+quota = "16M"
+
+[cells.web]
+memory_max = "256M"
+pids_max = 64
+
+[cells.web.executables.server]
+command = ["sleep", "1000"]
+restart = "always"
+env = { MODE = "test" }
+"#;
+
+fn cell_list(layout: &Layout) -> serde_json::Value {
+    let text = layout.aurae_ok(&["cell", "ls", "--json"]);
+    serde_json::from_str(&text).expect("cell json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cells_and_executables_are_declared_updated_exported_and_pruned() {
+    let (layout, _daemon) = serving_daemon().await;
+    let file = write(&layout, "cells.toml", CELLS);
+    let applied = layout.aurae_ok(&["apply", "-f", &file]);
+    assert!(
+        applied.contains("+ create cell web (1 executable: server)"),
+        "{applied}"
+    );
+    let cells = cell_list(&layout);
+    assert!(cells.to_string().contains("\"web\""), "{cells}");
+    let again = layout.aurae_ok(&["apply", "-f", &file]);
+    assert!(again.contains("nothing to change"), "{again}");
+
+    let exported = export(&layout);
+    assert!(
+        exported.contains("[cells.web]") && exported.contains("memory_max = \"256M\""),
+        "{exported}"
+    );
+    assert!(exported.contains("[cells.web.executables.server]"), "{exported}");
+    let file = write(&layout, "exported.toml", &exported);
+    let same = layout.aurae_ok(&["apply", "-f", &file]);
+    assert!(same.contains("nothing to change"), "export re-applied: {same}");
+
+    let changed = CELLS.replace("\"sleep\", \"1000\"", "\"sleep\", \"2000\"");
+    let file = write(&layout, "changed.toml", &changed);
+    let updated = layout.aurae_ok(&["apply", "-f", &file]);
+    assert!(
+        updated.contains("~ update executable web/server (restarted as: sleep 2000)"),
+        "{updated}"
+    );
+
+    let file = write(&layout, "empty.toml", "");
+    let pruned = layout.aurae_ok(&["apply", "-f", &file, "--prune"]);
+    assert!(pruned.contains("- delete cell web"), "{pruned}");
+    assert!(!cell_list(&layout).to_string().contains("\"web\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cell_that_fails_to_start_undoes_everything_the_apply_did() {
+    let (layout, _daemon) = serving_daemon().await;
+    let before = export(&layout);
+    // `zz` is allocated after `web`, and fails: its rootfs is a file, not a directory.
+    let failing = format!("{CELLS}\n[cells.zz]\nrootfs = \"/etc/hostname\"\n");
+    let file = write(&layout, "failing.toml", &failing);
+    let (code, stderr) = failure(&layout, &["apply", "-f", &file]);
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(
+        stderr.contains("create cell zz") && stderr.contains("not a directory") && stderr.contains("undone"),
+        "{stderr}"
+    );
+    assert!(
+        !cell_list(&layout).to_string().contains("\"web\""),
+        "cell web was left allocated"
+    );
+    assert_eq!(export(&layout), before, "the failed apply changed the node");
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aurae_core::name::VolumeName;
 use aurae_store::{Durability, StoreError, volumes};
 
+use super::cells;
 use super::document::{self, Desired, Invalid, Source};
 use super::plan::{Change, Current, Plan, Prune, plan};
 use crate::authz::state::{PolicyHold, StoreOp};
@@ -27,6 +28,9 @@ pub enum ApplyError {
     /// The node's database is not open or refused the transaction.
     #[error("cannot apply the node config: {0}; nothing was changed")]
     Store(#[from] StorageError),
+    /// A cell or executable could not be changed; what was done before it was undone.
+    #[error("cannot apply the node config: {0}; what was done before it was undone")]
+    Cells(#[from] cells::StepFailed),
     /// Something of the node that a plan needs cannot be read or encoded.
     #[error("cannot apply the node config: {0}; nothing was changed")]
     Internal(String),
@@ -107,7 +111,7 @@ pub async fn export(daemon: &Daemon) -> Result<String, ApplyError> {
     let hold = daemon.policy.hold().await;
     let current = current(daemon, &hold).await?;
     drop(hold);
-    document::render(&current.snapshot()).map_err(|e| ApplyError::Internal(e.to_string()))
+    document::render(current.snapshot()).map_err(|e| ApplyError::Internal(e.to_string()))
 }
 
 fn parse(daemon: &Daemon, source: &Source) -> Result<Desired, ApplyError> {
@@ -127,12 +131,25 @@ async fn current(daemon: &Daemon, hold: &PolicyHold<'_>) -> Result<Current, Appl
         capabilities: daemon.capabilities.choices(),
         volumes,
         policy: hold.current(),
+        cells: cells::current_cells(&daemon.runtime).await,
     })
 }
 
-/// Writes every record of `plan` in one durable transaction, then serves the result.
+/// Changes the cells first (undone if anything after fails), then writes every record
+/// of `plan` in one durable transaction, then serves the result.
 async fn carry_out(daemon: &Daemon, hold: PolicyHold<'_>, plan: &Plan) -> Result<u64, ApplyError> {
     let store = daemon.store.store()?;
+    let cell_changes: Vec<cells::CellChange> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Cell(change) => Some(change.clone()),
+            _ => None,
+        })
+        .collect();
+    let done = cells::carry_out_cells(&daemon.runtime, &cell_changes)
+        .await
+        ?;
     let mut ops: Vec<StoreOp> = Vec::new();
     if let Some(choices) = &plan.capabilities {
         let write = daemon
@@ -149,11 +166,22 @@ async fn carry_out(daemon: &Daemon, hold: PolicyHold<'_>, plan: &Plan) -> Result
     if let Some((policy, touched)) = &plan.policy {
         ops.extend(hold.writes(policy, touched));
     }
-    let ((), revision) = store
-        .write(Durability::Durable, move |w| {
-            ops.iter_mut().try_for_each(|op| op(w))
-        })
-        .await?;
+    let written = if ops.is_empty() {
+        Ok(((), 0))
+    } else {
+        store
+            .write(Durability::Durable, move |w| {
+                ops.iter_mut().try_for_each(|op| op(w))
+            })
+            .await
+    };
+    let revision = match written {
+        Ok(((), revision)) => revision,
+        Err(e) => {
+            done.undo(&daemon.runtime).await;
+            return Err(e.into());
+        }
+    };
     if let Some(choices) = &plan.capabilities {
         daemon.capabilities.adopt(choices.clone());
     }

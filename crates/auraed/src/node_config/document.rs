@@ -14,6 +14,7 @@ use aurae_core::name::VolumeName;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::cells::{CellEntry, DesiredCell, parse_cells};
 use crate::authz::policy::{PrincipalPattern, Role, RoleName, parse_grant, refuse_cell_role};
 use crate::server::permissions::Permission;
 use crate::server::registry::Capability;
@@ -35,6 +36,9 @@ pub struct Document {
     /// The roles each principal pattern holds: the list replaces what it held.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grants: BTreeMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
+    /// Cells by name (`parent/child` for a nested one), each with its executables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cells: BTreeMap<Spanned<String>, CellEntry>,
 }
 
 /// One volume.
@@ -138,6 +142,8 @@ pub struct Desired {
     pub roles: Vec<(Location, Role)>,
     /// Each pattern's roles.
     pub grants: Vec<DesiredGrants>,
+    /// Cells and their executables, parents first.
+    pub cells: Vec<DesiredCell>,
 }
 
 /// A volume as the document wants it.
@@ -304,11 +310,12 @@ pub fn parse(
             roles: named,
         });
     }
+    desired.cells = parse_cells(source, &document.cells)?;
     Ok(desired)
 }
 
 /// The bytes of a written size (`"none"` and 0 are no quota).
-fn size_of(size: &Size) -> Result<u64, String> {
+pub(crate) fn size_of(size: &Size) -> Result<u64, String> {
     match size {
         Size::Bytes(bytes) => Ok(*bytes),
         Size::Text(text) if text.trim().eq_ignore_ascii_case("none") => Ok(0),
@@ -341,10 +348,14 @@ pub struct Snapshot {
     pub roles: BTreeMap<String, Vec<String>>,
     /// Patterns and their roles.
     pub grants: BTreeMap<String, Vec<String>>,
+    /// Cells with their executables.
+    pub cells: BTreeMap<String, CellEntry>,
+    /// Cells the document cannot describe (made from an OCI bundle), left out.
+    pub left_out: Vec<String>,
 }
 
 /// `snapshot` as a document that [`parse`] reads back to the same state.
-pub fn render(snapshot: &Snapshot) -> Result<String, toml::ser::Error> {
+pub fn render(snapshot: Snapshot) -> Result<String, toml::ser::Error> {
     let unplaced = |s: &str| Spanned::new(0..0, s.to_owned());
     let list = |items: &[String]| {
         Spanned::new(
@@ -380,11 +391,21 @@ pub fn render(snapshot: &Snapshot) -> Result<String, toml::ser::Error> {
             .iter()
             .map(|(pattern, roles)| (unplaced(pattern), list(roles)))
             .collect(),
+        cells: snapshot
+            .cells
+            .into_iter()
+            .map(|(name, cell)| (Spanned::new(0..0, name), cell))
+            .collect(),
     };
     let body = toml::to_string(&document)?;
-    Ok(format!(
-        "# The node's state as a node config: `aurae apply -f` takes it back.\n\n{body}"
-    ))
+    let mut header =
+        String::from("# The node's state as a node config: `aurae apply -f` takes it back.\n");
+    for cell in &snapshot.left_out {
+        header.push_str(&format!(
+            "# Cell '{cell}' is left out: it uses mounts, masks or process settings this format cannot say (an OCI bundle's).\n"
+        ));
+    }
+    Ok(format!("{header}\n{body}"))
 }
 
 #[cfg(test)]
@@ -485,8 +506,10 @@ allow = ["storage.read:/data/", "system.read"]
             )]
             .into(),
             grants: [("*@node2@local".to_owned(), vec!["reader".to_owned()])].into(),
+            ..Snapshot::default()
         };
-        let text = render(&snapshot).expect("renders");
+        let expected_reader = snapshot.roles["reader"].clone();
+        let text = render(snapshot).expect("renders");
         let desired = parsed(&text).expect(&text);
         assert_eq!(desired.volumes[0].quota, 512 << 20);
         assert_eq!(desired.volumes[1].quota, 0);
@@ -497,7 +520,7 @@ allow = ["storage.read:/data/", "system.read"]
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>(),
-            snapshot.roles["reader"]
+            expected_reader
         );
         assert_eq!(desired.grants[0].pattern.to_string(), "*@node2@local");
     }

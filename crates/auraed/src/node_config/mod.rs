@@ -10,6 +10,8 @@
 
 /// Carrying a plan out on the live node.
 pub mod apply;
+/// Cells and executables: their form, diff and undoable steps.
+pub mod cells;
 /// The document: parsing with places, validation, rendering.
 pub mod document;
 /// The diff between a document and the node.
@@ -63,6 +65,8 @@ pub const CAPABILITY: Capability = Capability {
 };
 
 fn register(daemon: &Arc<Daemon>, routes: &mut RoutesBuilder) -> Result<(), RegisterError> {
-    routes.add_service(NodeConfigServer::new(NodeConfigService::new(daemon.clone())));
+    routes.add_service(NodeConfigServer::new(NodeConfigService::new(
+        daemon.clone(),
+    )));
     Ok(())
 }

@@ -8,6 +8,7 @@ use aurae_core::name::VolumeName;
 use aurae_proto::v0 as pb;
 use aurae_store::VolumeInfo;
 
+use super::cells::{CellChange, CurrentCell, cell_entries, plan_cells};
 use super::document::{Desired, Invalid, Location, Snapshot};
 use crate::authz::policy::{Policy, PrincipalPattern, Role, RoleName};
 use crate::authz::state::Touched;
@@ -21,6 +22,8 @@ pub struct Current {
     pub volumes: Vec<VolumeInfo>,
     /// The policy in force.
     pub policy: std::sync::Arc<Policy>,
+    /// The running cells, parents first.
+    pub cells: Vec<CurrentCell>,
 }
 
 /// Whether apply also removes what the document does not name.
@@ -79,6 +82,8 @@ pub enum Change {
         /// Its name.
         name: RoleName,
     },
+    /// Allocate, replace or free a cell; start, replace or stop an executable.
+    Cell(CellChange),
     /// Set the roles a pattern holds.
     SetGrants {
         /// The pattern.
@@ -149,6 +154,7 @@ impl Change {
                 format!("allow {}", names(&role.grants)),
             ),
             Self::DeleteRole { name } => ("delete", "role", name.to_string(), String::new()),
+            Self::Cell(change) => (change.action, change.kind, change.name.clone(), change.detail.clone()),
             Self::SetGrants {
                 pattern,
                 roles,
@@ -207,6 +213,23 @@ pub fn plan(current: &Current, desired: &Desired, prune: Prune) -> Result<Plan, 
     let capabilities = plan_capabilities(current, desired, &mut changes);
     plan_volumes(current, desired, prune, &mut changes)?;
     let policy = plan_policy(current, desired, prune, &mut changes)?;
+    let runtime_on = capabilities
+        .as_ref()
+        .unwrap_or(&current.capabilities)
+        .get("runtime")
+        .copied()
+        .unwrap_or(true);
+    if let (Some(cell), false) = (desired.cells.first(), runtime_on) {
+        return Err(refusal(
+            &cell.at,
+            "cells need the runtime capability; enable it with `runtime = true` under [capabilities]".into(),
+        ));
+    }
+    changes.extend(
+        plan_cells(&current.cells, &desired.cells, prune == Prune::Remove)
+            .into_iter()
+            .map(Change::Cell),
+    );
     Ok(Plan {
         changes,
         capabilities,
@@ -269,7 +292,11 @@ fn plan_volumes(
     }
     if prune == Prune::Remove {
         let named: BTreeSet<&str> = desired.volumes.iter().map(|v| v.name.as_str()).collect();
-        for info in current.volumes.iter().filter(|v| !named.contains(v.name.as_str())) {
+        for info in current
+            .volumes
+            .iter()
+            .filter(|v| !named.contains(v.name.as_str()))
+        {
             changes.push(Change::DeleteVolume {
                 name: info.name.clone(),
                 files: info.files,
@@ -281,7 +308,8 @@ fn plan_volumes(
 }
 
 fn same_grants(a: &Role, b: &Role) -> bool {
-    let text = |r: &Role| -> BTreeSet<String> { r.grants.iter().map(ToString::to_string).collect() };
+    let text =
+        |r: &Role| -> BTreeSet<String> { r.grants.iter().map(ToString::to_string).collect() };
     text(a) == text(b)
 }
 
@@ -371,7 +399,8 @@ fn plan_policy(
         }
     }
     if prune == Prune::Remove {
-        let named: BTreeSet<&PrincipalPattern> = desired.grants.iter().map(|g| &g.pattern).collect();
+        let named: BTreeSet<&PrincipalPattern> =
+            desired.grants.iter().map(|g| &g.pattern).collect();
         let unnamed: Vec<PrincipalPattern> = bindings
             .keys()
             .filter(|p| !named.contains(p))
@@ -402,7 +431,10 @@ fn plan_policy(
 impl Current {
     /// The node's state in the document's terms, for `aurae config export`.
     pub fn snapshot(&self) -> Snapshot {
+        let (cells, left_out) = cell_entries(&self.cells);
         Snapshot {
+            cells,
+            left_out,
             capabilities: self
                 .capabilities
                 .iter()
@@ -428,7 +460,12 @@ impl Current {
                 .policy
                 .bindings()
                 .iter()
-                .map(|(p, roles)| (p.to_string(), roles.iter().map(ToString::to_string).collect()))
+                .map(|(p, roles)| {
+                    (
+                        p.to_string(),
+                        roles.iter().map(ToString::to_string).collect(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -450,6 +487,7 @@ mod tests {
                 files: 3,
             }],
             policy: std::sync::Arc::new(Policy::builtin(crate::authz::catalog())),
+            cells: Vec::new(),
         }
     }
 

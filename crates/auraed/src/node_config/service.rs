@@ -23,9 +23,13 @@ impl From<ApplyError> for Status {
                 let status = Status::from(inner);
                 Status::new(
                     status.code(),
-                    format!("cannot apply the node config: {}; nothing was changed", status.message()),
+                    format!(
+                        "cannot apply the node config: {}; nothing was changed",
+                        status.message()
+                    ),
                 )
             }
+            ApplyError::Cells(ref failed) => Status::new(failed.status.code(), e.to_string()),
             ApplyError::Internal(_) => Status::internal(e.to_string()),
         }
     }
@@ -82,14 +86,18 @@ impl pb::node_config_server::NodeConfig for NodeConfigService {
         &self,
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
-        self.run(request.into_inner(), Run::DryRun).await.map(Response::new)
+        self.run(request.into_inner(), Run::DryRun)
+            .await
+            .map(Response::new)
     }
 
     async fn apply(
         &self,
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
-        self.run(request.into_inner(), Run::Apply).await.map(Response::new)
+        self.run(request.into_inner(), Run::Apply)
+            .await
+            .map(Response::new)
     }
 
     async fn export(

@@ -10,7 +10,7 @@ pub mod cell_init;
 /// The model: cells and their executables.
 pub mod cells;
 /// Wire messages to specs and back.
-mod convert;
+pub(crate) mod convert;
 /// Which cell certificates work now (a live lookup, not a revocation list).
 pub mod credentials;
 /// The capability's errors and their gRPC status.
