@@ -147,9 +147,7 @@ async fn carry_out(daemon: &Daemon, hold: PolicyHold<'_>, plan: &Plan) -> Result
             _ => None,
         })
         .collect();
-    let done = cells::carry_out_cells(&daemon.runtime, &cell_changes)
-        .await
-        ?;
+    let done = cells::carry_out_cells(&daemon.runtime, &cell_changes).await?;
     let mut ops: Vec<StoreOp> = Vec::new();
     if let Some(choices) = &plan.capabilities {
         let write = daemon

@@ -191,7 +191,10 @@ pub fn parse_cells(
         let spec = convert::cell_spec(message).map_err(|e| runtime_invalid(at.clone(), &e))?;
         let mut executables = Vec::new();
         for (exe_name, exe) in &entry.executables {
-            let exe_at = source.at(exe_name.span(), format!("{field}.executables.{}", exe_name.get_ref()));
+            let exe_at = source.at(
+                exe_name.span(),
+                format!("{field}.executables.{}", exe_name.get_ref()),
+            );
             executables.push(executable(exe_name.get_ref(), exe, exe_at, source, &field)?);
         }
         desired.push(DesiredCell {
@@ -272,7 +275,7 @@ pub async fn current_cells(runtime: &Runtime) -> Vec<CurrentCell> {
             executables: cell.executables().iter().map(|e| e.spec.clone()).collect(),
         })
         .collect();
-    cells.sort_by(|a, b| a.spec.name.to_string().cmp(&b.spec.name.to_string()));
+    cells.sort_by_key(|c| c.spec.name.to_string());
     cells
 }
 
@@ -294,7 +297,10 @@ impl RuntimeStep {
         match self {
             Self::Allocate(spec) => vec![Self::Free(spec.clone(), Vec::new())],
             Self::Free(spec, exes) => std::iter::once(Self::Allocate(spec.clone()))
-                .chain(exes.iter().map(|e| Self::Start(spec.name.clone(), e.clone())))
+                .chain(
+                    exes.iter()
+                        .map(|e| Self::Start(spec.name.clone(), e.clone())),
+                )
                 .collect(),
             Self::Start(cell, exe) => vec![Self::Stop(cell.clone(), exe.clone())],
             Self::Stop(cell, exe) => vec![Self::Start(cell.clone(), exe.clone())],
@@ -303,9 +309,15 @@ impl RuntimeStep {
 
     async fn run(&self, runtime: &Runtime) -> Result<(), RuntimeError> {
         match self {
-            Self::Allocate(spec) => runtime.allocate(&Scope::All, spec.clone()).await.map(|_| ()),
+            Self::Allocate(spec) => runtime
+                .allocate(&Scope::All, spec.clone())
+                .await
+                .map(|_| ()),
             Self::Free(spec, _) => runtime.free(&Scope::All, &spec.name).await,
-            Self::Start(cell, exe) => runtime.start(&Scope::All, cell, exe.clone()).await.map(|_| ()),
+            Self::Start(cell, exe) => runtime
+                .start(&Scope::All, cell, exe.clone())
+                .await
+                .map(|_| ()),
             Self::Stop(cell, exe) => runtime.stop(&Scope::All, cell, &exe.name).await.map(|_| ()),
         }
     }
@@ -334,9 +346,15 @@ fn normalized(exe: &ExecutableSpec) -> ExecutableSpec {
 
 /// The changes that make `current` run what `desired` declares; with `prune`, cells and
 /// executables the document does not name are freed and stopped.
-pub fn plan_cells(current: &[CurrentCell], desired: &[DesiredCell], prune: bool) -> Vec<CellChange> {
-    let running: BTreeMap<String, &CurrentCell> =
-        current.iter().map(|c| (c.spec.name.to_string(), c)).collect();
+pub fn plan_cells(
+    current: &[CurrentCell],
+    desired: &[DesiredCell],
+    prune: bool,
+) -> Vec<CellChange> {
+    let running: BTreeMap<String, &CurrentCell> = current
+        .iter()
+        .map(|c| (c.spec.name.to_string(), c))
+        .collect();
     let mut changes = Vec::new();
     for cell in desired {
         let name = cell.spec.name.to_string();
@@ -384,12 +402,7 @@ pub fn plan_cells(current: &[CurrentCell], desired: &[DesiredCell], prune: bool)
         // Nested cells go with their parent; free children first otherwise.
         for cell in current.iter().rev() {
             let name = cell.spec.name.to_string();
-            let parent_freed = cell
-                .spec
-                .name
-                .labels()
-                .len()
-                > 1
+            let parent_freed = cell.spec.name.labels().len() > 1
                 && current.iter().any(|p| {
                     p.spec.name != cell.spec.name
                         && p.spec.name.contains(&cell.spec.name)
@@ -403,7 +416,10 @@ pub fn plan_cells(current: &[CurrentCell], desired: &[DesiredCell], prune: bool)
                 kind: "cell",
                 name,
                 detail: format!("and its {} executables", cell.executables.len()),
-                steps: vec![RuntimeStep::Free(cell.spec.clone(), cell.executables.clone())],
+                steps: vec![RuntimeStep::Free(
+                    cell.spec.clone(),
+                    cell.executables.clone(),
+                )],
             });
         }
     }
@@ -413,8 +429,11 @@ pub fn plan_cells(current: &[CurrentCell], desired: &[DesiredCell], prune: bool)
 fn plan_executables(cell: &DesiredCell, now: &CurrentCell, prune: bool) -> Vec<CellChange> {
     let mut changes = Vec::new();
     let cell_name = &cell.spec.name;
-    let running: BTreeMap<String, &ExecutableSpec> =
-        now.executables.iter().map(|e| (e.name.to_string(), e)).collect();
+    let running: BTreeMap<String, &ExecutableSpec> = now
+        .executables
+        .iter()
+        .map(|e| (e.name.to_string(), e))
+        .collect();
     for exe in &cell.executables {
         let name = format!("{cell_name}/{}", exe.name);
         match running.get(&exe.name.to_string()) {
@@ -439,8 +458,16 @@ fn plan_executables(cell: &DesiredCell, now: &CurrentCell, prune: bool) -> Vec<C
         }
     }
     if prune {
-        let named: BTreeSet<String> = cell.executables.iter().map(|e| e.name.to_string()).collect();
-        for old in now.executables.iter().filter(|e| !named.contains(&e.name.to_string())) {
+        let named: BTreeSet<String> = cell
+            .executables
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect();
+        for old in now
+            .executables
+            .iter()
+            .filter(|e| !named.contains(&e.name.to_string()))
+        {
             changes.push(CellChange {
                 action: "delete",
                 kind: "executable",
@@ -459,7 +486,10 @@ fn executables_detail(exes: &[ExecutableSpec]) -> String {
         n => format!(
             "{n} executable{}: {}",
             if n == 1 { "" } else { "s" },
-            exes.iter().map(|e| e.name.to_string()).collect::<Vec<_>>().join(", ")
+            exes.iter()
+                .map(|e| e.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -494,7 +524,10 @@ pub struct StepFailed {
 
 /// Carries out every step of `changes` in order; on the first failure undoes what was
 /// done and answers why.
-pub async fn carry_out_cells(runtime: &Runtime, changes: &[CellChange]) -> Result<Done, StepFailed> {
+pub async fn carry_out_cells(
+    runtime: &Runtime,
+    changes: &[CellChange],
+) -> Result<Done, StepFailed> {
     let mut done = Done::default();
     for change in changes {
         for step in &change.steps {
@@ -525,7 +558,11 @@ pub fn cell_entries(cells: &[CurrentCell]) -> (BTreeMap<String, CellEntry>, Vec<
             || !spec.readonly_paths.is_empty()
             || spec.isolation.user_namespace.is_some()
             || cell.executables.iter().any(|e| {
-                !e.rlimits.is_empty() || e.capabilities.is_some() || e.no_new_privileges || e.tty || e.stdin
+                !e.rlimits.is_empty()
+                    || e.capabilities.is_some()
+                    || e.no_new_privileges
+                    || e.tty
+                    || e.stdin
             })
         {
             left_out.push(spec.name.to_string());
@@ -585,7 +622,10 @@ fn executable_entry(exe: &ExecutableSpec) -> ExecutableEntry {
     ExecutableEntry {
         command: exe.argv.clone(),
         env: exe.env.iter().cloned().collect(),
-        cwd: exe.cwd.as_ref().map(|c| c.as_path().to_string_lossy().into_owned()),
+        cwd: exe
+            .cwd
+            .as_ref()
+            .map(|c| c.as_path().to_string_lossy().into_owned()),
         uid: exe.uid,
         gid: exe.gid,
         restart: restart.map(|r| Spanned::new(0..0, r.to_owned())),

@@ -154,7 +154,12 @@ impl Change {
                 format!("allow {}", names(&role.grants)),
             ),
             Self::DeleteRole { name } => ("delete", "role", name.to_string(), String::new()),
-            Self::Cell(change) => (change.action, change.kind, change.name.clone(), change.detail.clone()),
+            Self::Cell(change) => (
+                change.action,
+                change.kind,
+                change.name.clone(),
+                change.detail.clone(),
+            ),
             Self::SetGrants {
                 pattern,
                 roles,
