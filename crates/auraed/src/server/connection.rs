@@ -17,6 +17,7 @@ use tokio::net::UnixStream;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use super::authority::AuthorityRepair;
 use super::connections::{ConnectionState, OpenConnection, Role};
 
 /// Who a connection authenticated as, or why it has no principal, and the connection's
@@ -55,9 +56,11 @@ pub fn client_of(
 }
 
 /// An accepted mTLS connection with its principal, admitted to the connection registry.
+/// The HTTP/2 bytes inside TLS have their client's `:authority` repaired for h2 (see
+/// [`AuthorityRepair`]).
 #[derive(Debug)]
 pub struct AuthenticatedStream {
-    inner: TlsStream<UnixStream>,
+    inner: AuthorityRepair<TlsStream<UnixStream>>,
     principal: ConnectionPrincipal,
     /// Leaves the registry when the stream is dropped.
     open: OpenConnection,
@@ -72,7 +75,7 @@ impl AuthenticatedStream {
         open: OpenConnection,
     ) -> Self {
         Self {
-            inner,
+            inner: AuthorityRepair::new(inner),
             principal: ConnectionPrincipal {
                 principal: Arc::new(principal),
                 connection: open.state().clone(),

@@ -18,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tonic::transport::server::{Connected, UdsConnectInfo};
 
+use super::authority::AuthorityRepair;
+
 /// The open plaintext connections, at most `limit` at once.
 #[derive(Debug, Clone)]
 pub struct PlainConnections {
@@ -79,7 +81,7 @@ impl PlainConnections {
         let eviction = Arc::new(Eviction::default());
         open.streams.insert(id, eviction.clone());
         PlainStream {
-            inner: stream,
+            inner: AuthorityRepair::new(stream),
             id,
             eviction,
             shared: self.shared.clone(),
@@ -102,10 +104,11 @@ impl PlainConnections {
 }
 
 /// One plaintext connection of the empty loop: it fails its reads and writes once a newer
-/// connection evicted it, and leaves the set when dropped.
+/// connection evicted it, and leaves the set when dropped. Its client's `:authority` is
+/// repaired for h2 (see [`AuthorityRepair`]).
 #[derive(Debug)]
 pub struct PlainStream {
-    inner: UnixStream,
+    inner: AuthorityRepair<UnixStream>,
     id: u64,
     eviction: Arc<Eviction>,
     shared: Arc<Mutex<Open>>,
