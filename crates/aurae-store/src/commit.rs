@@ -31,6 +31,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::extents::{ExtentId, Extents};
 use crate::space::{self, Space};
+use crate::stats::StoreStats;
 use crate::types::{Change, Committed};
 use crate::wal::{Record, Room, Sync, Wal};
 use crate::writer::{Finished, Writer};
@@ -126,6 +127,8 @@ pub(crate) struct Committer {
     jobs: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     checkpoint_bytes: u64,
+    /// The counters the engine records in, readable without its lock.
+    stats: Arc<StoreStats>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -147,6 +150,7 @@ impl Committer {
     ) -> Result<Self, StoreError> {
         let (tx, rx) = channel();
         let checkpoint_bytes = config.checkpoint_bytes;
+        let stats = wal.stats().clone();
         let engine = Arc::new(Mutex::new(Engine {
             db,
             wal,
@@ -172,7 +176,13 @@ impl Committer {
             jobs: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             checkpoint_bytes,
+            stats,
         })
+    }
+
+    /// The store's counters.
+    pub(crate) fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     /// Runs `op` as a lazy write right here if no commit is under way; hands `op` back
@@ -185,7 +195,7 @@ impl Committer {
             return Err(op);
         };
         let mut write = Write::new(op);
-        let committed = engine.commit_alone(&mut |w| write.run(w), Sync::Later);
+        let committed = engine.commit_alone(&mut |w| write.run(w), Sync::Later, 1);
         let grown = engine.wal.len() > self.checkpoint_bytes;
         drop(engine);
         if grown {
@@ -394,6 +404,7 @@ impl Engine {
             Ok(()) => {
                 content.dirty.clear();
                 content.delete_freed();
+                self.wal.stats().checkpointed();
             }
             // The log still holds everything: nothing is lost, the next checkpoint retries.
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
@@ -405,9 +416,11 @@ impl Engine {
     /// a caller sees its removal complete.
     fn run_group(&mut self, mut writes: Vec<Box<dyn Pending>>, sync: Sync) {
         if writes.len() > 1 {
+            let count = writes.len();
             let grouped = self.commit_alone(
                 &mut |w| writes.iter_mut().try_for_each(|write| write.run(w)),
                 sync,
+                count,
             );
             if let Ok(revision) = grouped {
                 for write in writes {
@@ -417,17 +430,18 @@ impl Engine {
             }
         }
         for mut write in writes {
-            let committed = self.commit_alone(&mut |w| write.run(w), sync);
+            let committed = self.commit_alone(&mut |w| write.run(w), sync, 1);
             write.answer(committed);
         }
     }
 
-    /// Commits what `ops` does as one transaction and publishes its changes; answers
-    /// its revision.
+    /// Commits what `ops` does (the writes of `writes` callers) as one transaction and
+    /// publishes its changes; answers its revision.
     fn commit_alone(
         &mut self,
         ops: &mut dyn FnMut(&mut Writer<'_>) -> Result<(), StoreError>,
         sync: Sync,
+        writes: usize,
     ) -> Result<u64, StoreError> {
         let finished = commit(
             &self.db,
@@ -439,6 +453,7 @@ impl Engine {
             sync,
         )?;
         self.content.add(finished.freed, finished.dirty, sync);
+        self.wal.stats().committed(writes);
         let revision = finished.revision;
         let changes: Vec<Change> = finished.changes.into_iter().map(Change::from).collect();
         let _ = self.changes.send(Arc::new(Committed { revision, changes }));

@@ -67,6 +67,8 @@ mod record;
 mod space;
 /// Values on their way into a Put.
 pub mod staging;
+/// Counters of the store's own work, for the daemon's metrics.
+pub mod stats;
 /// The store handle and its single way to write.
 mod store;
 /// The tables and the reads every module shares.
@@ -89,6 +91,7 @@ pub use config::StoreConfig;
 pub use error::StoreError;
 pub use extents::EXTENTS_DIR;
 pub use staging::{Content, Staged, Upload};
+pub use stats::{StatsSnapshot, StoreStats};
 pub use store::Store;
 pub use tables::{DB_FILE, DEFAULT_VOLUME, ROOT_INO, SCHEMA_VERSION, WAL_FILE, volume_key};
 pub use types::{

@@ -16,6 +16,7 @@ use crate::commit::Committer;
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::extents::Extents;
+use crate::stats::StoreStats;
 use crate::tables::{CHANGES, META, last_revision};
 use crate::types::{Committed, Durability};
 use crate::wal::Sync;
@@ -68,6 +69,12 @@ impl Store {
     /// Makes every write so far durable (fdatasync(2) of the log, for logged writes).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.committer.flush().await
+    }
+
+    /// The store's counters (commits, group sizes, log syncs), for the daemon's metrics:
+    /// atomics, so reading them never waits on a commit.
+    pub fn stats(&self) -> &StoreStats {
+        self.committer.stats()
     }
 
     /// The current revision: that of the last committed write.

@@ -21,8 +21,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{LogAction, StoreError};
+use crate::stats::StoreStats;
 
 /// One change to one table, as the writer made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +211,8 @@ pub struct Wal {
     unsynced: bool,
     /// Bytes zero-filled so far.
     capacity: u64,
+    /// Where its syncs are timed.
+    stats: Arc<StoreStats>,
 }
 
 fn io(path: &Path, action: LogAction) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -255,10 +259,16 @@ impl Wal {
             head: intact as u64,
             unsynced: false,
             capacity,
+            stats: Arc::default(),
         };
         // Whatever follows the intact frames (a torn append) must never be read again.
         wal.reset_to(intact as u64)?;
         Ok((wal, records))
+    }
+
+    /// The store's counters, which the log's syncs are recorded in.
+    pub fn stats(&self) -> &Arc<StoreStats> {
+        &self.stats
     }
 
     /// Bytes of live frames in the log.
@@ -306,7 +316,7 @@ impl Wal {
             self.file.seek(SeekFrom::Start(self.head))?;
             self.file.write_all(&frame)?;
             match sync {
-                Sync::Now => self.file.sync_data(),
+                Sync::Now => self.stats.time_sync(|| self.file.sync_data()),
                 Sync::Later => Ok(()),
             }
         })();
@@ -327,8 +337,8 @@ impl Wal {
     /// Makes every appended frame durable.
     pub fn sync(&mut self) -> Result<(), StoreError> {
         if self.unsynced {
-            self.file
-                .sync_data()
+            self.stats
+                .time_sync(|| self.file.sync_data())
                 .map_err(io(&self.path, LogAction::Sync))?;
             self.unsynced = false;
         }
@@ -344,7 +354,7 @@ impl Wal {
         (|| {
             self.file.seek(SeekFrom::Start(at))?;
             self.file.write_all(&[0u8; HEADER][..zeros])?;
-            self.file.sync_data()
+            self.stats.time_sync(|| self.file.sync_data())
         })()
         .map_err(io(&self.path, LogAction::Reset))?;
         self.head = at;

@@ -61,6 +61,8 @@ pub struct Daemon {
     pub config: DaemonConfig,
     /// The node's cells and executables.
     pub runtime: Arc<crate::runtime::Runtime>,
+    /// The RPC metrics the routers record into, and what a scrape renders.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Daemon {

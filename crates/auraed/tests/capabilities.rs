@@ -144,7 +144,7 @@ async fn core_and_unknown_capabilities_get_clear_errors() {
 
     let out = layout.aurae(&["capabilities", "list", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 7);
+    assert_eq!(json.as_array().unwrap().len(), auraed::CAPABILITIES.len());
 }
 
 #[tokio::test]
