@@ -130,6 +130,16 @@ mod tests {
         }
     }
 
+    /// The man pages the Debian package ships (`packaging/man/auraefs*.1`).
+    #[test]
+    fn the_man_pages_are_current() {
+        let pages = aurae_manpages::render(Cli::command(), aurae_manpages::Section::UserCommands);
+        let dir = aurae_manpages::committed_dir(env!("CARGO_MANIFEST_DIR"));
+        if let Err(stale) = aurae_manpages::check_or_update(&dir, "auraefs", &pages) {
+            panic!("{stale}");
+        }
+    }
+
     use super::*;
     use clap::CommandFactory;
 
