@@ -32,4 +32,16 @@ mod tests {
             panic!("{stale}");
         }
     }
+
+    /// The man pages the Debian package ships (`packaging/man/aurae*.1`), one per command.
+    #[test]
+    fn the_man_pages_are_current() {
+        use clap::CommandFactory;
+        let pages =
+            aurae_manpages::render(super::Cli::command(), aurae_manpages::Section::UserCommands);
+        let dir = aurae_manpages::committed_dir(env!("CARGO_MANIFEST_DIR"));
+        if let Err(stale) = aurae_manpages::check_or_update(&dir, "aurae", &pages) {
+            panic!("{stale}");
+        }
+    }
 }

@@ -23,6 +23,8 @@ use aurae_core::tls::{self, TlsError};
 use aurae_proto::v0::authz_client::AuthzClient;
 use aurae_proto::v0::capabilities_client::CapabilitiesClient;
 use aurae_proto::v0::filesystem_client::FilesystemClient;
+use aurae_proto::v0::metrics_client::MetricsClient;
+use aurae_proto::v0::node_config_client::NodeConfigClient;
 use aurae_proto::v0::storage_client::StorageClient;
 use aurae_proto::v0::system_client::SystemClient;
 use hyper_util::rt::TokioIo;
@@ -475,9 +477,19 @@ impl AuraeClient {
         AuthzClient::new(self.channel.clone())
     }
 
+    /// The `aurae.v0.NodeConfig` service: apply a declarative node config, export the node.
+    pub fn node_config(&self) -> NodeConfigClient<Channel> {
+        NodeConfigClient::new(self.channel.clone())
+    }
+
     /// The `aurae.v0.Filesystem` service (the store by volume and inode).
     pub fn filesystem(&self) -> FilesystemClient<Channel> {
         FilesystemClient::new(self.channel.clone())
+    }
+
+    /// The `aurae.v0.Metrics` service: the node's metrics in the Prometheus text format.
+    pub fn metrics(&self) -> MetricsClient<Channel> {
+        MetricsClient::new(self.channel.clone())
     }
 
     /// The `aurae.v0.Storage` service.

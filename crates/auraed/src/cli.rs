@@ -35,6 +35,12 @@ pub struct Args {
     #[arg(long, env = "AURAE_DATA_DIR", default_value = "/var/lib/aurae")]
     pub data_dir: PathBuf,
 
+    /// The node config applied at start (capabilities, volumes, roles, grants; see
+    /// `aurae apply`). A missing file is no config, unless the flag names it.
+    /// [default: /etc/aurae/node.toml]
+    #[arg(long, env = "AURAE_NODE_CONFIG", value_name = "FILE")]
+    pub node_config: Option<PathBuf>,
+
     /// Close a client connection that carried no request for this many seconds (with
     /// none in flight); clients reconnect on their next call. It bounds how long a
     /// forgotten or hostile connection holds one of the daemon's file descriptors.
@@ -57,9 +63,46 @@ pub struct Args {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
+
+    /// How log lines are written to stderr: `human` (one readable line per event) or
+    /// `json` (one JSON object per line, for log shippers).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Serve the metrics (as `aurae metrics` prints them) to scrapers over plain HTTP at
+    /// `GET http://ADDR/metrics`, e.g. 127.0.0.1:9464. Off by default. There is no
+    /// authentication: an address other than loopback exposes the metrics to whoever
+    /// can reach it (logged as a warning). Port 0 picks a free port; the log names it.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Do not measure calls: the RPC metrics layer is not installed (for measuring its
+    /// overhead). Store, capability and process metrics are still served.
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines, colored on a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the node config is read from when `--node-config` is not given.
+pub const DEFAULT_NODE_CONFIG: &str = "/etc/aurae/node.toml";
+
 impl Args {
+    /// The node config file, and whether it must exist (it was named explicitly).
+    pub fn node_config_path(&self) -> (PathBuf, bool) {
+        match &self.node_config {
+            Some(path) => (path.clone(), true),
+            None => (PathBuf::from(DEFAULT_NODE_CONFIG), false),
+        }
+    }
+
     /// The key path, with the `$HOME/.ssh/id_aura` default resolved. A kernel starts
     /// init with `HOME=/`: there, as without HOME, root's home `/root` is meant.
     pub fn key_path(&self) -> PathBuf {

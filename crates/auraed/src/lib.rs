@@ -17,6 +17,8 @@ pub mod context;
 pub mod exit;
 /// PID 1 duties (mounts, power-off) and the process supervisor, the only spawner.
 pub mod init;
+/// Readiness and status for systemd (sd_notify), when it started the daemon.
+pub mod notify;
 /// The socket server: empty loop, mTLS, authorization, the capability registry.
 pub mod server;
 
@@ -28,6 +30,10 @@ pub mod authz;
 pub mod capabilities;
 /// `health`: the standard gRPC health service.
 pub mod health;
+/// `metrics`: the node's metrics in the Prometheus text format.
+pub mod metrics;
+/// `config`: the node declared in a TOML document, applied as a diff, exported back.
+pub mod node_config;
 /// `reflection`: gRPC server reflection.
 pub mod reflection;
 /// `runtime`: cells, executables and their logs.
@@ -58,9 +64,11 @@ pub const CAPABILITIES: &[&Capability] = &[
     &system::CAPABILITY,
     &capabilities::CAPABILITY,
     &authz::CAPABILITY,
+    &node_config::CAPABILITY,
     &storage::CAPABILITY,
     &runtime::CAPABILITY,
     &reflection::CAPABILITY,
+    &metrics::CAPABILITY,
 ];
 
 /// Runs the daemon until SIGTERM or SIGINT. As PID 1 it never returns on error or panic.
@@ -304,10 +312,6 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     if !args.no_favordynmods {
         runtime.favor_dynamic_cgroups();
     }
-    tokio::spawn({
-        let runtime = runtime.clone();
-        async move { runtime.restore().await }
-    });
     let daemon = Arc::new(Daemon {
         started,
         identity,
@@ -322,14 +326,34 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         supervisor,
         config,
         runtime,
+        metrics: metrics::Metrics::new(
+            if args.no_metrics {
+                metrics::Collection::Off
+            } else {
+                metrics::Collection::On
+            },
+            CAPABILITIES,
+        ),
     });
     tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");
+    let metrics_listener = metrics::listener::start_if_asked(args.metrics_listen, &daemon);
+    tokio::spawn({
+        let daemon = daemon.clone();
+        let (node_config, required) = args.node_config_path();
+        async move {
+            // Cells are restored first: the node config is applied to what runs.
+            daemon.runtime.restore().await;
+            node_config::apply::apply_at_start(daemon, node_config, required).await;
+        }
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let store = daemon.store.clone();
     let grace = daemon.config.server.shutdown_grace;
     let runtime = daemon.runtime.clone();
+    let mode = daemon.mode.clone();
     let mut serving = tokio::spawn(server::serve(listener, daemon, stop_rx));
+    notify::ready(mode);
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
@@ -338,6 +362,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
             return ExitCode::ServeFailed;
         }
     }
+    notify::stopping();
     let _ = stop_tx.send(true);
     store.close_watches();
     runtime.on_shutdown().await;
@@ -345,5 +370,6 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
         tracing::warn!("connections still open after the grace period; closing them");
     }
     drop(socket_file);
+    drop(metrics_listener);
     ExitCode::Ok
 }

@@ -29,13 +29,15 @@ fn main() -> std::process::ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        auraed::cli::LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line, the event's fields beside its message.
+        auraed::cli::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     auraed::run(args).into()
 }
 

@@ -289,10 +289,16 @@ async fn cells_and_executables_are_declared_updated_exported_and_pruned() {
         exported.contains("[cells.web]") && exported.contains("memory_max = \"256M\""),
         "{exported}"
     );
-    assert!(exported.contains("[cells.web.executables.server]"), "{exported}");
+    assert!(
+        exported.contains("[cells.web.executables.server]"),
+        "{exported}"
+    );
     let file = write(&layout, "exported.toml", &exported);
     let same = layout.aurae_ok(&["apply", "-f", &file]);
-    assert!(same.contains("nothing to change"), "export re-applied: {same}");
+    assert!(
+        same.contains("nothing to change"),
+        "export re-applied: {same}"
+    );
 
     let changed = CELLS.replace("\"sleep\", \"1000\"", "\"sleep\", \"2000\"");
     let file = write(&layout, "changed.toml", &changed);
@@ -318,7 +324,9 @@ async fn a_cell_that_fails_to_start_undoes_everything_the_apply_did() {
     let (code, stderr) = failure(&layout, &["apply", "-f", &file]);
     assert_eq!(code, Some(7), "{stderr}");
     assert!(
-        stderr.contains("create cell zz") && stderr.contains("not a directory") && stderr.contains("undone"),
+        stderr.contains("create cell zz")
+            && stderr.contains("not a directory")
+            && stderr.contains("undone"),
         "{stderr}"
     );
     assert!(

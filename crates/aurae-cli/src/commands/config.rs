@@ -115,7 +115,9 @@ fn print_plan(reply: &ApplyResponse, dry_run: bool) -> anyhow::Result<()> {
     let n = reply.changes.len();
     let noun = if n == 1 { "change" } else { "changes" };
     if dry_run {
-        out.push_str(&format!("{n} {noun} planned; nothing was changed (--dry-run)\n"));
+        out.push_str(&format!(
+            "{n} {noun} planned; nothing was changed (--dry-run)\n"
+        ));
     } else {
         out.push_str(&format!(
             "{n} {noun} applied (store revision {})\n",

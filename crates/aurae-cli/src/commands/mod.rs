@@ -3,7 +3,9 @@
 mod authz;
 mod capabilities;
 pub mod cell;
+mod config;
 pub mod kv;
+mod metrics;
 mod pki;
 mod status;
 mod volume;
@@ -15,6 +17,7 @@ use crate::cli::Cli;
 use authz::{GrantArgs, GrantsArgs, RoleCommand};
 use capabilities::CapabilitiesCommand;
 use cell::{CellCommand, ExecArgs, LogsArgs, RunArgs};
+use config::{ApplyArgs, ConfigCommand};
 use kv::KvCommand;
 use pki::PkiCommand;
 use volume::VolumeCommand;
@@ -60,6 +63,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the node match a node config (TOML): capabilities, volumes, roles, grants.
+    ///
+    /// The document is validated whole and diffed against the node; the plan is printed
+    /// and carried out in one transaction (nothing is half-applied), so applying the same
+    /// file twice changes nothing. `--dry-run` shows the plan only.
+    Apply(ApplyArgs),
+    /// Export the node's state as a node config.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Read and write the node's key/value store, laid out like a filesystem.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -75,6 +87,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run an OCI runtime bundle (config.json + rootfs) as a cell with one executable.
     Run(RunArgs),
+    /// Print the node's metrics in the Prometheus text format (needs metrics.read, which
+    /// the built-in viewer role holds).
+    Metrics,
     /// Print a shell completion script: `aurae completions bash > /etc/bash_completion.d/aurae`.
     Completions {
         /// The shell.
@@ -98,12 +113,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Ungrant(args) => authz::ungrant(&cli.connect, args).await,
         Command::Grants(args) => authz::grants(&cli.connect, args).await,
         Command::Whoami { json } => authz::whoami(&cli.connect, json).await,
+        Command::Apply(args) => config::apply(&cli.connect, args).await,
+        Command::Config(command) => config::run(&cli.connect, command).await,
         Command::Kv(command) => kv::run(&cli.connect, command).await,
         Command::Volume(command) => volume::run(&cli.connect, command).await,
         Command::Cell(command) => cell::run(&cli.connect, command).await,
         Command::Exec(args) => cell::exec(&cli.connect, args).await,
         Command::Logs(args) => cell::logs(&cli.connect, args).await,
         Command::Run(args) => cell::run_bundle(&cli.connect, args).await,
+        Command::Metrics => metrics::run(&cli.connect).await,
         Command::Completions { shell } => {
             // Generated in memory: clap_complete panics on a failed write, and a closed
             // pipe (`aurae completions bash | head`) is no reason to.

@@ -9,12 +9,14 @@
 //! served by the full router behind the authorization layer. Idle connections are
 //! closed. A client's misbehaviour ends its connection, never the loop.
 
+pub mod authority;
 pub mod authz;
 pub mod connection;
 pub mod connections;
 pub mod fd_limit;
 pub mod handshakes;
 pub mod material;
+pub mod metrics;
 pub mod permissions;
 pub mod plain;
 pub mod registry;
@@ -96,7 +98,9 @@ async fn empty_loop_router(
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
+    let metrics = tower::util::option_layer(daemon.metrics.rpc_layer());
     Server::builder()
+        .layer(metrics)
         .add_service(health)
         .add_service(SystemServer::new(SystemService::new(daemon)))
         .serve_with_incoming_shutdown(incoming(rx), shutdown)
@@ -123,6 +127,8 @@ async fn serving_router(
         .initial_stream_window_size(window)
         .initial_connection_window_size(window.saturating_mul(4))
         .max_concurrent_streams(daemon.config.server.max_concurrent_streams)
+        // Outermost, so that calls the authorization layer refuses are counted too.
+        .layer(tower::util::option_layer(daemon.metrics.rpc_layer()))
         .layer(authz::AuthzLayer::new(authz::Decider {
             registry: daemon.capabilities.clone(),
             cells: daemon.runtime.credentials(),
