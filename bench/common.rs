@@ -1,10 +1,13 @@
 //! Shared set-up of the benchmarks: PKI in a temporary directory, auraed started on a
-//! temporary socket, percentiles.
+//! temporary socket, percentiles, and the cross-process Unix-socket echo that is the
+//! floor of any call answered over the socket.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aurae_client::{AuraeClient, Identity};
 use aurae_core::name::Principal;
@@ -110,4 +113,100 @@ pub async fn serving_auraed(auraed: &str, setup: &Setup, sock: &Path) -> Child {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child
+}
+
+/// Set (to a socket path) in the environment of a benchmark binary that [`EchoPeer`]
+/// started again as its echo server.
+pub const ECHO_SERVER_ENV: &str = "AURAE_BENCH_ECHO_SERVER";
+
+/// First call of every benchmark's `main` that uses [`EchoPeer`]: in the process
+/// [`EchoPeer::spawn`] started, serves the echo on the socket named by
+/// [`ECHO_SERVER_ENV`] and exits; anywhere else returns at once.
+pub fn serve_echo_if_asked() {
+    let Some(path) = std::env::var_os(ECHO_SERVER_ENV) else {
+        return;
+    };
+    let listener = UnixListener::bind(&path).expect("bind the echo socket");
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "ready")
+        .and_then(|()| stdout.flush())
+        .expect("tell the parent");
+    let (mut conn, _) = listener.accept().expect("accept the echo client");
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if conn.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    std::process::exit(0);
+}
+
+/// A second process (this benchmark binary, started again with [`ECHO_SERVER_ENV`])
+/// that echoes what it reads on a Unix socket: a round trip to it is what the kernel
+/// charges for any request answered by another process over a socket, with nothing
+/// else done.
+pub struct EchoPeer {
+    child: Child,
+    conn: UnixStream,
+}
+
+impl EchoPeer {
+    /// Starts the echo process on `dir/echo.sock` and connects to it.
+    pub fn spawn(dir: &Path) -> Self {
+        let path = dir.join("echo.sock");
+        let _ = std::fs::remove_file(&path);
+        let mut child = Command::new(std::env::current_exe().expect("this benchmark's path"))
+            .env(ECHO_SERVER_ENV, &path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the echo process");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("the echo process's stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the echo process's readiness");
+        assert_eq!(line.trim(), "ready", "the echo process did not start");
+        let conn = UnixStream::connect(&path).expect("connect to the echo process");
+        Self { child, conn }
+    }
+
+    /// Sorted durations of `calls` round trips of `bytes`-byte messages, after `warmup`
+    /// untimed ones.
+    pub fn round_trips(&mut self, bytes: usize, warmup: usize, calls: usize) -> Vec<Duration> {
+        let message = vec![7u8; bytes];
+        let mut reply = vec![0u8; bytes];
+        let mut round_trip = || {
+            self.conn
+                .write_all(&message)
+                .expect("send to the echo process");
+            self.conn
+                .read_exact(&mut reply)
+                .expect("the echo process's reply");
+        };
+        for _ in 0..warmup {
+            round_trip();
+        }
+        let mut times = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let start = Instant::now();
+            round_trip();
+            times.push(start.elapsed());
+        }
+        times.sort();
+        times
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        let _ = self.conn.shutdown(std::net::Shutdown::Both);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

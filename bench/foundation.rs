@@ -1,5 +1,6 @@
 //! Foundation benchmark: unary `System/Status` over mTLS on the socket against a raw
-//! Unix-socket echo, start-to-healthy time, and idle footprint of auraed.
+//! Unix-socket echo served by a second process (the floor of any call answered over the
+//! socket), start-to-healthy time, and idle footprint of auraed.
 //!
 //! Run with `bench/run` (or `cargo bench -p auraed --bench foundation`). Prints one
 //! table with the ratios and targets; it measures, it does not assert.
@@ -7,14 +8,12 @@
 #[path = "common.rs"]
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aurae_client::{AuraeClient, Identity};
 use aurae_proto::v0::StatusRequest;
-use common::{Setup, healthy, percentile, setup, spawn_auraed};
+use common::{EchoPeer, Setup, healthy, percentile, serve_echo_if_asked, setup, spawn_auraed};
 
 const CALLS: usize = 10_000;
 const WARMUP: usize = 500;
@@ -73,36 +72,10 @@ async fn status_round_trips(sock: &Path, admin: &Identity) -> Vec<Duration> {
     times
 }
 
+/// Round trips of `ECHO_BYTES` to an echo served by a second process over a Unix
+/// socket: the floor of any call answered by another process over the socket.
 fn echo_round_trips(root: &Path) -> Vec<Duration> {
-    let path = root.join("echo.sock");
-    let listener = UnixListener::bind(&path).expect("bind echo");
-    std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().expect("accept");
-        let mut buf = [0u8; ECHO_BYTES];
-        while conn.read_exact(&mut buf).is_ok() {
-            if conn.write_all(&buf).is_err() {
-                break;
-            }
-        }
-    });
-    let mut conn = UnixStream::connect(&path).expect("connect echo");
-    let message = [7u8; ECHO_BYTES];
-    let mut reply = [0u8; ECHO_BYTES];
-    let mut round_trip = || {
-        conn.write_all(&message).unwrap();
-        conn.read_exact(&mut reply).unwrap();
-    };
-    for _ in 0..WARMUP {
-        round_trip();
-    }
-    let mut times = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        let start = Instant::now();
-        round_trip();
-        times.push(start.elapsed());
-    }
-    times.sort();
-    times
+    EchoPeer::spawn(root).round_trips(ECHO_BYTES, WARMUP, CALLS)
 }
 
 /// Resident memory (kB) and CPU ticks of a process, from /proc.
@@ -126,6 +99,7 @@ fn verdict(ok: bool) -> &'static str {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    serve_echo_if_asked();
     if std::env::args().any(|a| a == "--list") {
         println!("foundation: bench");
         return;
@@ -170,7 +144,7 @@ async fn main() {
     );
     println!(
         "{:<44} {:>12} {:>12}",
-        format!("raw Unix-socket echo ({ECHO_BYTES} B)"),
+        format!("raw Unix-socket echo, 2 processes ({ECHO_BYTES} B)"),
         micros(e50),
         micros(e99)
     );
