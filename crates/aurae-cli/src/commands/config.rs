@@ -118,6 +118,8 @@ fn print_plan(reply: &ApplyResponse, dry_run: bool) -> anyhow::Result<()> {
         out.push_str(&format!(
             "{n} {noun} planned; nothing was changed (--dry-run)\n"
         ));
+    } else if reply.revision == 0 {
+        out.push_str(&format!("{n} {noun} applied\n"));
     } else {
         out.push_str(&format!(
             "{n} {noun} applied (store revision {})\n",
