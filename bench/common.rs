@@ -108,8 +108,28 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Starts auraed on `sock` and waits until it serves over mTLS.
 pub async fn serving_auraed(auraed: &str, setup: &Setup, sock: &Path) -> Child {
-    let child = spawn_auraed(auraed, &setup.root, sock);
+    serving_auraed_with(auraed, setup, sock, &[]).await
+}
+
+/// Starts auraed with the flags `extra` besides the usual ones on `sock`, and waits (at
+/// most 10 s) until it serves over mTLS.
+pub async fn serving_auraed_with(
+    auraed: &str,
+    setup: &Setup,
+    sock: &Path,
+    extra: &[&str],
+) -> Child {
+    let mut command = Command::new(auraed);
+    command.args(extra);
+    let child = quiet_auraed(command, &setup.root, sock)
+        .spawn()
+        .expect("spawn auraed");
+    let started = std::time::Instant::now();
     while !healthy(sock, &setup.admin).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "auraed never became healthy"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child

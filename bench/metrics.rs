@@ -24,7 +24,6 @@ mod common;
 use std::convert::Infallible;
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ use aurae_proto::v0::metrics_client::MetricsClient;
 use aurae_proto::v0::system_client::SystemClient;
 use aurae_proto::v0::{ScrapeRequest, StatusRequest};
 use auraed::server::metrics::{MetricsLayer, RpcMetrics};
-use common::{Setup, healthy, percentile, quiet_auraed, setup};
+use common::{Setup, percentile, serving_auraed_with, setup};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use tonic::transport::Channel;
@@ -135,25 +134,6 @@ async fn layer_cost() -> (Duration, Duration) {
     (percentile(&without, 0.5), percentile(&with, 0.5))
 }
 
-/// Starts auraed for `setup` on `sock` with `extra` flags and waits until it serves over
-/// mTLS. (`common::serving_auraed` takes no flags.)
-async fn serving_with(auraed: &str, setup: &Setup, sock: &Path, extra: &[&str]) -> Child {
-    let mut command = Command::new(auraed);
-    command.args(extra);
-    let child = quiet_auraed(command, &setup.root, sock)
-        .spawn()
-        .expect("spawn auraed");
-    let started = Instant::now();
-    while !healthy(sock, &setup.admin).await {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "auraed never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    child
-}
-
 async fn channel(sock: &Path, admin: &Identity) -> Channel {
     aurae_client::connect_mtls(sock, admin)
         .await
@@ -218,7 +198,7 @@ async fn phase(auraed: &str, setups: &[Setup; 2], measuring: usize, aa: bool, in
         } else {
             &["--no-metrics"]
         };
-        daemons.push(serving_with(auraed, setup, &sock, flags).await);
+        daemons.push(serving_auraed_with(auraed, setup, &sock, flags).await);
         clients.push(AuraeClient::from_channel(channel(&sock, &setup.admin).await).system());
     }
     let (first, second) = clients.split_at_mut(1);
@@ -282,7 +262,7 @@ async fn main() {
         phase(auraed, &setups, measuring, aa, &mut timings).await;
     }
     let sock = setups[0].root.join("scrape.sock");
-    let mut daemon = serving_with(auraed, &setups[0], &sock, &[]).await;
+    let mut daemon = serving_auraed_with(auraed, &setups[0], &sock, &[]).await;
     let channel = channel(&sock, &setups[0].admin).await;
     let (scrape_times, scrape_bytes) =
         scrapes(&mut AuraeClient::from_channel(channel).metrics()).await;

@@ -12,6 +12,7 @@ use aurae_store::{Durability, StoreError, volumes};
 use super::cells;
 use super::document::{self, Desired, Invalid, Source};
 use super::plan::{Change, Current, Plan, Prune, plan};
+use crate::authz::policy::Policy;
 use crate::authz::state::{PolicyHold, StoreOp};
 use crate::context::Daemon;
 use crate::storage::error::StorageError;
@@ -76,7 +77,7 @@ pub async fn apply(
     let desired = parse(daemon, source)?;
     let _serialized = APPLYING.lock().await;
     let hold = daemon.policy.hold().await;
-    let current = current(daemon, &hold).await?;
+    let current = current(daemon, hold.current()).await?;
     let plan = plan(&current, &desired, prune).map_err(ApplyError::Refused)?;
     if run == Run::DryRun || plan.changes.is_empty() {
         return Ok(Outcome {
@@ -106,20 +107,20 @@ pub async fn apply(
     })
 }
 
-/// The node's state as a document.
+/// The node's state as a document: a read, so it holds nothing else off.
 pub async fn export(daemon: &Daemon) -> Result<String, ApplyError> {
-    let hold = daemon.policy.hold().await;
-    let current = current(daemon, &hold).await?;
-    drop(hold);
+    let current = current(daemon, daemon.policy.current()).await?;
     document::render(current.snapshot()).map_err(|e| ApplyError::Internal(e.to_string()))
 }
 
 fn parse(daemon: &Daemon, source: &Source) -> Result<Desired, ApplyError> {
-    let catalog = daemon.policy.current().catalog().to_vec();
-    document::parse(source, daemon.capabilities.known(), &catalog).map_err(ApplyError::Invalid)
+    let policy = daemon.policy.current();
+    document::parse(source, daemon.capabilities.known(), policy.catalog())
+        .map_err(ApplyError::Invalid)
 }
 
-async fn current(daemon: &Daemon, hold: &PolicyHold<'_>) -> Result<Current, ApplyError> {
+/// The node's state now, with `policy` as the policy in force.
+async fn current(daemon: &Daemon, policy: Arc<Policy>) -> Result<Current, ApplyError> {
     let volumes = daemon
         .store
         .run(|store| store.list_volumes())
@@ -130,7 +131,7 @@ async fn current(daemon: &Daemon, hold: &PolicyHold<'_>) -> Result<Current, Appl
     Ok(Current {
         capabilities: daemon.capabilities.choices(),
         volumes,
-        policy: hold.current(),
+        policy,
         cells: cells::current_cells(&daemon.runtime).await,
     })
 }
