@@ -1,0 +1,1009 @@
+//! The libp2p swarm: built from the node key and [`PeerSettings`], run on a thread of
+//! its own (auraed's socket thread never polls it), and driven through [`Network`], a
+//! handle that sends commands and awaits their answers.
+//!
+//! Behaviours: connection limits; identify; ping; Kademlia (storing only records that
+//! validate, see [`super::records`]); mDNS (toggle); AutoNAT v2 client and server;
+//! circuit relay v2 client, and server when allowed; DCUtR hole punching; and generic
+//! streams for the remote API (`/aurae/grpc/1.0.0`) and on-demand pings.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use libp2p::core::ConnectedPoint;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, RecordKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify,
+    mdns, noise, ping, relay, tcp, yamux,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::records::{self, ValidName};
+use super::settings::{PeerSettings, peer_of};
+
+/// The protocol remote gRPC calls travel on.
+pub const GRPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/aurae/grpc/1.0.0");
+/// The standard ping protocol, opened on demand for `aurae peer ping`.
+const PING_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
+/// How often the node's name record and provider records are published again.
+const REPUBLISH: Duration = Duration::from_secs(10 * 60);
+/// How long a dial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why the swarm could not start or a command failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SwarmError {
+    /// The transports or behaviours could not be built.
+    #[error("cannot build the libp2p swarm: {0}")]
+    Build(String),
+    /// A listen address was refused by every transport.
+    #[error("cannot listen on {addr}: {why}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The transport's reason.
+        why: String,
+    },
+    /// The swarm has stopped (the capability was disabled or its settings changed).
+    #[error("the peer network is not running (enable it with `aurae capabilities enable peer`)")]
+    Stopped,
+    /// A dial failed.
+    #[error("cannot connect to {target}: {why}")]
+    Dial {
+        /// What was dialled.
+        target: String,
+        /// Why it failed.
+        why: String,
+    },
+    /// A request to a peer failed.
+    #[error("{0}")]
+    Request(String),
+}
+
+impl SwarmError {
+    /// The gRPC status for it.
+    pub fn to_status(&self) -> tonic::Status {
+        match self {
+            Self::Build(_) | Self::Listen { .. } => tonic::Status::internal(self.to_string()),
+            Self::Stopped => tonic::Status::failed_precondition(self.to_string()),
+            Self::Dial { .. } | Self::Request(_) => tonic::Status::unavailable(self.to_string()),
+        }
+    }
+}
+
+/// How the node is connected to a peer, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConnectionKind {
+    /// Upgraded from a relayed connection by hole punching.
+    HolePunched,
+    /// Dialled or accepted directly.
+    Direct,
+    /// Through a circuit relay.
+    Relayed,
+}
+
+impl ConnectionKind {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HolePunched => "hole-punched",
+            Self::Direct => "direct",
+            Self::Relayed => "relayed",
+        }
+    }
+}
+
+/// What the node knows of another peer.
+#[derive(Debug, Clone, Default)]
+pub struct KnownPeer {
+    /// The peer.
+    pub peer: Option<PeerId>,
+    /// Addresses it listens on (identify, mDNS, DHT).
+    pub addrs: Vec<Multiaddr>,
+    /// The best open connection, if any.
+    pub connection: Option<ConnectionKind>,
+    /// The last ping round trip.
+    pub rtt: Option<Duration>,
+    /// Its agent version.
+    pub agent: String,
+}
+
+/// The node's own addresses.
+#[derive(Debug, Clone, Default)]
+pub struct OwnAddresses {
+    /// Where it listens.
+    pub listen: Vec<Multiaddr>,
+    /// Where others can reach it (confirmed or announced).
+    pub external: Vec<Multiaddr>,
+}
+
+/// The result of a name lookup on the DHT.
+#[derive(Debug, Clone, Default)]
+pub struct NameLookup {
+    /// Every valid record found, any peer.
+    pub records: Vec<ValidName>,
+    /// Records refused, with why.
+    pub refused: Vec<String>,
+    /// Peers that answered before the first valid record (0: found locally).
+    pub queried: u32,
+}
+
+/// What a started swarm runs with.
+#[derive(Debug, Clone)]
+pub struct SwarmStart {
+    /// The node key.
+    pub keypair: Keypair,
+    /// The settings.
+    pub settings: PeerSettings,
+    /// `<peer>@<domain>`, published as the node's name record.
+    pub name: String,
+    /// Bootstrap peers besides the settings' (from `_dnsaddr` lookups).
+    pub extra_bootstrap: Vec<Multiaddr>,
+}
+
+enum Command {
+    Addresses(oneshot::Sender<OwnAddresses>),
+    Dial(Multiaddr, oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>),
+    DialPeer(PeerId, oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>),
+    Peers(oneshot::Sender<Vec<KnownPeer>>),
+    GetName(String, oneshot::Sender<NameLookup>),
+    GetProviders(RecordKey, oneshot::Sender<HashSet<PeerId>>),
+    Provide(RecordKey),
+    AddAddress(PeerId, Multiaddr),
+}
+
+/// A running swarm: the handle the capability's services use. Dropping it stops the
+/// swarm and closes its connections.
+pub struct Network {
+    local: PeerId,
+    commands: mpsc::UnboundedSender<Command>,
+    control: libp2p_stream::Control,
+    relay_server: bool,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+/// Incoming remote API streams, each with the peer that opened it.
+pub type Inbound = mpsc::Sender<(PeerId, libp2p::Stream)>;
+
+impl Network {
+    /// Builds the swarm on a thread of its own and starts listening; remote API streams
+    /// go to `inbound`.
+    pub async fn start(start: SwarmStart, inbound: Inbound) -> Result<Self, SwarmError> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("aurae-swarm".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(SwarmError::Build(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let relay_server = start.settings.relay_server;
+                    let built = build(start);
+                    let built = match built {
+                        Ok(built) => built,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let mut control = built.swarm.behaviour().stream.new_control();
+                    let incoming = match control.accept(GRPC_PROTOCOL) {
+                        Ok(incoming) => incoming,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(SwarmError::Build(e.to_string())));
+                            return;
+                        }
+                    };
+                    tokio::spawn(forward_inbound(incoming, inbound));
+                    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+                    let local = *built.swarm.local_peer_id();
+                    let mut driver = Driver::new(built.swarm, built.keypair, built.name);
+                    if let Err(e) = driver.listen(built.listen).await {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                    driver.join(built.bootstrap, built.relays);
+                    let handle = Network {
+                        local,
+                        commands: commands_tx,
+                        control,
+                        relay_server,
+                        stop: None,
+                        thread: None,
+                    };
+                    if ready_tx.send(Ok(handle)).is_err() {
+                        return;
+                    }
+                    driver.run(commands_rx, stop_rx).await;
+                });
+            })
+            .map_err(|e| SwarmError::Build(e.to_string()))?;
+        let mut network = ready_rx.await.map_err(|_| SwarmError::Stopped)??;
+        network.stop = Some(stop_tx);
+        network.thread = Some(thread);
+        Ok(network)
+    }
+
+    /// This node's PeerId.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// Whether it serves as a circuit relay.
+    pub fn is_relay_server(&self) -> bool {
+        self.relay_server
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SwarmError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(command(tx))
+            .map_err(|_| SwarmError::Stopped)?;
+        rx.await.map_err(|_| SwarmError::Stopped)
+    }
+
+    /// Where the node listens and is reachable.
+    pub async fn addresses(&self) -> Result<OwnAddresses, SwarmError> {
+        self.ask(Command::Addresses).await
+    }
+
+    /// Dials `addr` (ending in `/p2p/<PeerId>`) and waits for the connection.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(PeerId, ConnectionKind), SwarmError> {
+        self.ask(|tx| Command::Dial(addr, tx)).await?
+    }
+
+    /// Connects to `peer` at any address the node knows for it (or is told).
+    pub async fn dial_peer(
+        &self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+    ) -> Result<(PeerId, ConnectionKind), SwarmError> {
+        for addr in addrs {
+            let _ = self.commands.send(Command::AddAddress(peer, addr.clone()));
+        }
+        self.ask(|tx| Command::DialPeer(peer, tx)).await?
+    }
+
+    /// Every peer the node knows, connected or not.
+    pub async fn peers(&self) -> Result<Vec<KnownPeer>, SwarmError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Looks `name` (`<peer>@<domain>`) up on the DHT.
+    pub async fn get_name(&self, name: &str) -> Result<NameLookup, SwarmError> {
+        self.ask(|tx| Command::GetName(name.to_owned(), tx)).await
+    }
+
+    /// The providers of `key` on the DHT.
+    pub async fn providers(&self, key: RecordKey) -> Result<HashSet<PeerId>, SwarmError> {
+        self.ask(|tx| Command::GetProviders(key, tx)).await
+    }
+
+    /// Announces this node as a provider of `key`, now and every republish interval.
+    pub fn provide(&self, key: RecordKey) -> Result<(), SwarmError> {
+        self.commands
+            .send(Command::Provide(key))
+            .map_err(|_| SwarmError::Stopped)
+    }
+
+    /// Opens a remote API stream to `peer` (connecting first if needed).
+    pub async fn open_grpc(&self, peer: PeerId) -> Result<libp2p::Stream, SwarmError> {
+        self.dial_peer(peer, &[]).await?;
+        self.control
+            .clone()
+            .open_stream(peer, GRPC_PROTOCOL)
+            .await
+            .map_err(|e| SwarmError::Request(format!("peer {peer} refused the remote API stream: {e}")))
+    }
+
+    /// One ping round trip to `peer` on the standard ping protocol.
+    pub async fn ping(&self, peer: PeerId) -> Result<Duration, SwarmError> {
+        self.dial_peer(peer, &[]).await?;
+        let failed = |e: std::io::Error| SwarmError::Request(format!("ping to {peer} failed: {e}"));
+        let mut stream = self
+            .control
+            .clone()
+            .open_stream(peer, PING_PROTOCOL)
+            .await
+            .map_err(|e| SwarmError::Request(format!("peer {peer} does not answer pings: {e}")))?;
+        let payload: [u8; 32] = rand_bytes();
+        let started = Instant::now();
+        let round_trip = async {
+            stream.write_all(&payload).await?;
+            stream.flush().await?;
+            let mut echo = [0u8; 32];
+            stream.read_exact(&mut echo).await?;
+            Ok::<_, std::io::Error>(echo)
+        };
+        let echo = tokio::time::timeout(Duration::from_secs(10), round_trip)
+            .await
+            .map_err(|_| SwarmError::Request(format!("ping to {peer} timed out after 10 s")))?
+            .map_err(failed)?;
+        let rtt = started.elapsed();
+        let _ = stream.close().await;
+        if echo != payload {
+            return Err(SwarmError::Request(format!("peer {peer} answered the ping with other bytes")));
+        }
+        Ok(rtt)
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // The swarm stops at its next poll; not joined here, so that dropping the
+            // handle never blocks the socket thread.
+            drop(thread);
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    let seed = records::now_ms() ^ u64::from(std::process::id());
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        let mixed = seed.rotate_left(u32::try_from(i).unwrap_or(0) * 7) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        *byte = mixed.to_le_bytes().first().copied().unwrap_or(0);
+    }
+    bytes
+}
+
+async fn forward_inbound(mut incoming: libp2p_stream::IncomingStreams, inbound: Inbound) {
+    while let Some((peer, stream)) = incoming.next().await {
+        if inbound.send((peer, stream)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    relay_client: relay::client::Behaviour,
+    relay_server: Toggle<relay::Behaviour>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    autonat_client: autonat::v2::client::Behaviour,
+    autonat_server: autonat::v2::server::Behaviour,
+    dcutr: dcutr::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// A built swarm with what it still has to do: listen, bootstrap, reserve relay slots.
+struct Built {
+    swarm: Swarm<Behaviour>,
+    keypair: Keypair,
+    name: String,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    relays: Vec<Multiaddr>,
+}
+
+fn dns_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
+    hickory_resolver::system_conf::read_system_conf().unwrap_or_else(|e| {
+        tracing::info!(error = %e, "no system DNS configuration: /dns multiaddrs will not resolve");
+        (
+            libp2p::dns::ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
+            libp2p::dns::ResolverOpts::default(),
+        )
+    })
+}
+
+fn build(start: SwarmStart) -> Result<Built, SwarmError> {
+    let settings = start.settings;
+    let local = start.keypair.public().to_peer_id();
+    let public = start.keypair.public();
+    let (dns, dns_opts) = dns_config();
+    let mut kad_config = kad::Config::new(settings.kad_protocol());
+    kad_config
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_query_timeout(Duration::from_secs(30))
+        .set_record_ttl(Some(records::RECORD_LIFETIME))
+        .set_publication_interval(Some(REPUBLISH));
+    let mdns_on = settings.mdns;
+    let relay_on = settings.relay_server;
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(settings.max_connections))
+        .with_max_established_per_peer(Some(settings.max_connections_per_peer))
+        .with_max_pending_incoming(Some(64));
+    let agent = format!("auraed/{}", aurae_core::VERSION);
+    let keypair = start.keypair.clone();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(start.keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| SwarmError::Build(e.to_string()))?
+        .with_quic()
+        .with_dns_config(dns, dns_opts)
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| SwarmError::Build(e.to_string()))?
+        .with_behaviour(|_, relay_client| {
+            let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if mdns_on {
+                mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                    .map_err(|e| tracing::warn!(error = %e, "mDNS unavailable"))
+                    .ok()
+            } else {
+                None
+            };
+            let relay_server = relay_on.then(|| {
+                relay::Behaviour::new(
+                    local,
+                    relay::Config {
+                        max_circuit_duration: Duration::from_secs(60 * 60),
+                        max_circuit_bytes: 1 << 30,
+                        ..relay::Config::default()
+                    },
+                )
+            });
+            Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                relay_client,
+                relay_server: Toggle::from(relay_server),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/aurae/1.0.0".to_owned(), public)
+                        .with_agent_version(agent),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+                kad,
+                mdns: Toggle::from(mdns),
+                autonat_client: autonat::v2::client::Behaviour::default(),
+                autonat_server: autonat::v2::server::Behaviour::default(),
+                dcutr: dcutr::Behaviour::new(local),
+                stream: libp2p_stream::Behaviour::new(),
+            }
+        })
+        .map_err(|e| SwarmError::Build(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    let mut bootstrap = settings.bootstrap.clone();
+    bootstrap.extend(start.extra_bootstrap);
+    Ok(Built {
+        swarm,
+        keypair,
+        name: start.name,
+        listen: settings.listen.clone(),
+        bootstrap,
+        relays: settings.relays.clone(),
+    })
+}
+
+/// A query in flight and who waits for it.
+enum Pending {
+    Name {
+        reply: oneshot::Sender<NameLookup>,
+        lookup: NameLookup,
+    },
+    Providers {
+        reply: oneshot::Sender<HashSet<PeerId>>,
+        found: HashSet<PeerId>,
+    },
+}
+
+#[derive(Default)]
+struct PeerState {
+    addrs: Vec<Multiaddr>,
+    connections: HashMap<ConnectionId, ConnectionKind>,
+    rtt: Option<Duration>,
+    agent: String,
+}
+
+impl PeerState {
+    fn best(&self) -> Option<ConnectionKind> {
+        self.connections.values().min().copied()
+    }
+}
+
+type DialReply = oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>;
+
+struct Driver {
+    swarm: Swarm<Behaviour>,
+    peers: HashMap<PeerId, PeerState>,
+    dials: HashMap<PeerId, Vec<(DialReply, Instant)>>,
+    queries: HashMap<QueryId, Pending>,
+    provided: Vec<RecordKey>,
+    keypair: Keypair,
+    name: Option<String>,
+    published: bool,
+}
+
+impl Driver {
+    fn new(swarm: Swarm<Behaviour>, keypair: Keypair, name: String) -> Self {
+        Self {
+            swarm,
+            keypair,
+            peers: HashMap::new(),
+            dials: HashMap::new(),
+            queries: HashMap::new(),
+            provided: Vec::new(),
+            name: Some(name),
+            published: false,
+        }
+    }
+
+    /// Listens on every address and waits until each is bound (or refused).
+    async fn listen(&mut self, addrs: Vec<Multiaddr>) -> Result<(), SwarmError> {
+        let mut waiting = HashMap::new();
+        for addr in addrs {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    waiting.insert(id, addr);
+                }
+                Err(e) => {
+                    return Err(SwarmError::Listen {
+                        addr: addr.to_string(),
+                        why: e.to_string(),
+                    });
+                }
+            }
+        }
+        let deadline = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(deadline);
+        while !waiting.is_empty() {
+            let event = tokio::select! {
+                event = self.swarm.select_next_some() => event,
+                () = &mut deadline => break,
+            };
+            match &event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    waiting.remove(listener_id);
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                    if let Some(addr) = waiting.remove(listener_id) {
+                        return Err(SwarmError::Listen {
+                            addr: addr.to_string(),
+                            why: format!("{reason:?}"),
+                        });
+                    }
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    if let Some(addr) = waiting.remove(listener_id) {
+                        return Err(SwarmError::Listen {
+                            addr: addr.to_string(),
+                            why: error.to_string(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+            self.on_event(event);
+        }
+        Ok(())
+    }
+
+    /// Dials the bootstrap peers, joins the DHT and reserves relay slots.
+    fn join(&mut self, bootstrap: Vec<Multiaddr>, relays: Vec<Multiaddr>) {
+        for addr in bootstrap {
+            if let Some(peer) = peer_of(&addr) {
+                self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+        for relay in relays {
+            let circuit = relay.with(Protocol::P2pCircuit);
+            if let Err(e) = self.swarm.listen_on(circuit.clone()) {
+                tracing::warn!(addr = %circuit, error = %e, "cannot reserve a relay slot");
+            }
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let mut republish = tokio::time::interval(REPUBLISH);
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                _ = republish.tick() => self.republish(),
+                _ = sweep.tick() => self.expire_dials(),
+                _ = &mut stop => return,
+            }
+        }
+    }
+
+    fn expire_dials(&mut self) {
+        for (peer, waiting) in &mut self.dials {
+            let (expired, live): (Vec<_>, Vec<_>) = waiting
+                .drain(..)
+                .partition(|(_, since)| since.elapsed() > DIAL_TIMEOUT);
+            *waiting = live;
+            for (reply, _) in expired {
+                let _ = reply.send(Err(SwarmError::Dial {
+                    target: peer.to_string(),
+                    why: format!("no connection within {} s", DIAL_TIMEOUT.as_secs()),
+                }));
+            }
+        }
+        self.dials.retain(|_, waiting| !waiting.is_empty());
+    }
+
+    fn own_addresses(&self) -> OwnAddresses {
+        OwnAddresses {
+            listen: self.swarm.listeners().cloned().collect(),
+            external: self.swarm.external_addresses().cloned().collect(),
+        }
+    }
+
+    /// Publishes the node's signed name record and provider records.
+    fn republish(&mut self) {
+        let Some(name) = self.name.clone() else {
+            return;
+        };
+        let own = self.own_addresses();
+        let mut addrs = own.external;
+        addrs.extend(own.listen.into_iter().filter(|a| !is_unspecified(a)));
+        addrs.dedup();
+        let value = records::sign_name(&self.keypair, &name, &addrs, records::now_ms());
+        let record = kad::Record::new(records::name_key(&name), value);
+        if let Err(e) = self.swarm.behaviour_mut().kad.put_record(record, Quorum::One) {
+            tracing::warn!(error = %e, "cannot store the node's name record");
+        }
+        for key in self.provided.clone() {
+            let _ = self.swarm.behaviour_mut().kad.start_providing(key);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Addresses(reply) => {
+                let _ = reply.send(self.own_addresses());
+            }
+            Command::Dial(addr, reply) => {
+                let Some(peer) = peer_of(&addr) else {
+                    let _ = reply.send(Err(SwarmError::Dial {
+                        target: addr.to_string(),
+                        why: "the address names no peer; end it with /p2p/<PeerId>".to_owned(),
+                    }));
+                    return;
+                };
+                self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                self.dial_then_reply(peer, Some(addr), reply);
+            }
+            Command::DialPeer(peer, reply) => self.dial_then_reply(peer, None, reply),
+            Command::AddAddress(peer, addr) => {
+                self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                self.swarm.add_peer_address(peer, addr);
+            }
+            Command::Peers(reply) => {
+                let peers = self
+                    .peers
+                    .iter()
+                    .map(|(peer, state)| KnownPeer {
+                        peer: Some(*peer),
+                        addrs: state.addrs.clone(),
+                        connection: state.best(),
+                        rtt: state.rtt,
+                        agent: state.agent.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::GetName(name, reply) => {
+                let id = self.swarm.behaviour_mut().kad.get_record(records::name_key(&name));
+                self.queries.insert(
+                    id,
+                    Pending::Name {
+                        reply,
+                        lookup: NameLookup::default(),
+                    },
+                );
+            }
+            Command::GetProviders(key, reply) => {
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.queries.insert(
+                    id,
+                    Pending::Providers {
+                        reply,
+                        found: HashSet::new(),
+                    },
+                );
+            }
+            Command::Provide(key) => {
+                if !self.provided.contains(&key) {
+                    self.provided.push(key.clone());
+                }
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                    tracing::warn!(error = %e, "cannot store a provider record");
+                }
+            }
+        }
+    }
+
+    fn dial_then_reply(&mut self, peer: PeerId, addr: Option<Multiaddr>, reply: DialReply) {
+        if let Some(kind) = self.peers.get(&peer).and_then(PeerState::best) {
+            let _ = reply.send(Ok((peer, kind)));
+            return;
+        }
+        let opts = match addr {
+            Some(addr) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .extend_addresses_through_behaviour()
+                .build(),
+            None => libp2p::swarm::dial_opts::DialOpts::peer_id(peer).build(),
+        };
+        if let Err(e) = self.swarm.dial(opts) {
+            let _ = reply.send(Err(SwarmError::Dial {
+                target: peer.to_string(),
+                why: e.to_string(),
+            }));
+            return;
+        }
+        self.dials.entry(peer).or_default().push((reply, Instant::now()));
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "peer network listening");
+                if !is_unspecified(&address) && !is_circuit(&address) {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let remote = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address,
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                };
+                let kind = if is_circuit(remote) {
+                    ConnectionKind::Relayed
+                } else {
+                    ConnectionKind::Direct
+                };
+                tracing::debug!(peer = %peer_id, %remote, kind = kind.as_str(), "connected");
+                let state = self.peers.entry(peer_id).or_default();
+                state.connections.insert(connection_id, kind);
+                if let Some(waiting) = self.dials.remove(&peer_id) {
+                    let best = state.best().unwrap_or(kind);
+                    for (reply, _) in waiting {
+                        let _ = reply.send(Ok((peer_id, best)));
+                    }
+                }
+                if !self.published && self.name.is_some() {
+                    self.published = true;
+                    self.republish();
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                if let Some(state) = self.peers.get_mut(&peer_id) {
+                    state.connections.remove(&connection_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                if let Some(waiting) = self.dials.remove(&peer) {
+                    for (reply, _) in waiting {
+                        let _ = reply.send(Err(SwarmError::Dial {
+                            target: peer.to_string(),
+                            why: error.to_string(),
+                        }));
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let kad_protocol = self
+                    .swarm
+                    .behaviour()
+                    .kad
+                    .protocol_names()
+                    .first()
+                    .cloned();
+                if kad_protocol.is_some_and(|p| info.protocols.contains(&p)) {
+                    for addr in &info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    }
+                }
+                let state = self.peers.entry(peer_id).or_default();
+                state.agent = info.agent_version;
+                state.addrs = info.listen_addrs;
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                self.peers.entry(peer).or_default().rtt = Some(rtt);
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    tracing::debug!(%peer, %addr, "found by mDNS");
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    let state = self.peers.entry(peer).or_default();
+                    if !state.addrs.contains(&addr) {
+                        state.addrs.push(addr);
+                    }
+                    if state.best().is_none() {
+                        let _ = self.swarm.dial(peer);
+                    }
+                }
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(connection) => {
+                    tracing::info!(peer = %remote_peer_id, "hole punched: direct connection");
+                    self.peers
+                        .entry(remote_peer_id)
+                        .or_default()
+                        .connections
+                        .insert(connection, ConnectionKind::HolePunched);
+                }
+                Err(e) => tracing::info!(peer = %remote_peer_id, error = %e, "hole punching failed"),
+            },
+            BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
+            BehaviourEvent::AutonatClient(event) => {
+                tracing::debug!(addr = %event.tested_addr, ok = event.result.is_ok(), "AutoNAT probe");
+            }
+            BehaviourEvent::Kad(event) => self.on_kad(event),
+            _ => {}
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest { request } => self.on_inbound_kad(request),
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result,
+                stats,
+                step,
+            } => {
+                match (result, self.queries.get_mut(&id)) {
+                    (QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(found))), Some(Pending::Name { lookup, .. })) => {
+                        match records::validate_name(&found.record.key, &found.record.value, records::now_ms()) {
+                            Ok(valid) => {
+                                if lookup.records.is_empty() {
+                                    lookup.queried = if found.peer.is_none() { 0 } else { stats.num_successes() };
+                                }
+                                lookup.records.push(valid);
+                            }
+                            Err(why) => lookup.refused.push(format!(
+                                "from {}: {why}",
+                                found.peer.map_or_else(|| "this node".to_owned(), |p| p.to_string())
+                            )),
+                        }
+                    }
+                    (QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })), Some(Pending::Providers { found, .. })) => {
+                        found.extend(providers);
+                    }
+                    _ => {}
+                }
+                if step.last {
+                    match self.queries.remove(&id) {
+                        Some(Pending::Name { reply, lookup }) => {
+                            let _ = reply.send(lookup);
+                        }
+                        Some(Pending::Providers { reply, found }) => {
+                            let _ = reply.send(found);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Stores what other peers offer only when it validates: name records signed by the
+    /// peer they name (a newer one of the same peer replaces an older one), and provider
+    /// records; anything else is refused.
+    fn on_inbound_kad(&mut self, request: kad::InboundRequest) {
+        match request {
+            kad::InboundRequest::PutRecord {
+                source,
+                record: Some(record),
+                ..
+            } => {
+                let now = records::now_ms();
+                let valid = match records::validate_name(&record.key, &record.value, now) {
+                    Ok(valid) => valid,
+                    Err(why) => {
+                        tracing::info!(from = %source, %why, "refused a DHT record");
+                        return;
+                    }
+                };
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                use kad::store::RecordStore as _;
+                if let Some(existing) = store.get(&record.key)
+                    && let Ok(held) = records::validate_name(&existing.key, &existing.value, now)
+                    && (held.peer != valid.peer || held.sequence >= valid.sequence)
+                {
+                    if held.peer != valid.peer {
+                        tracing::warn!(name = %valid.name, held = %held.peer, offered = %valid.peer, from = %source, "two peers claim one name; keeping the first");
+                    }
+                    return;
+                }
+                if let Err(e) = store.put(record) {
+                    tracing::warn!(error = %e, "cannot store a DHT record");
+                }
+            }
+            kad::InboundRequest::AddProvider {
+                record: Some(provider),
+            } => {
+                use kad::store::RecordStore as _;
+                if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().add_provider(provider) {
+                    tracing::debug!(error = %e, "cannot store a provider record");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
