@@ -15,6 +15,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tokio_rustls::server::TlsStream;
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt as _};
 use tonic::transport::server::Connected;
 
 use super::authority::AuthorityRepair;
@@ -55,12 +56,22 @@ pub fn client_of(
     Some((leaf.clone().into_owned(), principal))
 }
 
-/// An accepted mTLS connection with its principal, admitted to the connection registry.
-/// The HTTP/2 bytes inside TLS have their client's `:authority` repaired for h2 (see
-/// [`AuthorityRepair`]).
+/// The bytes under an authenticated connection.
+#[derive(Debug)]
+enum Transport {
+    /// mTLS on the socket. The HTTP/2 bytes inside TLS have their client's `:authority`
+    /// repaired for h2 (see [`AuthorityRepair`]).
+    Tls(Box<AuthorityRepair<TlsStream<UnixStream>>>),
+    /// A remote peer's libp2p stream (`/aurae/grpc/1.0.0`), encrypted and authenticated
+    /// by the swarm's noise handshake.
+    Peer(Compat<libp2p::Stream>),
+}
+
+/// An authenticated connection with its principal, admitted to the connection registry:
+/// an mTLS connection on the socket, or a remote peer's stream.
 #[derive(Debug)]
 pub struct AuthenticatedStream {
-    inner: AuthorityRepair<TlsStream<UnixStream>>,
+    inner: Transport,
     principal: ConnectionPrincipal,
     /// Leaves the registry when the stream is dropped.
     open: OpenConnection,
@@ -74,8 +85,30 @@ impl AuthenticatedStream {
         principal: Result<Principal, String>,
         open: OpenConnection,
     ) -> Self {
+        Self::with_transport(
+            Transport::Tls(Box::new(AuthorityRepair::new(inner))),
+            principal,
+            open,
+        )
+    }
+
+    /// A remote peer's stream, whose PeerId is trusted as `principal` (or why not),
+    /// admitted to the registry as `open`.
+    pub fn remote(
+        stream: libp2p::Stream,
+        principal: Result<Principal, String>,
+        open: OpenConnection,
+    ) -> Self {
+        Self::with_transport(Transport::Peer(stream.compat()), principal, open)
+    }
+
+    fn with_transport(
+        inner: Transport,
+        principal: Result<Principal, String>,
+        open: OpenConnection,
+    ) -> Self {
         Self {
-            inner: AuthorityRepair::new(inner),
+            inner,
             principal: ConnectionPrincipal {
                 principal: Arc::new(principal),
                 connection: open.state().clone(),
@@ -112,7 +145,10 @@ impl AsyncRead for AuthenticatedStream {
         if state.is_closed() {
             return Poll::Ready(Err(Self::closed()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        match &mut self.inner {
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+            Transport::Peer(peer) => Pin::new(peer).poll_read(cx, buf),
+        }
     }
 }
 
@@ -125,15 +161,24 @@ impl AsyncWrite for AuthenticatedStream {
         if self.open.state().is_closed() {
             return Poll::Ready(Err(Self::closed()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        match &mut self.inner {
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+            Transport::Peer(peer) => Pin::new(peer).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match &mut self.inner {
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+            Transport::Peer(peer) => Pin::new(peer).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match &mut self.inner {
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+            Transport::Peer(peer) => Pin::new(peer).poll_shutdown(cx),
+        }
     }
 
     fn poll_write_vectored(
@@ -144,10 +189,16 @@ impl AsyncWrite for AuthenticatedStream {
         if self.open.state().is_closed() {
             return Poll::Ready(Err(Self::closed()));
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        match &mut self.inner {
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+            Transport::Peer(peer) => Pin::new(peer).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            Transport::Tls(tls) => tls.is_write_vectored(),
+            Transport::Peer(peer) => peer.is_write_vectored(),
+        }
     }
 }

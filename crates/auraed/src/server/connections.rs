@@ -94,6 +94,9 @@ pub struct ConnectionInfo {
     pub cell_serial: Option<Vec<u8>>,
     /// The principal's role on this node.
     pub role: Role,
+    /// For a remote peer's stream (the `peer` capability), its PeerId: it authenticated
+    /// with its key, not with a certificate, and `certificate` is empty.
+    pub remote_peer: Option<String>,
     /// When the handshake completed.
     pub opened: Instant,
 }
@@ -172,6 +175,32 @@ impl ConnectionRegistry {
         certificate: CertificateDer<'static>,
         role: Role,
     ) -> Result<OpenConnection, Refusal> {
+        self.admit_with(principal, certificate, role, None)
+    }
+
+    /// Admits a remote peer's stream, under the same limits as any non-admin connection:
+    /// `principal` is what its PeerId is trusted as (`None`: untrusted, so every request
+    /// on it is refused).
+    pub fn admit_remote(
+        &self,
+        principal: Option<Principal>,
+        peer: String,
+    ) -> Result<OpenConnection, Refusal> {
+        self.admit_with(
+            principal,
+            CertificateDer::from(Vec::new()),
+            Role::Other,
+            Some(peer),
+        )
+    }
+
+    fn admit_with(
+        &self,
+        principal: Option<Principal>,
+        certificate: CertificateDer<'static>,
+        role: Role,
+        remote_peer: Option<String>,
+    ) -> Result<OpenConnection, Refusal> {
         let limits = self.shared.limits;
         let mut open = self.open();
         if role == Role::Other {
@@ -198,6 +227,7 @@ impl ConnectionRegistry {
             cell_serial: aurae_core::pki::cell_serial_of(&certificate),
             certificate,
             role,
+            remote_peer,
             opened: Instant::now(),
         }));
         open.connections.insert(id, state.clone());

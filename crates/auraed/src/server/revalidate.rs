@@ -67,9 +67,11 @@ pub fn close_unverified(connections: &ConnectionRegistry, pki: &PkiPaths, servin
         None => return connections.close_where(|_| true),
     };
     let now = UnixTime::now();
+    // Remote peers' streams authenticated with their key; the trust list governs them.
     connections.close_where(|info| {
-        verifier
-            .verify_client_cert(&info.certificate, &[], now)
-            .is_err()
+        info.remote_peer.is_none()
+            && verifier
+                .verify_client_cert(&info.certificate, &[], now)
+                .is_err()
     })
 }
