@@ -4,6 +4,8 @@
 //! to the network or knows about gRPC.
 #![deny(missing_docs)]
 
+/// Addresses people type for peers and entities (`node1@example.org`, `data@12D3KooW...`).
+pub mod address;
 /// Client configuration (`~/.aurae/config.toml`) and default locations.
 pub mod config;
 /// Atomic, mode-exact file writes for keys, certificates and state.
