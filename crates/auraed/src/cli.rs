@@ -80,6 +80,41 @@ pub struct Args {
     /// overhead). Store, capability and process metrics are still served.
     #[arg(long)]
     pub no_metrics: bool,
+
+    /// Where the peer network listens (repeatable), once the `peer` capability is
+    /// enabled. [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1]
+    #[arg(long, value_name = "MULTIADDR", help_heading = "Peer network")]
+    pub peer_listen: Vec<libp2p::Multiaddr>,
+
+    /// A peer to join the network through, ending in /p2p/<PeerId> (repeatable).
+    #[arg(long, value_name = "MULTIADDR", help_heading = "Peer network")]
+    pub peer_bootstrap: Vec<libp2p::Multiaddr>,
+
+    /// A domain whose `_dnsaddr.<domain>` TXT records name bootstrap peers (repeatable).
+    #[arg(long, value_name = "DOMAIN", help_heading = "Peer network")]
+    pub peer_domain: Vec<aurae_core::name::DomainName>,
+
+    /// A relay (ending in /p2p/<PeerId>) to reserve a slot on, to be reachable from
+    /// behind a NAT (repeatable).
+    #[arg(long, value_name = "MULTIADDR", help_heading = "Peer network")]
+    pub peer_relay: Vec<libp2p::Multiaddr>,
+
+    /// Serve as a circuit relay for other peers.
+    #[arg(long, help_heading = "Peer network")]
+    pub relay_server: bool,
+
+    /// No mDNS discovery on the local network.
+    #[arg(long, help_heading = "Peer network")]
+    pub no_mdns: bool,
+
+    /// The Kademlia protocol: /ipfs/kad/1.0.0 joins the IPFS DHT; another name keeps a
+    /// private DHT.
+    #[arg(long, value_name = "PROTOCOL", default_value = crate::peer::settings::IPFS_KAD, help_heading = "Peer network")]
+    pub kad_protocol: String,
+
+    /// The DNS server (IP:PORT) for `_dnsaddr` lookups, instead of the system's.
+    #[arg(long, value_name = "ADDR", help_heading = "Peer network")]
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 /// The format of log lines.
@@ -100,6 +135,27 @@ impl Args {
         match &self.node_config {
             Some(path) => (path.clone(), true),
             None => (PathBuf::from(DEFAULT_NODE_CONFIG), false),
+        }
+    }
+
+    /// The peer network's settings from the flags.
+    pub fn peer_settings(&self) -> crate::peer::settings::PeerSettings {
+        let defaults = crate::peer::settings::PeerSettings::default();
+        crate::peer::settings::PeerSettings {
+            listen: if self.peer_listen.is_empty() {
+                defaults.listen
+            } else {
+                self.peer_listen.clone()
+            },
+            bootstrap: self.peer_bootstrap.clone(),
+            bootstrap_domains: self.peer_domain.clone(),
+            mdns: !self.no_mdns,
+            relay_server: self.relay_server,
+            relay_client: true,
+            relays: self.peer_relay.clone(),
+            kad_protocol: self.kad_protocol.clone(),
+            dns_server: self.dns_server,
+            ..defaults
         }
     }
 

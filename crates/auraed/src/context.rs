@@ -63,6 +63,8 @@ pub struct Daemon {
     pub runtime: Arc<crate::runtime::Runtime>,
     /// The RPC metrics the routers record into, and what a scrape renders.
     pub metrics: crate::metrics::Metrics,
+    /// The peer capability's swarm, trust list and connections to other peers.
+    pub peer: crate::peer::PeerState,
 }
 
 impl Daemon {

@@ -34,6 +34,8 @@ pub mod health;
 pub mod metrics;
 /// `config`: the node declared in a TOML document, applied as a diff, exported back.
 pub mod node_config;
+/// The `peer` capability: libp2p swarm, discovery, the remote API.
+pub mod peer;
 /// `reflection`: gRPC server reflection.
 pub mod reflection;
 /// `runtime`: cells, executables and their logs.
@@ -69,6 +71,7 @@ pub const CAPABILITIES: &[&Capability] = &[
     &runtime::CAPABILITY,
     &reflection::CAPABILITY,
     &metrics::CAPABILITY,
+    &peer::CAPABILITY,
 ];
 
 /// Runs the daemon until SIGTERM or SIGINT. As PID 1 it never returns on error or panic.
@@ -334,9 +337,11 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
             },
             CAPABILITIES,
         ),
+        peer: peer::PeerState::new(args.peer_settings()),
     });
     tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");
     let metrics_listener = metrics::listener::start_if_asked(args.metrics_listen, &daemon);
+    tokio::spawn(peer::run(daemon.clone()));
     tokio::spawn({
         let daemon = daemon.clone();
         let (node_config, required) = args.node_config_path();

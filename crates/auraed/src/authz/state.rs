@@ -286,7 +286,7 @@ fn record_write(
 }
 
 /// Every file of directory `dir` with its content; none when it does not exist.
-fn records(store: &Store, dir: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+pub(crate) fn records(store: &Store, dir: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let dir: StorePath = dir.parse()?;
     let mut out = Vec::new();
     let mut after = String::new();

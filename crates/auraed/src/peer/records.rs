@@ -106,14 +106,11 @@ pub fn sign_name(keypair: &Keypair, name: &str, addrs: &[Multiaddr], sequence: u
         peer_id: keypair.public().to_peer_id().to_bytes(),
         addrs: addrs.iter().map(|a| a.to_vec()).collect(),
         sequence,
-        expires: sequence.saturating_add(
-            u64::try_from(RECORD_LIFETIME.as_millis()).unwrap_or(u64::MAX),
-        ),
+        expires: sequence
+            .saturating_add(u64::try_from(RECORD_LIFETIME.as_millis()).unwrap_or(u64::MAX)),
     }
     .encode_to_vec();
-    let signature = keypair
-        .sign(&signed_bytes(&record))
-        .unwrap_or_default();
+    let signature = keypair.sign(&signed_bytes(&record)).unwrap_or_default();
     pb::SignedNameRecord {
         record,
         public_key: keypair.public().encode_protobuf(),
@@ -131,7 +128,8 @@ pub fn validate_name(key: &RecordKey, value: &[u8], now_ms: u64) -> Result<Valid
     if value.len() > MAX_RECORD_BYTES {
         return Err(RecordError::TooLarge(value.len()));
     }
-    let signed = pb::SignedNameRecord::decode(value).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    let signed =
+        pb::SignedNameRecord::decode(value).map_err(|e| RecordError::Malformed(e.to_string()))?;
     let public = PublicKey::try_decode_protobuf(&signed.public_key)
         .map_err(|e| RecordError::Malformed(format!("public key: {e}")))?;
     let record = pb::NameRecord::decode(signed.record.as_slice())
@@ -181,7 +179,11 @@ mod tests {
     use super::*;
 
     fn addr() -> Vec<Multiaddr> {
-        vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap_or_else(|_| Multiaddr::empty())]
+        vec![
+            "/ip4/127.0.0.1/tcp/4001"
+                .parse()
+                .unwrap_or_else(|_| Multiaddr::empty()),
+        ]
     }
 
     #[test]
@@ -189,7 +191,10 @@ mod tests {
         let key = Keypair::generate_ed25519();
         let value = sign_name(&key, "node1@local", &addr(), 1_000);
         let valid = validate_name(&name_key("node1@local"), &value, 2_000);
-        assert_eq!(valid.map(|v| (v.peer, v.addrs)), Ok((key.public().to_peer_id(), addr())));
+        assert_eq!(
+            valid.map(|v| (v.peer, v.addrs)),
+            Ok((key.public().to_peer_id(), addr()))
+        );
     }
 
     #[test]
@@ -246,7 +251,11 @@ mod tests {
     fn the_newer_record_of_a_peer_wins() {
         let key = Keypair::generate_ed25519();
         let old = validate_name(&name_key("n@local"), &sign_name(&key, "n@local", &[], 1), 0);
-        let new = validate_name(&name_key("n@local"), &sign_name(&key, "n@local", &addr(), 2), 0);
+        let new = validate_name(
+            &name_key("n@local"),
+            &sign_name(&key, "n@local", &addr(), 2),
+            0,
+        );
         let (Ok(old), Ok(new)) = (old, new) else {
             panic!("records should validate");
         };

@@ -123,7 +123,11 @@ impl PeerSettings {
         let bootstrap_domains = config
             .bootstrap_domains
             .iter()
-            .map(|d| d.parse().map_err(|e: aurae_core::name::NameError| SettingsError::BadDomain(e.to_string())))
+            .map(|d| {
+                d.parse().map_err(|e: aurae_core::name::NameError| {
+                    SettingsError::BadDomain(e.to_string())
+                })
+            })
             .collect::<Result<_, _>>()?;
         let limit = |value: u32, default: u32, name| match value {
             0 if default == 0 => Err(SettingsError::ZeroLimit(name)),
@@ -131,7 +135,11 @@ impl PeerSettings {
             n => Ok(n),
         };
         Ok(Self {
-            listen: if listen.is_empty() { defaults.listen } else { listen },
+            listen: if listen.is_empty() {
+                defaults.listen
+            } else {
+                listen
+            },
             bootstrap: multiaddrs("bootstrap", &config.bootstrap, true)?,
             bootstrap_domains,
             mdns: config.mdns,
@@ -139,7 +147,11 @@ impl PeerSettings {
             relay_client: config.relay_client,
             relays: multiaddrs("relays", &config.relays, true)?,
             kad_protocol,
-            max_connections: limit(config.max_connections, defaults.max_connections, "max_connections")?,
+            max_connections: limit(
+                config.max_connections,
+                defaults.max_connections,
+                "max_connections",
+            )?,
             max_connections_per_peer: limit(
                 config.max_connections_per_peer,
                 defaults.max_connections_per_peer,
@@ -155,7 +167,11 @@ impl PeerSettings {
         pb::PeerConfig {
             listen_addrs: text(&self.listen),
             bootstrap: text(&self.bootstrap),
-            bootstrap_domains: self.bootstrap_domains.iter().map(ToString::to_string).collect(),
+            bootstrap_domains: self
+                .bootstrap_domains
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             mdns: self.mdns,
             relay_server: self.relay_server,
             relay_client: self.relay_client,
@@ -224,13 +240,17 @@ mod tests {
             bootstrap: vec!["/ip4/127.0.0.1/tcp/1".to_owned()],
             ..PeerSettings::default().to_proto()
         };
-        let error = PeerSettings::from_proto(&config).err().map(|e| e.to_string());
+        let error = PeerSettings::from_proto(&config)
+            .err()
+            .map(|e| e.to_string());
         assert!(error.is_some_and(|e| e.contains("bootstrap") && e.contains("/p2p/")));
         let config = pb::PeerConfig {
             listen_addrs: vec!["tcp 4001".to_owned()],
             ..PeerSettings::default().to_proto()
         };
-        let error = PeerSettings::from_proto(&config).err().map(|e| e.to_string());
+        let error = PeerSettings::from_proto(&config)
+            .err()
+            .map(|e| e.to_string());
         assert!(error.is_some_and(|e| e.contains("listen_addrs") && e.contains("tcp 4001")));
         let config = pb::PeerConfig {
             kad_protocol: "kad".to_owned(),

@@ -18,8 +18,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify,
-    mdns, noise, ping, relay, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, mdns,
+    noise, ping, relay, tcp, yamux,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -148,8 +148,14 @@ pub struct SwarmStart {
 
 enum Command {
     Addresses(oneshot::Sender<OwnAddresses>),
-    Dial(Multiaddr, oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>),
-    DialPeer(PeerId, oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>),
+    Dial(
+        Multiaddr,
+        oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>,
+    ),
+    DialPeer(
+        PeerId,
+        oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>,
+    ),
     Peers(oneshot::Sender<Vec<KnownPeer>>),
     GetName(String, oneshot::Sender<NameLookup>),
     GetProviders(RecordKey, oneshot::Sender<HashSet<PeerId>>),
@@ -170,7 +176,9 @@ pub struct Network {
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Network").field("local", &self.local).finish_non_exhaustive()
+        f.debug_struct("Network")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
     }
 }
 
@@ -322,7 +330,9 @@ impl Network {
             .clone()
             .open_stream(peer, GRPC_PROTOCOL)
             .await
-            .map_err(|e| SwarmError::Request(format!("peer {peer} refused the remote API stream: {e}")))
+            .map_err(|e| {
+                SwarmError::Request(format!("peer {peer} refused the remote API stream: {e}"))
+            })
     }
 
     /// One ping round trip to `peer` on the standard ping protocol.
@@ -351,7 +361,9 @@ impl Network {
         let rtt = started.elapsed();
         let _ = stream.close().await;
         if echo != payload {
-            return Err(SwarmError::Request(format!("peer {peer} answered the ping with other bytes")));
+            return Err(SwarmError::Request(format!(
+                "peer {peer} answered the ping with other bytes"
+            )));
         }
         Ok(rtt)
     }
@@ -374,7 +386,8 @@ fn rand_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     let seed = records::now_ms() ^ u64::from(std::process::id());
     for (i, byte) in bytes.iter_mut().enumerate() {
-        let mixed = seed.rotate_left(u32::try_from(i).unwrap_or(0) * 7) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mixed = seed.rotate_left(u32::try_from(i).unwrap_or(0) * 7)
+            ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         *byte = mixed.to_le_bytes().first().copied().unwrap_or(0);
     }
     bytes
@@ -455,7 +468,8 @@ fn build(start: SwarmStart) -> Result<Built, SwarmError> {
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| SwarmError::Build(e.to_string()))?
         .with_behaviour(|_, relay_client| {
-            let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
+            let mut kad =
+                kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
             kad.set_mode(Some(kad::Mode::Server));
             let mdns = if mdns_on {
                 mdns::tokio::Behaviour::new(mdns::Config::default(), local)
@@ -482,7 +496,9 @@ fn build(start: SwarmStart) -> Result<Built, SwarmError> {
                     identify::Config::new("/aurae/1.0.0".to_owned(), public)
                         .with_agent_version(agent),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(Duration::from_secs(15)),
+                ),
                 kad,
                 mdns: Toggle::from(mdns),
                 autonat_client: autonat::v2::client::Behaviour::default(),
@@ -586,7 +602,11 @@ impl Driver {
                 SwarmEvent::NewListenAddr { listener_id, .. } => {
                     waiting.remove(listener_id);
                 }
-                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } => {
                     if let Some(addr) = waiting.remove(listener_id) {
                         return Err(SwarmError::Listen {
                             addr: addr.to_string(),
@@ -613,7 +633,10 @@ impl Driver {
     fn join(&mut self, bootstrap: Vec<Multiaddr>, relays: Vec<Multiaddr>) {
         for addr in bootstrap {
             if let Some(peer) = peer_of(&addr) {
-                self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
             }
             if let Err(e) = self.swarm.dial(addr.clone()) {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
@@ -682,7 +705,12 @@ impl Driver {
         addrs.dedup();
         let value = records::sign_name(&self.keypair, &name, &addrs, records::now_ms());
         let record = kad::Record::new(records::name_key(&name), value);
-        if let Err(e) = self.swarm.behaviour_mut().kad.put_record(record, Quorum::One) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, Quorum::One)
+        {
             tracing::warn!(error = %e, "cannot store the node's name record");
         }
         for key in self.provided.clone() {
@@ -703,12 +731,18 @@ impl Driver {
                     }));
                     return;
                 };
-                self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
                 self.dial_then_reply(peer, Some(addr), reply);
             }
             Command::DialPeer(peer, reply) => self.dial_then_reply(peer, None, reply),
             Command::AddAddress(peer, addr) => {
-                self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
                 self.swarm.add_peer_address(peer, addr);
             }
             Command::Peers(reply) => {
@@ -726,7 +760,11 @@ impl Driver {
                 let _ = reply.send(peers);
             }
             Command::GetName(name, reply) => {
-                let id = self.swarm.behaviour_mut().kad.get_record(records::name_key(&name));
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(records::name_key(&name));
                 self.queries.insert(
                     id,
                     Pending::Name {
@@ -775,7 +813,10 @@ impl Driver {
             }));
             return;
         }
-        self.dials.entry(peer).or_default().push((reply, Instant::now()));
+        self.dials
+            .entry(peer)
+            .or_default()
+            .push((reply, Instant::now()));
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -846,16 +887,13 @@ impl Driver {
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let kad_protocol = self
-                    .swarm
-                    .behaviour()
-                    .kad
-                    .protocol_names()
-                    .first()
-                    .cloned();
+                let kad_protocol = self.swarm.behaviour().kad.protocol_names().first().cloned();
                 if kad_protocol.is_some_and(|p| info.protocols.contains(&p)) {
                     for addr in &info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
                     }
                 }
                 let state = self.peers.entry(peer_id).or_default();
@@ -872,7 +910,10 @@ impl Driver {
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     tracing::debug!(%peer, %addr, "found by mDNS");
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                     let state = self.peers.entry(peer).or_default();
                     if !state.addrs.contains(&addr) {
                         state.addrs.push(addr);
@@ -894,7 +935,9 @@ impl Driver {
                         .connections
                         .insert(connection, ConnectionKind::HolePunched);
                 }
-                Err(e) => tracing::info!(peer = %remote_peer_id, error = %e, "hole punching failed"),
+                Err(e) => {
+                    tracing::info!(peer = %remote_peer_id, error = %e, "hole punching failed")
+                }
             },
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
             BehaviourEvent::AutonatClient(event) => {
@@ -915,21 +958,40 @@ impl Driver {
                 step,
             } => {
                 match (result, self.queries.get_mut(&id)) {
-                    (QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(found))), Some(Pending::Name { lookup, .. })) => {
-                        match records::validate_name(&found.record.key, &found.record.value, records::now_ms()) {
+                    (
+                        QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(found))),
+                        Some(Pending::Name { lookup, .. }),
+                    ) => {
+                        match records::validate_name(
+                            &found.record.key,
+                            &found.record.value,
+                            records::now_ms(),
+                        ) {
                             Ok(valid) => {
                                 if lookup.records.is_empty() {
-                                    lookup.queried = if found.peer.is_none() { 0 } else { stats.num_successes() };
+                                    lookup.queried = if found.peer.is_none() {
+                                        0
+                                    } else {
+                                        stats.num_successes()
+                                    };
                                 }
                                 lookup.records.push(valid);
                             }
                             Err(why) => lookup.refused.push(format!(
                                 "from {}: {why}",
-                                found.peer.map_or_else(|| "this node".to_owned(), |p| p.to_string())
+                                found
+                                    .peer
+                                    .map_or_else(|| "this node".to_owned(), |p| p.to_string())
                             )),
                         }
                     }
-                    (QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })), Some(Pending::Providers { found, .. })) => {
+                    (
+                        QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders {
+                            providers,
+                            ..
+                        })),
+                        Some(Pending::Providers { found, .. }),
+                    ) => {
                         found.extend(providers);
                     }
                     _ => {}
@@ -987,7 +1049,13 @@ impl Driver {
                 record: Some(provider),
             } => {
                 use kad::store::RecordStore as _;
-                if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().add_provider(provider) {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .store_mut()
+                    .add_provider(provider)
+                {
                     tracing::debug!(error = %e, "cannot store a provider record");
                 }
             }

@@ -193,6 +193,11 @@ pub struct Decider {
 }
 
 impl AuthzLayer {
+    /// What the layer decides with, for checks made outside it.
+    pub fn decider(&self) -> Arc<Decider> {
+        self.decider.clone()
+    }
+
     /// A layer deciding with `decider`.
     pub fn new(decider: Decider) -> Self {
         Self {
@@ -205,6 +210,14 @@ impl AuthzLayer {
 type Refused = (Denial, Option<Principal>);
 
 impl Decider {
+    /// Whether the caller on the connection of `extensions` may call `path`: for checks
+    /// made outside the layer (forwarding a call to another peer).
+    pub fn check(&self, extensions: &http::Extensions, path: &str) -> Result<(), Status> {
+        self.decide(extensions, path)
+            .map(|_| ())
+            .map_err(|refused| Status::from(refused.0))
+    }
+
     /// The caller's authority for `request` and whether it may call it.
     fn decide(
         &self,

@@ -65,6 +65,7 @@ pub async fn serve(
     let config = &daemon.config.server;
     let (plain_tx, plain_rx) = mpsc::channel::<PlainStream>(config.handoff_queue);
     let (tls_tx, tls_rx) = mpsc::channel::<AuthenticatedStream>(config.handoff_queue);
+    daemon.peer.set_inbox(tls_tx.clone());
 
     let empty_loop = empty_loop_router(daemon.clone(), plain_rx, stopped(shutdown.clone()));
     let serving = serving_router(daemon.clone(), tls_rx, stopped(shutdown.clone()));
@@ -121,6 +122,13 @@ async fn serving_router(
     }
     daemon.report_all_health().await;
     let window = daemon.config.server.flow_window;
+    let authz = authz::AuthzLayer::new(authz::Decider {
+        registry: daemon.capabilities.clone(),
+        cells: daemon.runtime.credentials(),
+        policy: daemon.policy.clone(),
+        audit: daemon.audit,
+    });
+    let forward = crate::peer::forward::ForwardLayer::new(daemon.clone(), authz.decider());
     Server::builder()
         // Large flow-control windows: a 1 MiB write or read streams without waiting on
         // window updates.
@@ -129,12 +137,9 @@ async fn serving_router(
         .max_concurrent_streams(daemon.config.server.max_concurrent_streams)
         // Outermost, so that calls the authorization layer refuses are counted too.
         .layer(tower::util::option_layer(daemon.metrics.rpc_layer()))
-        .layer(authz::AuthzLayer::new(authz::Decider {
-            registry: daemon.capabilities.clone(),
-            cells: daemon.runtime.credentials(),
-            policy: daemon.policy.clone(),
-            audit: daemon.audit,
-        }))
+        // Calls for another peer leave here, checked for `peer.forward` only.
+        .layer(forward)
+        .layer(authz)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming(rx), shutdown)
         .await?;

@@ -1,0 +1,240 @@
+//! The trust list: which remote peers may call this node's API, and as whom.
+//!
+//! A remote caller authenticates with its key (the swarm's noise handshake proves its
+//! PeerId); the trust list turns that PeerId into a principal, and the authorization
+//! layer decides what that principal may do, exactly as for a local certificate. A peer
+//! not on the list has no principal: every request it makes is refused. The list is kept
+//! in the store (`/.aurae/peer/trust/<PeerId>`), written durably before it takes effect.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use aurae_core::name::{DomainName, EntityName, PeerName, Principal};
+use aurae_core::path::StorePath;
+use aurae_store::namespace::Removal;
+use aurae_store::{Content, Durability, PutOptions, Store, StoreError};
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use crate::authz::state::records;
+
+/// Where trust entries are kept.
+pub const TRUST_DIR: &str = "/.aurae/peer/trust";
+/// The entity of the principal a trusted peer gets by default.
+pub const PEER_ENTITY: &str = "node";
+/// The domain of default peer principals: reserved (RFC 2606), so that it never names a
+/// real domain or this node's own.
+pub const PEER_DOMAIN: &str = "peer.invalid";
+
+/// Why the trust list could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// The store is not open.
+    #[error("the database is not open, so the trust list cannot be changed")]
+    NoStore,
+    /// The principal is reserved.
+    #[error("{0}")]
+    Reserved(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TrustError {
+    /// The gRPC status for it.
+    pub fn into_status(self) -> tonic::Status {
+        match self {
+            Self::NoStore => tonic::Status::unavailable(self.to_string()),
+            Self::Reserved(_) => tonic::Status::invalid_argument(self.to_string()),
+            Self::Store(e) => crate::storage::error::status(e),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrustRecord {
+    principal: String,
+}
+
+/// The trust list, read from the store at start and changed through the API.
+#[derive(Debug, Default)]
+pub struct TrustList {
+    entries: RwLock<Arc<BTreeMap<PeerId, Principal>>>,
+    store: OnceLock<Arc<Store>>,
+    changes: tokio::sync::Mutex<()>,
+}
+
+/// The principal a trusted peer gets when none is given: `node@p<id>@peer.invalid`,
+/// where `<id>` is its PeerId in lowercase base32 (a PeerId itself has capitals, which a
+/// peer label may not hold).
+pub fn default_principal(peer: &PeerId) -> Principal {
+    let label = format!("p{}", base32_lower(&peer.to_bytes()));
+    Principal {
+        entity: PEER_ENTITY.parse().unwrap_or_else(|_| unreachable_entity()),
+        peer: label.parse().unwrap_or_else(|_| unreachable_peer()),
+        domain: PEER_DOMAIN.parse().unwrap_or_default(),
+    }
+}
+
+fn unreachable_entity() -> EntityName {
+    // `node` is a valid entity name; this is never reached.
+    "node".parse().unwrap_or_else(|_| unreachable_entity())
+}
+
+fn unreachable_peer() -> PeerName {
+    PeerName::from_hostname("peer")
+}
+
+fn base32_lower(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let mut buffer = 0u32;
+    let mut bits = 0u32;
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+impl TrustList {
+    /// Reads the stored entries; later changes are written to `store`.
+    pub fn attach_store(&self, store: Arc<Store>) -> Result<(), StoreError> {
+        let mut entries = BTreeMap::new();
+        for (name, bytes) in records(&store, TRUST_DIR)? {
+            let parsed = name.parse::<PeerId>().map_err(|e| e.to_string()).and_then(|peer| {
+                let record: TrustRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                let principal: Principal = record.principal.parse().map_err(|e: aurae_core::name::NameError| e.to_string())?;
+                Ok((peer, principal))
+            });
+            match parsed {
+                Ok((peer, principal)) => {
+                    entries.insert(peer, principal);
+                }
+                Err(why) => tracing::warn!(record = %name, %why, "stored trust entry ignored"),
+            }
+        }
+        tracing::info!(trusted = entries.len(), "peer trust list loaded");
+        *self.entries.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(entries);
+        let _ = self.store.set(store);
+        Ok(())
+    }
+
+    /// Every trusted peer and its principal.
+    pub fn entries(&self) -> Arc<BTreeMap<PeerId, Principal>> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The principal `peer` is trusted as, if it is trusted.
+    pub fn principal_of(&self, peer: &PeerId) -> Option<Principal> {
+        self.entries().get(peer).cloned()
+    }
+
+    /// The trusted peer whose principal has peer name `peer` and domain `domain`.
+    pub fn peer_named(&self, peer: &str, domain: &DomainName) -> Option<PeerId> {
+        self.entries()
+            .iter()
+            .find(|(_, p)| p.peer.as_str() == peer && p.domain == *domain)
+            .map(|(id, _)| *id)
+    }
+
+    /// Trusts `peer` as `principal`, durably. A principal that is the admin of `node`
+    /// (this node) is refused: a remote peer never holds the local admin's rights by name.
+    pub async fn trust(
+        &self,
+        peer: PeerId,
+        principal: Principal,
+        node: Option<(&PeerName, &DomainName)>,
+    ) -> Result<(), TrustError> {
+        if let Some((name, domain)) = node
+            && principal.is_admin_of(name, domain)
+        {
+            return Err(TrustError::Reserved(format!(
+                "{principal} is this node's admin; give the peer a principal of its own (e.g. node@{}@{})",
+                "<its-name>", domain
+            )));
+        }
+        let _serialized = self.changes.lock().await;
+        let store = self.store.get().ok_or(TrustError::NoStore)?.clone();
+        let path: StorePath = format!("{TRUST_DIR}/{peer}")
+            .parse()
+            .map_err(|e: aurae_core::path::PathError| StoreError::InvalidName(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&TrustRecord {
+            principal: principal.to_string(),
+        })
+        .unwrap_or_default();
+        store
+            .write(Durability::Durable, move |w| {
+                let mut put = aurae_store::namespace::put(
+                    path.clone(),
+                    Content::Bytes(bytes.clone()),
+                    PutOptions {
+                        mode: Some(0o600),
+                        ..PutOptions::default()
+                    },
+                );
+                put(w).map(|_| ())
+            })
+            .await?;
+        let mut next = (*self.entries()).clone();
+        next.insert(peer, principal);
+        *self.entries.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        Ok(())
+    }
+
+    /// Takes `peer` off the list, durably; whether it was on it.
+    pub async fn untrust(&self, peer: &PeerId) -> Result<bool, TrustError> {
+        let _serialized = self.changes.lock().await;
+        if !self.entries().contains_key(peer) {
+            return Ok(false);
+        }
+        let store = self.store.get().ok_or(TrustError::NoStore)?.clone();
+        let path: StorePath = format!("{TRUST_DIR}/{peer}")
+            .parse()
+            .map_err(|e: aurae_core::path::PathError| StoreError::InvalidName(e.to_string()))?;
+        store
+            .write(Durability::Durable, move |w| {
+                let mut remove = aurae_store::namespace::remove(path.clone(), Removal::Single);
+                match remove(w) {
+                    Err(StoreError::NotFound(_)) => Ok(()),
+                    other => other,
+                }
+            })
+            .await?;
+        let mut next = (*self.entries()).clone();
+        next.remove(peer);
+        *self.entries.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_principals_are_valid_and_distinct() {
+        let a = PeerId::from(libp2p::identity::Keypair::generate_ed25519().public());
+        let b = PeerId::from(libp2p::identity::Keypair::generate_ed25519().public());
+        let (pa, pb) = (default_principal(&a), default_principal(&b));
+        assert_ne!(pa, pb);
+        assert_eq!(pa.domain.as_str(), PEER_DOMAIN);
+        assert!(pa.peer.as_str().len() <= 63, "{}", pa.peer);
+        let text = pa.to_string();
+        assert_eq!(text.parse::<Principal>().ok(), Some(pa));
+    }
+
+    #[test]
+    fn base32_matches_rfc4648() {
+        assert_eq!(base32_lower(b"foobar"), "mzxw6ytboi");
+        assert_eq!(base32_lower(b""), "");
+        assert_eq!(base32_lower(b"f"), "my");
+    }
+}
