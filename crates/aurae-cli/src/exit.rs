@@ -136,6 +136,7 @@ impl ExitCode {
             ClientError::EmptyLoop { .. } => Self::Unavailable,
             ClientError::ConnectTimeout { .. } => Self::Timeout,
             ClientError::Config(_) | ClientError::Tls(_) => Self::Failure,
+            ClientError::BadPeer(_) => Self::InvalidArgument,
         }
     }
 }

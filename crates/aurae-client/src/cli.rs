@@ -36,6 +36,11 @@ pub struct ConnectArgs {
     /// config, else 60].
     #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_seconds)]
     pub timeout: Option<Duration>,
+    /// Send the command to another peer's auraed, through this node's peer network:
+    /// `<peer>[@<domain>]` or a PeerId. It then behaves exactly like the same command
+    /// run there (that node decides what this node may do).
+    #[arg(long, global = true, env = "AURAE_PEER", value_name = "PEER")]
+    pub peer: Option<String>,
 }
 
 /// A number of seconds, whole or not (`10`, `0.5`).
@@ -57,6 +62,7 @@ impl ConnectArgs {
             client_key: self.key.clone(),
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
+            peer: self.peer.clone(),
         }
     }
 }

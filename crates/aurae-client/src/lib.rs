@@ -12,6 +12,10 @@ pub mod cli;
 /// The command-line reference in `docs/cli/`, generated from the clap definitions.
 #[cfg(feature = "clap")]
 pub mod reference;
+/// Calls served by another peer through the local daemon (`--peer`).
+pub mod peer;
+
+pub use peer::Channel;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +34,7 @@ use aurae_proto::v0::system_client::SystemClient;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Endpoint, Uri};
 use tonic_health::pb::health_client::HealthClient;
 use tower::service_fn;
 
@@ -99,6 +103,9 @@ pub enum ClientError {
         /// The connect timeout that expired.
         after: Duration,
     },
+    /// `--peer` did not name a peer.
+    #[error("--peer: {0}")]
+    BadPeer(String),
     /// No client identity is configured but the call needs one.
     #[error(
         "no client certificate configured: run `aurae pki init` (writes {config}) or pass --config / --cert / --key / --ca"
@@ -137,6 +144,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Option<Duration>,
     /// `--timeout` (zero: no limit).
     pub timeout: Option<Duration>,
+    /// `--peer`.
+    pub peer: Option<String>,
 }
 
 /// How long a client waits for auraed; `None` is no limit. Flags override the client
@@ -183,6 +192,8 @@ pub struct Target {
     pub config_path: String,
     /// How long to wait for auraed.
     pub timeouts: Timeouts,
+    /// The peer whose auraed serves the calls (`--peer`); the local daemon when `None`.
+    pub peer: Option<String>,
 }
 
 impl ConnectOptions {
@@ -240,6 +251,7 @@ impl ConnectOptions {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "~/.aurae/config.toml".to_owned()),
             timeouts: self.timeouts(file.as_ref()),
+            peer: self.peer.clone(),
         })
     }
 }
@@ -325,7 +337,7 @@ async fn within<T>(
 
 /// Opens a plaintext channel: only the empty loop answers on it. Bounded by
 /// [`DEFAULT_CONNECT_TIMEOUT`].
-pub async fn connect_plaintext(socket: &Path) -> Result<Channel, ClientError> {
+pub async fn connect_plaintext(socket: &Path) -> Result<tonic::transport::Channel, ClientError> {
     within(
         socket,
         Some(DEFAULT_CONNECT_TIMEOUT),
@@ -334,7 +346,7 @@ pub async fn connect_plaintext(socket: &Path) -> Result<Channel, ClientError> {
     .await
 }
 
-async fn dial_plaintext(socket: &Path) -> Result<Channel, ClientError> {
+async fn dial_plaintext(socket: &Path) -> Result<tonic::transport::Channel, ClientError> {
     let path = socket.to_owned();
     endpoint()
         .connect_with_connector(service_fn(move |_: Uri| {
@@ -351,7 +363,7 @@ async fn dial_plaintext(socket: &Path) -> Result<Channel, ClientError> {
 }
 
 /// Opens a mutual-TLS channel with `identity`, bounded by [`DEFAULT_CONNECT_TIMEOUT`].
-pub async fn connect_mtls(socket: &Path, identity: &Identity) -> Result<Channel, ClientError> {
+pub async fn connect_mtls(socket: &Path, identity: &Identity) -> Result<tonic::transport::Channel, ClientError> {
     within(
         socket,
         Some(DEFAULT_CONNECT_TIMEOUT),
@@ -360,7 +372,7 @@ pub async fn connect_mtls(socket: &Path, identity: &Identity) -> Result<Channel,
     .await
 }
 
-async fn dial_mtls(socket: &Path, identity: &Identity) -> Result<Channel, ClientError> {
+async fn dial_mtls(socket: &Path, identity: &Identity) -> Result<tonic::transport::Channel, ClientError> {
     let config = tls::client_config(
         &identity.ca_cert,
         &identity.client_cert,
@@ -374,7 +386,7 @@ async fn dial_mtls(socket: &Path, identity: &Identity) -> Result<Channel, Client
 pub async fn connect_with_config(
     socket: &Path,
     config: Arc<rustls::ClientConfig>,
-) -> Result<Channel, ClientError> {
+) -> Result<tonic::transport::Channel, ClientError> {
     within(
         socket,
         Some(DEFAULT_CONNECT_TIMEOUT),
@@ -386,7 +398,7 @@ pub async fn connect_with_config(
 async fn dial_with_config(
     socket: &Path,
     config: Arc<rustls::ClientConfig>,
-) -> Result<Channel, ClientError> {
+) -> Result<tonic::transport::Channel, ClientError> {
     let path = socket.to_owned();
     let connector = tokio_rustls::TlsConnector::from(config);
     let server_name = ServerName::try_from(SERVER_NAME).expect("SERVER_NAME is a DNS name");
@@ -444,15 +456,33 @@ impl AuraeClient {
             })?;
         let socket = &target.socket;
         match within(socket, target.timeouts.connect, dial_mtls(socket, identity)).await {
-            Ok(channel) => Ok(Self::from_channel(channel)),
+            Ok(channel) => {
+                let client = Self::from_channel(channel);
+                match &target.peer {
+                    Some(peer) => client.to_peer(peer),
+                    None => Ok(client),
+                }
+            }
             Err(e @ ClientError::Handshake { .. }) => Err(empty_loop(socket).await.unwrap_or(e)),
             Err(e) => Err(e),
         }
     }
 
-    /// Wraps an open channel.
-    pub fn from_channel(channel: Channel) -> Self {
-        Self { channel }
+    /// Wraps an open channel: calls are served by the daemon at its other end.
+    pub fn from_channel(channel: tonic::transport::Channel) -> Self {
+        Self {
+            channel: Channel::local(channel),
+        }
+    }
+
+    /// The same connection, with every call served by `peer` (`<peer>[@<domain>]` or a
+    /// PeerId) instead: the daemon forwards it over its peer network.
+    pub fn to_peer(&self, peer: &str) -> Result<Self, ClientError> {
+        let address: aurae_core::address::PeerAddress =
+            peer.parse().map_err(|e: aurae_core::address::AddressError| ClientError::BadPeer(e.to_string()))?;
+        let channel = Channel::to_peer(self.channel.inner_channel(), &address.to_string())
+            .ok_or_else(|| ClientError::BadPeer(format!("'{peer}' cannot be sent as a header")))?;
+        Ok(Self { channel })
     }
 
     /// The connection, for any service's generated client (`FooClient::new(client.channel())`):

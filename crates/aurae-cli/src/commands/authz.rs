@@ -8,7 +8,7 @@ use aurae_proto::v0 as pb;
 use aurae_proto::v0::authz_client::AuthzClient;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use tonic::transport::Channel;
+use aurae_client::Channel;
 
 use super::rpc_error;
 use crate::cli::ConnectArgs;

@@ -11,7 +11,7 @@ use aurae_proto::v0::cells_client::CellsClient;
 use aurae_proto::v0::observe_client::ObserveClient;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use tonic::transport::Channel;
+use aurae_client::Channel;
 
 use crate::cli::ConnectArgs;
 

@@ -269,7 +269,7 @@ const STREAM_ABOVE: usize = 2 << 20;
 /// Size of one streamed chunk.
 const STREAM_CHUNK: usize = 1 << 20;
 
-type Storage = aurae_proto::v0::storage_client::StorageClient<tonic::transport::Channel>;
+type Storage = aurae_proto::v0::storage_client::StorageClient<aurae_client::Channel>;
 
 /// Reads up to [`STREAM_ABOVE`] bytes; if more follow, hands back the reader too.
 fn read_head<R: Read>(mut input: R) -> anyhow::Result<(Vec<u8>, Option<R>)> {

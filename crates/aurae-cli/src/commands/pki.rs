@@ -183,6 +183,7 @@ async fn init(
             client_key: config.client_key,
         }),
         config_path: config_path.display().to_string(),
+        peer: None,
     };
     println!("{}", await_pickup(&target, pki_dir).await);
     Ok(())
