@@ -577,6 +577,10 @@ pub async fn connect_any(target: &Target) -> Result<(AuraeClient, Reached), Clie
 }
 
 async fn dial_any(target: &Target) -> Result<(AuraeClient, Reached), ClientError> {
+    if target.peer.is_some() {
+        // Another peer is reached only through a serving local daemon.
+        return Ok((AuraeClient::connect(target).await?, Reached::MutualTls));
+    }
     let tls_error = match &target.identity {
         Some(identity) => match dial_mtls(&target.socket, identity).await {
             Ok(channel) => return Ok((AuraeClient::from_channel(channel), Reached::MutualTls)),

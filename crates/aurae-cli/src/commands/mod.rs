@@ -6,6 +6,7 @@ pub mod cell;
 mod config;
 pub mod kv;
 mod metrics;
+mod peer;
 mod pki;
 mod status;
 mod volume;
@@ -19,6 +20,7 @@ use capabilities::CapabilitiesCommand;
 use cell::{CellCommand, ExecArgs, LogsArgs, RunArgs};
 use config::{ApplyArgs, ConfigCommand};
 use kv::KvCommand;
+use peer::{PeerCommand, ResolveArgs};
 use pki::PkiCommand;
 use volume::VolumeCommand;
 
@@ -90,6 +92,12 @@ pub enum Command {
     /// Print the node's metrics in the Prometheus text format (needs metrics.read, which
     /// the built-in viewer role holds).
     Metrics,
+    /// The node on the peer network: its id, its peers, whom it trusts.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Find a peer or an entity on the network: `<entity>@<peer>[@<domain>]` or
+    /// `<peer>[@<domain>]` to a PeerId and addresses (from signed DHT records).
+    Resolve(ResolveArgs),
     /// Print a shell completion script: `aurae completions bash > /etc/bash_completion.d/aurae`.
     Completions {
         /// The shell.
@@ -122,6 +130,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => cell::logs(&cli.connect, args).await,
         Command::Run(args) => cell::run_bundle(&cli.connect, args).await,
         Command::Metrics => metrics::run(&cli.connect).await,
+        Command::Peer(command) => peer::run(&cli.connect, command).await,
+        Command::Resolve(args) => peer::resolve(&cli.connect, args).await,
         Command::Completions { shell } => {
             // Generated in memory: clap_complete panics on a failed write, and a closed
             // pipe (`aurae completions bash | head`) is no reason to.
