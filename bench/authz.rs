@@ -75,7 +75,7 @@ async fn seed(data_dir: &Path, loaded: bool) {
 }
 
 async fn round(
-    system: &mut aurae_proto::v0::system_client::SystemClient<tonic::transport::Channel>,
+    system: &mut aurae_proto::v0::system_client::SystemClient<aurae_client::Channel>,
     calls: usize,
     times: &mut Vec<Duration>,
 ) {
@@ -89,7 +89,7 @@ async fn round(
 async fn connect(
     sock: &Path,
     who: &Identity,
-) -> aurae_proto::v0::system_client::SystemClient<tonic::transport::Channel> {
+) -> aurae_proto::v0::system_client::SystemClient<aurae_client::Channel> {
     let channel = aurae_client::connect_mtls(sock, who)
         .await
         .expect("connect");

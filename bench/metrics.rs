@@ -140,7 +140,11 @@ async fn channel(sock: &Path, admin: &Identity) -> Channel {
         .expect("connect")
 }
 
-async fn round(system: &mut SystemClient<Channel>, calls: usize, times: &mut Vec<Duration>) {
+async fn round(
+    system: &mut SystemClient<aurae_client::Channel>,
+    calls: usize,
+    times: &mut Vec<Duration>,
+) {
     for _ in 0..calls {
         let start = Instant::now();
         system.status(StatusRequest {}).await.expect("status");
@@ -149,7 +153,7 @@ async fn round(system: &mut SystemClient<Channel>, calls: usize, times: &mut Vec
 }
 
 /// Sorted durations of `SCRAPES` scrapes over the socket, and the size of the last one.
-async fn scrapes(metrics: &mut MetricsClient<Channel>) -> (Vec<Duration>, usize) {
+async fn scrapes(metrics: &mut MetricsClient<aurae_client::Channel>) -> (Vec<Duration>, usize) {
     let mut times = Vec::with_capacity(SCRAPES);
     let mut size = 0;
     for _ in 0..SCRAPES {

@@ -35,10 +35,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use aurae_client::Channel;
 use aurae_proto::v0 as pb;
 use aurae_proto::v0::cells_client::CellsClient;
 use common::{percentile, serving_auraed, setup};
-use tonic::transport::Channel;
 
 /// Measured runs of each runner in section 1 (after `WARMUP`), interleaved.
 const RUNS: usize = 60;
@@ -1184,9 +1184,11 @@ async fn main() -> ExitCode {
         runc: peers.runc.clone(),
         runc_state: setup.root.join("runc-state"),
     };
-    let channel = aurae_client::connect_mtls(&sock, &setup.admin)
-        .await
-        .expect("connect");
+    let channel = Channel::local(
+        aurae_client::connect_mtls(&sock, &setup.admin)
+            .await
+            .expect("connect"),
+    );
     let mut cells = CellsClient::new(channel.clone());
     let idle_rss = rss_kb(daemon_pid);
 

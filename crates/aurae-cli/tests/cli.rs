@@ -37,7 +37,7 @@ fn pki_init_writes_private_keys_and_a_client_config() {
             pki.to_str().unwrap(),
             "--domain",
             "example.org",
-            "--peer",
+            "--name",
             "node1",
         ],
     );

@@ -9,11 +9,11 @@
 /// Connection flags shared by every command line (feature `clap`).
 #[cfg(feature = "clap")]
 pub mod cli;
+/// Calls served by another peer through the local daemon (`--peer`).
+pub mod peer;
 /// The command-line reference in `docs/cli/`, generated from the clap definitions.
 #[cfg(feature = "clap")]
 pub mod reference;
-/// Calls served by another peer through the local daemon (`--peer`).
-pub mod peer;
 
 pub use peer::Channel;
 
@@ -363,7 +363,10 @@ async fn dial_plaintext(socket: &Path) -> Result<tonic::transport::Channel, Clie
 }
 
 /// Opens a mutual-TLS channel with `identity`, bounded by [`DEFAULT_CONNECT_TIMEOUT`].
-pub async fn connect_mtls(socket: &Path, identity: &Identity) -> Result<tonic::transport::Channel, ClientError> {
+pub async fn connect_mtls(
+    socket: &Path,
+    identity: &Identity,
+) -> Result<tonic::transport::Channel, ClientError> {
     within(
         socket,
         Some(DEFAULT_CONNECT_TIMEOUT),
@@ -372,7 +375,10 @@ pub async fn connect_mtls(socket: &Path, identity: &Identity) -> Result<tonic::t
     .await
 }
 
-async fn dial_mtls(socket: &Path, identity: &Identity) -> Result<tonic::transport::Channel, ClientError> {
+async fn dial_mtls(
+    socket: &Path,
+    identity: &Identity,
+) -> Result<tonic::transport::Channel, ClientError> {
     let config = tls::client_config(
         &identity.ca_cert,
         &identity.client_cert,
@@ -478,8 +484,9 @@ impl AuraeClient {
     /// The same connection, with every call served by `peer` (`<peer>[@<domain>]` or a
     /// PeerId) instead: the daemon forwards it over its peer network.
     pub fn to_peer(&self, peer: &str) -> Result<Self, ClientError> {
-        let address: aurae_core::address::PeerAddress =
-            peer.parse().map_err(|e: aurae_core::address::AddressError| ClientError::BadPeer(e.to_string()))?;
+        let address: aurae_core::address::PeerAddress = peer
+            .parse()
+            .map_err(|e: aurae_core::address::AddressError| ClientError::BadPeer(e.to_string()))?;
         let channel = Channel::to_peer(self.channel.inner_channel(), &address.to_string())
             .ok_or_else(|| ClientError::BadPeer(format!("'{peer}' cannot be sent as a header")))?;
         Ok(Self { channel })

@@ -245,7 +245,7 @@ impl Layout {
     /// `aurae pki init` into this layout (peer `node1`), asserting success.
     pub fn pki_init(&self, extra: &[&str]) {
         let pki = self.pki_dir.to_str().expect("a UTF-8 temp path");
-        let mut args = vec!["pki", "init", "--pki-dir", pki, "--peer", "node1"];
+        let mut args = vec!["pki", "init", "--pki-dir", pki, "--name", "node1"];
         args.extend_from_slice(extra);
         let out = self.aurae(&args);
         assert!(

@@ -4,11 +4,11 @@
 //! permission may be: auraed validates them and says why it refuses.
 
 use aurae_client::AuraeClient;
+use aurae_client::Channel;
 use aurae_proto::v0 as pb;
 use aurae_proto::v0::authz_client::AuthzClient;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use aurae_client::Channel;
 
 use super::rpc_error;
 use crate::cli::ConnectArgs;

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aurae_client::AuraeClient;
+use aurae_client::Channel;
 use aurae_proto::v0 as pb;
 use aurae_proto::v0::cells_client::CellsClient;
 use aurae_proto::v0::observe_client::ObserveClient;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use aurae_client::Channel;
 
 use crate::cli::ConnectArgs;
 

@@ -29,7 +29,8 @@ pub enum PeerCommand {
     /// One ping round trip to a peer: `<peer>[@<domain>]`, a PeerId, or a multiaddr.
     Ping {
         /// The peer.
-        peer: String,
+        #[arg(value_name = "PEER")]
+        target: String,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -88,7 +89,10 @@ pub struct ResolveArgs {
 
 async fn clients(
     connect: &ConnectArgs,
-) -> anyhow::Result<(PeerClient<aurae_client::Channel>, DiscoveryClient<aurae_client::Channel>)> {
+) -> anyhow::Result<(
+    PeerClient<aurae_client::Channel>,
+    DiscoveryClient<aurae_client::Channel>,
+)> {
     let client = AuraeClient::connect(&connect.options().resolve()?).await?;
     Ok((
         PeerClient::new(client.channel()),
@@ -161,11 +165,18 @@ pub async fn run(connect: &ConnectArgs, command: PeerCommand) -> anyhow::Result<
                 } else {
                     format!("{:.1}ms", p.rtt_us as f64 / 1000.0)
                 };
-                let connection = if p.connection.is_empty() { "-" } else { &p.connection };
-                println!("{:<53} {:<13} {:>9}  {}", p.peer_id, connection, rtt, p.agent);
+                let connection = if p.connection.is_empty() {
+                    "-"
+                } else {
+                    &p.connection
+                };
+                println!(
+                    "{:<53} {:<13} {:>9}  {}",
+                    p.peer_id, connection, rtt, p.agent
+                );
             }
         }
-        PeerCommand::Ping { peer: target, json } => {
+        PeerCommand::Ping { target, json } => {
             let reply = peer
                 .ping(pb::PingPeerRequest { peer: target })
                 .await
@@ -183,7 +194,9 @@ pub async fn run(connect: &ConnectArgs, command: PeerCommand) -> anyhow::Result<
                 .map_err(super::rpc_error)?
                 .into_inner();
             if json {
-                return print_json(&json!({"peer_id": reply.peer_id, "connection": reply.connection}));
+                return print_json(
+                    &json!({"peer_id": reply.peer_id, "connection": reply.connection}),
+                );
             }
             println!("connected to {} ({})", reply.peer_id, reply.connection);
         }

@@ -27,9 +27,10 @@ pub enum PkiCommand {
         /// The domain peers find this node under.
         #[arg(long, default_value = "local")]
         domain: DomainName,
-        /// This node's peer name [default: the hostname].
-        #[arg(long)]
-        peer: Option<PeerName>,
+        /// This node's peer name [default: the hostname]. (`--peer` on other commands
+        /// sends them to another node.)
+        #[arg(long, value_name = "PEER")]
+        name: Option<PeerName>,
         /// Where the admin's client material goes [default: ~/.aurae].
         #[arg(long, value_name = "DIR")]
         client_dir: Option<PathBuf>,
@@ -85,13 +86,13 @@ pub async fn run(connect: &ConnectArgs, command: PkiCommand) -> anyhow::Result<(
         PkiCommand::Init {
             pki_dir,
             domain,
-            peer,
+            name,
             client_dir,
             force,
         } => {
             let names = NodeNames {
                 domain,
-                peer: peer.unwrap_or_else(|| PeerName::from_hostname(&hostname())),
+                peer: name.unwrap_or_else(|| PeerName::from_hostname(&hostname())),
             };
             let overwrite = if force {
                 Overwrite::Replace

@@ -34,12 +34,18 @@ pub struct Channels {
 impl Channels {
     /// Drops every connection (the swarm stopped).
     pub fn clear(&self) {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Drops the connection to `peer` (it failed).
     pub fn forget(&self, peer: &PeerId) {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(peer);
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(peer);
     }
 
     /// The connection to `peer`, made lazily over the swarm of `daemon`.
@@ -62,8 +68,7 @@ impl Channels {
                         Ok::<_, std::io::Error>(TokioIo::new(stream.compat()))
                     }
                 });
-                Endpoint::from_static("http://aurae.peer")
-                    .connect_with_connector_lazy(connector)
+                Endpoint::from_static("http://aurae.peer").connect_with_connector_lazy(connector)
             })
             .clone()
     }

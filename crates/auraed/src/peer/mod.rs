@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use aurae_core::address::{EntityAddress, PeerAddress, PeerRef};
 use aurae_core::name::{DomainName, PeerName};
+use aurae_core::path::StorePath;
 use aurae_proto::v0::discovery_server::DiscoveryServer;
 use aurae_proto::v0::peer_server::PeerServer;
-use aurae_core::path::StorePath;
 use aurae_store::{Content, Durability, PutOptions};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
@@ -146,7 +146,11 @@ impl PeerState {
 
     /// The settings in force: the stored ones if an admin set any, else the flags'.
     pub fn settings(&self) -> PeerSettings {
-        let stored = self.stored.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let stored = self
+            .stored
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut settings = stored.unwrap_or_else(|| self.flags.clone());
         settings.dns_server = self.flags.dns_server;
         settings
@@ -163,7 +167,10 @@ impl PeerState {
 
     /// Why the swarm is not running (empty when it is).
     pub fn stopped_because(&self) -> String {
-        self.stopped_because.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.stopped_because
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Gives the state the serving router's queue, for remote streams.
@@ -177,10 +184,11 @@ impl PeerState {
         daemon: &Daemon,
         settings: PeerSettings,
     ) -> Result<(), tonic::Status> {
-        let store = daemon
-            .store
-            .store()
-            .map_err(|_| tonic::Status::unavailable("the database is not open, so the peer settings cannot be kept"))?;
+        let store = daemon.store.store().map_err(|_| {
+            tonic::Status::unavailable(
+                "the database is not open, so the peer settings cannot be kept",
+            )
+        })?;
         let bytes = serde_json::to_vec_pretty(&settings)
             .map_err(|e| tonic::Status::internal(format!("cannot encode the settings: {e}")))?;
         let path: StorePath = CONFIG_PATH
@@ -222,7 +230,9 @@ impl PeerState {
                 Ok(settings) => {
                     *self.stored.write().unwrap_or_else(PoisonError::into_inner) = Some(settings)
                 }
-                Err(e) => tracing::warn!(error = %e, "stored peer settings unreadable; using the flags'"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored peer settings unreadable; using the flags'")
+                }
             }
         }
     }
@@ -268,27 +278,40 @@ pub async fn run(daemon: Arc<Daemon>) {
 }
 
 fn stop(daemon: &Daemon, why: &str) {
-    let old = daemon.peer.network.write().unwrap_or_else(PoisonError::into_inner).take();
+    let old = daemon
+        .peer
+        .network
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     if old.is_some() {
         tracing::info!(%why, "peer network stopped");
     }
     daemon.peer.channels.clear();
-    *daemon.peer.stopped_because.write().unwrap_or_else(PoisonError::into_inner) = why.to_owned();
+    *daemon
+        .peer
+        .stopped_because
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = why.to_owned();
 }
 
 async fn start(daemon: &Arc<Daemon>, inbound: swarm::Inbound) {
     let state = &daemon.peer;
     let set_why = |why: String| {
-        let mut current = state.stopped_because.write().unwrap_or_else(PoisonError::into_inner);
+        let mut current = state
+            .stopped_because
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if *current != why {
             tracing::error!(%why, "peer network not started");
             *current = why;
         }
     };
-    let keypair = match aurae_core::identity::NodeIdentity::load_or_generate(&daemon.identity.key_path) {
-        Ok((identity, _)) => identity.keypair().clone(),
-        Err(e) => return set_why(format!("the node key is unusable: {e}")),
-    };
+    let keypair =
+        match aurae_core::identity::NodeIdentity::load_or_generate(&daemon.identity.key_path) {
+            Ok((identity, _)) => identity.keypair().clone(),
+            Err(e) => return set_why(format!("the node key is unusable: {e}")),
+        };
     let settings = state.settings();
     let (peer, domain) = node_name(daemon);
     let mut extra_bootstrap = Vec::new();
@@ -300,12 +323,23 @@ async fn start(daemon: &Arc<Daemon>, inbound: swarm::Inbound) {
         match resolver {
             Ok(resolver) => {
                 for domain in &settings.bootstrap_domains {
-                    match resolver.bootstrap_peers(domain).await {
+                    let lookup = tokio::time::timeout(
+                        Duration::from_secs(20),
+                        resolver.bootstrap_peers(domain),
+                    );
+                    match lookup.await.unwrap_or_else(|_| {
+                        Err(dnsaddr::DnsaddrError::LookupFailed {
+                            name: format!("_dnsaddr.{domain}"),
+                            reason: "no answer within 20 s".to_owned(),
+                        })
+                    }) {
                         Ok(found) => {
                             tracing::info!(%domain, peers = found.len(), "bootstrap peers from _dnsaddr");
                             extra_bootstrap.extend(found.into_iter().map(|(_, addr)| addr));
                         }
-                        Err(e) => tracing::warn!(%domain, error = %e, "no bootstrap peers from DNS"),
+                        Err(e) => {
+                            tracing::warn!(%domain, error = %e, "no bootstrap peers from DNS")
+                        }
                     }
                 }
             }
@@ -321,8 +355,15 @@ async fn start(daemon: &Arc<Daemon>, inbound: swarm::Inbound) {
     match Network::start(start, inbound).await {
         Ok(network) => {
             tracing::info!(peer_id = %network.local_peer_id(), name = %format!("{peer}@{domain}"), "peer network started");
-            *state.network.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(network));
-            state.stopped_because.write().unwrap_or_else(PoisonError::into_inner).clear();
+            *state
+                .network
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(network));
+            state
+                .stopped_because
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
         }
         Err(e) => set_why(e.to_string()),
     }
@@ -349,7 +390,9 @@ async fn admit_remote_streams(
             .admit_remote(principal.as_ref().ok().cloned(), peer.to_string())
         {
             Ok(open) => {
-                let _ = inbox.send(AuthenticatedStream::remote(stream, principal, open)).await;
+                let _ = inbox
+                    .send(AuthenticatedStream::remote(stream, principal, open))
+                    .await;
             }
             Err(refusal) => tracing::info!(%peer, %refusal, "remote stream refused"),
         }
@@ -385,13 +428,30 @@ pub async fn resolve_peer(
     match candidates.as_slice() {
         [] => Err(tonic::Status::not_found(format!(
             "no valid record for '{full}' on the DHT{}; is the peer online with the peer capability enabled, and are both nodes connected to a common bootstrap peer?",
-            if lookup.refused.is_empty() { String::new() } else { format!(" ({} refused: {})", lookup.refused.len(), lookup.refused.join("; ")) }
+            if lookup.refused.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} refused: {})",
+                    lookup.refused.len(),
+                    lookup.refused.join("; ")
+                )
+            }
         ))),
-        [only] => Ok((only.peer, only.addrs.clone(), Some(only.clone()), lookup.queried)),
+        [only] => Ok((
+            only.peer,
+            only.addrs.clone(),
+            Some(only.clone()),
+            lookup.queried,
+        )),
         several => Err(tonic::Status::failed_precondition(format!(
             "'{full}' is claimed by {} peers ({}); name the peer by its PeerId, or trust the right one under that name",
             several.len(),
-            several.iter().map(|r| r.peer.to_string()).collect::<Vec<_>>().join(", ")
+            several
+                .iter()
+                .map(|r| r.peer.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -399,11 +459,15 @@ pub async fn resolve_peer(
 /// Parses what a user typed as a peer, for the API's errors.
 pub fn parse_peer(text: &str) -> Result<PeerAddress, tonic::Status> {
     text.parse()
-        .map_err(|e: aurae_core::address::AddressError| tonic::Status::invalid_argument(e.to_string()))
+        .map_err(|e: aurae_core::address::AddressError| {
+            tonic::Status::invalid_argument(e.to_string())
+        })
 }
 
 /// Parses an entity address, for the API's errors.
 pub fn parse_entity(text: &str) -> Result<EntityAddress, tonic::Status> {
     text.parse()
-        .map_err(|e: aurae_core::address::AddressError| tonic::Status::invalid_argument(e.to_string()))
+        .map_err(|e: aurae_core::address::AddressError| {
+            tonic::Status::invalid_argument(e.to_string())
+        })
 }

@@ -168,7 +168,7 @@ pub fn validate_name(key: &RecordKey, value: &[u8], now_ms: u64) -> Result<Valid
 
 /// Of the valid records found for one name, the newest per peer, newest first.
 pub fn newest_per_peer(mut found: Vec<ValidName>) -> Vec<ValidName> {
-    found.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+    found.sort_by_key(|record| std::cmp::Reverse(record.sequence));
     let mut seen = std::collections::HashSet::new();
     found.retain(|record| seen.insert(record.peer));
     found

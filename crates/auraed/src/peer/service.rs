@@ -45,7 +45,11 @@ fn network(daemon: &Daemon) -> Result<Arc<super::swarm::Network>, Status> {
         let why = daemon.peer.stopped_because();
         Status::failed_precondition(format!(
             "the peer network is not running: {}",
-            if why.is_empty() { "it is starting" } else { why.as_str() }
+            if why.is_empty() {
+                "it is starting"
+            } else {
+                why.as_str()
+            }
         ))
     })
 }
@@ -85,8 +89,8 @@ impl pb::peer_server::Peer for PeerService {
         let text = request.into_inner().peer;
         let network = network(&self.daemon)?;
         let peer = if text.starts_with('/') {
-            let addrs = multiaddrs("peer", std::slice::from_ref(&text), true)
-                .map_err(|e| e.to_status())?;
+            let addrs =
+                multiaddrs("peer", std::slice::from_ref(&text), true).map_err(|e| e.to_status())?;
             let Some(addr) = addrs.into_iter().next() else {
                 return Err(Status::invalid_argument("no multiaddr given"));
             };
@@ -95,7 +99,10 @@ impl pb::peer_server::Peer for PeerService {
         } else {
             let address = parse_peer(&text)?;
             let (peer, addrs, _, _) = resolve_peer(&self.daemon, &address).await?;
-            network.dial_peer(peer, &addrs).await.map_err(|e| e.to_status())?;
+            network
+                .dial_peer(peer, &addrs)
+                .await
+                .map_err(|e| e.to_status())?;
             peer
         };
         let rtt = network.ping(peer).await.map_err(|e| e.to_status())?;
@@ -137,12 +144,17 @@ impl pb::peer_server::Peer for PeerService {
             request
                 .principal
                 .parse()
-                .map_err(|e: aurae_core::name::NameError| Status::invalid_argument(format!("principal: {e}")))?
+                .map_err(|e: aurae_core::name::NameError| {
+                    Status::invalid_argument(format!("principal: {e}"))
+                })?
         };
         let roles = request
             .roles
             .iter()
-            .map(|r| r.parse::<RoleName>().map_err(|e| Status::invalid_argument(e.to_string())))
+            .map(|r| {
+                r.parse::<RoleName>()
+                    .map_err(|e| Status::invalid_argument(e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let (name, domain) = node_name(&self.daemon);
         self.daemon
@@ -171,6 +183,12 @@ impl pb::peer_server::Peer for PeerService {
                 .await
                 .map_err(Status::from)?;
         }
+        // Its open streams were admitted as whatever it was before: they end, and its next
+        // call comes in as the principal it is trusted as now.
+        let text = peer.to_string();
+        self.daemon
+            .connections
+            .close_where(|info| info.remote_peer.as_deref() == Some(text.as_str()));
         tracing::info!(%peer, %principal, "peer trusted");
         Ok(Response::new(pb::TrustPeerResponse {
             trusted: Some(pb::TrustedPeer {
@@ -237,7 +255,10 @@ impl pb::peer_server::Peer for PeerService {
             .config
             .ok_or_else(|| Status::invalid_argument("config is missing"))?;
         let settings = PeerSettings::from_proto(&config).map_err(|e| e.to_status())?;
-        self.daemon.peer.store_settings(&self.daemon, settings.clone()).await?;
+        self.daemon
+            .peer
+            .store_settings(&self.daemon, settings.clone())
+            .await?;
         Ok(Response::new(pb::SetPeerConfigResponse {
             config: Some(settings.to_proto()),
         }))
@@ -266,7 +287,13 @@ impl pb::discovery_server::Discovery for DiscoveryService {
         let (_, local) = node_name(&self.daemon);
         let resolved = tokio::time::timeout(timeout, resolve_peer(&self.daemon, &address))
             .await
-            .map_err(|_| Status::deadline_exceeded(format!("no answer for '{}' within {} ms", request.name, timeout.as_millis())))??;
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no answer for '{}' within {} ms",
+                    request.name,
+                    timeout.as_millis()
+                ))
+            })??;
         let (peer, mut addrs, record, hops) = resolved;
         let network = network(&self.daemon)?;
         if addrs.is_empty() {
@@ -282,10 +309,15 @@ impl pb::discovery_server::Discovery for DiscoveryService {
         let entity_provided = match &entity {
             Some(entity) => {
                 let full = entity.with_domain(&local).to_string();
-                let providers = tokio::time::timeout(timeout, network.providers(records::provider_key(&full)))
-                    .await
-                    .map_err(|_| Status::deadline_exceeded(format!("no provider answer for '{full}' in time")))?
-                    .map_err(|e| e.to_status())?;
+                let providers =
+                    tokio::time::timeout(timeout, network.providers(records::provider_key(&full)))
+                        .await
+                        .map_err(|_| {
+                            Status::deadline_exceeded(format!(
+                                "no provider answer for '{full}' in time"
+                            ))
+                        })?
+                        .map_err(|e| e.to_status())?;
                 providers.contains(&peer)
             }
             None => false,
@@ -316,10 +348,18 @@ impl pb::discovery_server::Discovery for DiscoveryService {
                 Some(pb::KnownPeer {
                     peer_id: peer.to_string(),
                     addrs: known.addrs.iter().map(ToString::to_string).collect(),
-                    connection: known.connection.map(|c| c.as_str().to_owned()).unwrap_or_default(),
-                    rtt_us: known.rtt.map_or(0, |rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
+                    connection: known
+                        .connection
+                        .map(|c| c.as_str().to_owned())
+                        .unwrap_or_default(),
+                    rtt_us: known
+                        .rtt
+                        .map_or(0, |rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
                     agent: known.agent,
-                    name: trusted.get(&peer).map(ToString::to_string).unwrap_or_default(),
+                    name: trusted
+                        .get(&peer)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                 })
             })
             .collect();

@@ -224,12 +224,14 @@ mod tests {
 
     #[test]
     fn round_trips_through_the_api_form() {
-        let mut settings = PeerSettings::default();
-        settings.bootstrap = vec![
-            "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGzBiKgF3yV4u5Lp3RrSw4SDZQJ3Lk4L3hcSQL4rTHAmt"
-                .parse()
-                .unwrap_or_else(|_| Multiaddr::empty()),
-        ];
+        let settings = PeerSettings {
+            bootstrap: vec![
+                "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGzBiKgF3yV4u5Lp3RrSw4SDZQJ3Lk4L3hcSQL4rTHAmt"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+            ],
+            ..PeerSettings::default()
+        };
         let back = PeerSettings::from_proto(&settings.to_proto());
         assert_eq!(back, Ok(settings));
     }

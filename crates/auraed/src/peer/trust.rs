@@ -109,11 +109,18 @@ impl TrustList {
     pub fn attach_store(&self, store: Arc<Store>) -> Result<(), StoreError> {
         let mut entries = BTreeMap::new();
         for (name, bytes) in records(&store, TRUST_DIR)? {
-            let parsed = name.parse::<PeerId>().map_err(|e| e.to_string()).and_then(|peer| {
-                let record: TrustRecord = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-                let principal: Principal = record.principal.parse().map_err(|e: aurae_core::name::NameError| e.to_string())?;
-                Ok((peer, principal))
-            });
+            let parsed = name
+                .parse::<PeerId>()
+                .map_err(|e| e.to_string())
+                .and_then(|peer| {
+                    let record: TrustRecord =
+                        serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                    let principal: Principal = record
+                        .principal
+                        .parse()
+                        .map_err(|e: aurae_core::name::NameError| e.to_string())?;
+                    Ok((peer, principal))
+                });
             match parsed {
                 Ok((peer, principal)) => {
                     entries.insert(peer, principal);
@@ -129,7 +136,10 @@ impl TrustList {
 
     /// Every trusted peer and its principal.
     pub fn entries(&self) -> Arc<BTreeMap<PeerId, Principal>> {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The principal `peer` is trusted as, if it is trusted.
