@@ -48,6 +48,14 @@ pub enum PeerCommand {
     /// Without --as the peer is `node@p<its id in base32>@peer.invalid`. It may do nothing
     /// until a role is granted to that principal (--role, or `aurae grant`).
     Trust(TrustArgs),
+    /// Peers announcing on the DHT that they serve `<entity>@<peer>[@<domain>]`.
+    Providers {
+        /// The entity's name.
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Take a peer off the trust list; its open remote calls are cut.
     Untrust {
         /// Its PeerId.
@@ -218,6 +226,22 @@ pub async fn run(connect: &ConnectArgs, command: PeerCommand) -> anyhow::Result<
                         trusted.principal
                     );
                 }
+            }
+        }
+        PeerCommand::Providers { name, json } => {
+            let reply = discovery
+                .providers(pb::ProvidersRequest {
+                    name,
+                    timeout_ms: 0,
+                })
+                .await
+                .map_err(super::rpc_error)?
+                .into_inner();
+            if json {
+                return print_json(&json!({"name": reply.name, "providers": reply.peer_ids}));
+            }
+            for peer_id in &reply.peer_ids {
+                println!("{peer_id}");
             }
         }
         PeerCommand::Untrust { peer_id } => {

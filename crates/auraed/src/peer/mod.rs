@@ -95,7 +95,7 @@ pub const CAPABILITY: Capability = Capability {
         },
         ServiceRules {
             service: <DiscoveryServer<DiscoveryService> as NamedService>::NAME,
-            methods: &[("Resolve", READ), ("Peers", READ)],
+            methods: &[("Resolve", READ), ("Peers", READ), ("Providers", READ)],
         },
     ],
     register,
@@ -260,6 +260,7 @@ pub async fn run(daemon: Arc<Daemon>) {
     daemon.peer.attach_store(&daemon);
     let (inbound_tx, inbound_rx) = mpsc::channel(64);
     tokio::spawn(admit_remote_streams(daemon.clone(), inbound_rx));
+    tokio::spawn(announce_entities(daemon.clone()));
     loop {
         let enabled = daemon.capabilities.is_enabled(&CAPABILITY);
         let running = daemon.peer.network().is_ok();
@@ -366,6 +367,58 @@ async fn start(daemon: &Arc<Daemon>, inbound: swarm::Inbound) {
                 .clear();
         }
         Err(e) => set_why(e.to_string()),
+    }
+}
+
+/// How often the node looks for new entities to announce.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+
+/// Announces every entity the node serves (its volumes and cells, as
+/// `<entity>@<peer>@<domain>`) as a provider record on the DHT, whenever one appears; the
+/// swarm republishes them. A restarted swarm announces them all again.
+async fn announce_entities(daemon: Arc<Daemon>) {
+    let mut announced: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // The swarm announcements were made to (by address): a new swarm hears them all again.
+    let mut network_seen: Option<usize> = None;
+    loop {
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
+        let Ok(network) = daemon.peer.network() else {
+            network_seen = None;
+            continue;
+        };
+        let current = Arc::as_ptr(&network) as usize;
+        if network_seen != Some(current) {
+            announced.clear();
+            network_seen = Some(current);
+        }
+        let (peer, domain) = node_name(&daemon);
+        let mut entities: Vec<String> = Vec::new();
+        if let Ok(store) = daemon.store.store()
+            && let Ok(volumes) = store.list_volumes()
+        {
+            entities.extend(
+                volumes
+                    .into_iter()
+                    .map(|v| v.name)
+                    .filter(|n| n != "default"),
+            );
+        }
+        for cell in daemon
+            .runtime
+            .list(&crate::runtime::cells::Scope::All)
+            .await
+        {
+            entities.push(cell.spec.name.to_string().replace('/', "."));
+        }
+        for entity in entities {
+            let full = format!("{entity}@{peer}@{domain}");
+            if announced.insert(full.clone()) {
+                tracing::debug!(entity = %full, "announcing on the DHT");
+                if network.provide(records::provider_key(&full)).is_err() {
+                    announced.remove(&full);
+                }
+            }
+        }
     }
 }
 

@@ -332,6 +332,37 @@ impl pb::discovery_server::Discovery for DiscoveryService {
         }))
     }
 
+    async fn providers(
+        &self,
+        request: Request<pb::ProvidersRequest>,
+    ) -> Result<Response<pb::ProvidersResponse>, Status> {
+        let request = request.into_inner();
+        let entity = parse_entity(&request.name)?;
+        let (_, local) = node_name(&self.daemon);
+        let full = entity.with_domain(&local).to_string();
+        let timeout = match request.timeout_ms {
+            0 => Duration::from_secs(30),
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        let network = network(&self.daemon)?;
+        let providers =
+            tokio::time::timeout(timeout, network.providers(records::provider_key(&full)))
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded(format!(
+                        "no provider answer for '{full}' within {} ms",
+                        timeout.as_millis()
+                    ))
+                })?
+                .map_err(|e| e.to_status())?;
+        let mut peer_ids: Vec<String> = providers.iter().map(ToString::to_string).collect();
+        peer_ids.sort();
+        Ok(Response::new(pb::ProvidersResponse {
+            name: full,
+            peer_ids,
+        }))
+    }
+
     async fn peers(
         &self,
         _request: Request<pb::DiscoveryPeersRequest>,
