@@ -176,3 +176,223 @@ async fn a_missing_or_disabled_peer_network_is_explained() {
     assert!(text(&out).contains("--peer"), "{}", text(&out));
     drop(daemon);
 }
+
+/// An auraefs mount, unmounted when dropped.
+struct RemoteMount {
+    path: std::path::PathBuf,
+}
+
+impl RemoteMount {
+    fn is_mounted(&self) -> bool {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|line| line.split(' ').nth(4) == Some(self.path.to_str().unwrap_or("")))
+    }
+}
+
+impl Drop for RemoteMount {
+    fn drop(&mut self) {
+        if self.is_mounted() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.path)
+                .status();
+        }
+    }
+}
+
+fn mount(node: &Node, volume: &str, dir: &std::path::Path) -> RemoteMount {
+    std::fs::create_dir_all(dir).expect("mount point");
+    let log = node
+        .layout
+        .root
+        .path()
+        .join(format!("auraefs-{}.log", volume.replace('@', "-")));
+    let out = std::process::Command::new(aurae_testkit::workspace_bin("auraefs", "auraefs"))
+        .arg("--sock")
+        .arg(&node.layout.sock)
+        .env("HOME", &node.layout.home)
+        .env_remove("AURAE_SOCKET")
+        .env_remove("AURAE_CONFIG")
+        .args(["mount", volume])
+        .arg(dir)
+        .arg("-o")
+        .arg(format!("log={}", log.display()))
+        .output()
+        .expect("run auraefs");
+    assert!(
+        out.status.success(),
+        "auraefs mount {volume}: {}",
+        text(&out)
+    );
+    let mount = RemoteMount {
+        path: dir.canonicalize().expect("canonical mount point"),
+    };
+    assert!(
+        mount.is_mounted(),
+        "auraefs returned before the mount was live"
+    );
+    mount
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_resolve_each_other_and_mount_a_remote_volume() {
+    let node1 = Node::start("node1", None).await;
+    let node2 = Node::start("node2", Some(&node1)).await;
+    let node3 = Node::start("node3", Some(&node1)).await;
+    node2.aurae_ok(&["volume", "create", "data"]);
+
+    // node3 never dialled node2: it finds node2's signed name record and the provider
+    // record of its volume on the DHT, through node1.
+    let resolved = wait_for(Duration::from_secs(30), "data@node2 on the DHT", || {
+        let out = node3.aurae(&["resolve", "data@node2", "--json", "--timeout-ms", "5000"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (json["entity_provided"] == true).then_some(json)
+    });
+    assert_eq!(resolved["peer_id"], node2.peer_id.as_str(), "{resolved}");
+    assert_eq!(resolved["record"], "node2@local", "{resolved}");
+    let queried = resolved["queried"].as_u64().unwrap_or(u64::MAX);
+    assert!(queried <= 2, "a 3-node DHT took {queried} hops: {resolved}");
+    let providers = node1.aurae_ok(&["peer", "providers", "data@node2", "--json"]);
+    assert!(providers.contains(&node2.peer_id), "{providers}");
+
+    // node2 lets node3 in; node3 mounts node2's volume over the peer network.
+    node2.aurae_ok(&[
+        "peer",
+        "trust",
+        &node3.peer_id,
+        "--as",
+        "node@node3@local",
+        "--role",
+        "admin",
+    ]);
+    let dir = node3.layout.root.path().join("mnt/remote");
+    let remote = mount(&node3, "data@node2", &dir);
+    let here = node3.layout.root.path().join("hello.txt");
+    std::fs::write(&here, "written on node3\n").expect("write a local file");
+    common::sh(&format!(
+        "cp {} {}/hello.txt",
+        here.display(),
+        remote.path.display()
+    ));
+    let listed = common::sh(&format!("ls {}", remote.path.display()));
+    assert!(listed.contains("hello.txt"), "{listed}");
+    // Seen on node2 itself, through its own local mount.
+    let local_dir = node2.layout.root.path().join("mnt/local");
+    let local = mount(&node2, "data", &local_dir);
+    let there = std::fs::read_to_string(local.path.join("hello.txt")).expect("read on node2");
+    assert_eq!(there, "written on node3\n");
+    // A change made on node2 reaches node3's cached view (Watch events over the network).
+    std::fs::write(local.path.join("from-node2.txt"), "hi").expect("write on node2");
+    wait_for(Duration::from_secs(10), "node2's file on node3", || {
+        std::fs::read_to_string(remote.path.join("from-node2.txt"))
+            .ok()
+            .filter(|t| t == "hi")
+    });
+    common::sh(&format!("rm {}/hello.txt", remote.path.display()));
+    wait_for(Duration::from_secs(10), "the removal on node2", || {
+        (!local.path.join("hello.txt").exists()).then_some(())
+    });
+    drop(remote);
+    drop(local);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_name_record_is_refused() {
+    use futures::StreamExt as _;
+    use libp2p::{identity::Keypair, kad, noise, tcp, yamux};
+
+    let node1 = Node::start("node1", None).await;
+    let node2 = Node::start("node2", Some(&node1)).await;
+    wait_for(Duration::from_secs(30), "node2's record", || {
+        let out = node1.aurae(&["resolve", "node2@local", "--json", "--timeout-ms", "5000"]);
+        out.status.success().then_some(())
+    });
+
+    // A peer of our own making joins the DHT and offers node1 two records for
+    // "node2@local": one pointing at node2's PeerId but signed with its own key (a
+    // forgery), and one honestly self-signed claiming the name for itself.
+    let forger = Keypair::generate_ed25519();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(forger.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|key| {
+            let id = key.public().to_peer_id();
+            let config = kad::Config::new(libp2p::StreamProtocol::new("/aurae-test/kad/1.0.0"));
+            kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config)
+        })
+        .expect("behaviour")
+        .build();
+    swarm.behaviour_mut().set_mode(Some(kad::Mode::Server));
+    let node1_addr: libp2p::Multiaddr = node1.addr.parse().expect("node1's address");
+    let node1_id: libp2p::PeerId = node1.peer_id.parse().expect("node1's id");
+    swarm
+        .behaviour_mut()
+        .add_address(&node1_id, node1_addr.clone());
+    swarm.dial(node1_addr).expect("dial node1");
+
+    let node2_id: libp2p::PeerId = node2.peer_id.parse().expect("node2's id");
+    let forged = forge(&forger, "node2@local", &node2_id);
+    let squat = auraed::peer::records::sign_name(&forger, "node2@local", &[], u64::MAX / 2);
+    for value in [forged, squat] {
+        let record = kad::Record::new(auraed::peer::records::name_key("node2@local"), value);
+        swarm
+            .behaviour_mut()
+            .put_record_to(record, std::iter::once(node1_id), kad::Quorum::One);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout_at(deadline, swarm.select_next_some()).await;
+    }
+
+    // node1 still resolves node2 to node2 and says it refused the forgery.
+    let out = node1.aurae(&["resolve", "node2@local", "--json", "--timeout-ms", "5000"]);
+    let said = text(&out);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if out.status.success() {
+        assert_eq!(json["peer_id"], node2.peer_id.as_str(), "{said}");
+    } else {
+        // If the squatter's own record is found too, the conflict is reported, never
+        // settled for the squatter.
+        assert!(
+            said.contains("claimed by 2 peers") && said.contains(&node2.peer_id),
+            "{said}"
+        );
+    }
+    let log = node1._daemon.log_text();
+    assert!(
+        log.contains("refused a DHT record") && log.contains("signed by"),
+        "node1's log: {log}"
+    );
+    assert!(
+        log.contains("two peers claim one name"),
+        "node1's log: {log}"
+    );
+}
+
+/// A name record pointing `name` at `victim` but signed with `forger`'s key.
+fn forge(forger: &libp2p::identity::Keypair, name: &str, victim: &libp2p::PeerId) -> Vec<u8> {
+    use prost::Message as _;
+    let record = aurae_proto::v0::NameRecord {
+        name: name.to_owned(),
+        peer_id: victim.to_bytes(),
+        addrs: Vec::new(),
+        sequence: u64::MAX / 2,
+        expires: u64::MAX,
+    }
+    .encode_to_vec();
+    let mut signed = b"aurae-name-record:".to_vec();
+    signed.extend_from_slice(&record);
+    aurae_proto::v0::SignedNameRecord {
+        signature: forger.sign(&signed).expect("sign"),
+        record,
+        public_key: forger.public().encode_protobuf(),
+    }
+    .encode_to_vec()
+}

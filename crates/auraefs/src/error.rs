@@ -39,11 +39,6 @@ pub enum AuraefsError {
     /// The volume name is not a volume name.
     #[error(transparent)]
     VolumeName(#[from] VolumeNameError),
-    /// A `<volume>@<peer>@<domain>` name: there is no peer network yet.
-    #[error(
-        "'{0}' names a volume on another peer: remote volumes come with the peer network; mount a local volume (without '@') for now"
-    )]
-    RemoteVolume(String),
     /// auraed could not be reached or refused the handshake.
     #[error(transparent)]
     Connect(#[from] ClientError),
@@ -151,7 +146,7 @@ impl AuraefsError {
     pub fn exit(&self) -> Exit {
         match self {
             Self::Options(_) => Exit::Usage,
-            Self::VolumeName(_) | Self::RemoteVolume(_) | Self::NoSuchVolume { .. } => Exit::Volume,
+            Self::VolumeName(_) | Self::NoSuchVolume { .. } => Exit::Volume,
             Self::Connect(_) | Self::EmptyLoop(_) | Self::ListVolumes(_) => Exit::Daemon,
             Self::MountpointMissing(_)
             | Self::MountpointNotDirectory(_)

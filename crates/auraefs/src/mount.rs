@@ -56,9 +56,6 @@ impl MountPlan {
         connect: ConnectOptions,
     ) -> Result<Self, AuraefsError> {
         let volume: VolumeSpec = volume.parse()?;
-        if let VolumeSpec::Remote { .. } = volume {
-            return Err(AuraefsError::RemoteVolume(volume.to_string()));
-        }
         let settings = MountSettings::parse(options)?;
         let mountpoint = mountpoint::check(mountpoint)?;
         let from_options = settings.connect.clone();
@@ -68,6 +65,8 @@ impl MountPlan {
             ca_cert: from_options.ca_cert.or(connect.ca_cert),
             client_cert: from_options.client_cert.or(connect.client_cert),
             client_key: from_options.client_key.or(connect.client_key),
+            // A remote volume: every call goes to that peer, through the local auraed.
+            peer: volume.peer().or(connect.peer),
             ..connect
         };
         Ok(Self {

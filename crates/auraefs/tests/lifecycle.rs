@@ -93,7 +93,7 @@ fn an_auraed_in_its_empty_loop_is_reported_with_the_fix() {
 }
 
 #[test]
-fn a_remote_volume_name_is_refused_until_the_peer_network_exists() {
+fn a_remote_volume_needs_the_peer_capability() {
     let node = Node::start();
     let dir = node.mountpoint("remote");
     let (code, stderr) = failure(
@@ -101,11 +101,11 @@ fn a_remote_volume_name_is_refused_until_the_peer_network_exists() {
             .args(["mount", "data@node2@example.org"])
             .arg(&dir),
     );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("peer"), "{stderr}");
+    let (code, stderr) = failure(node.auraefs().args(["mount", "data@No de"]).arg(&dir));
     assert_eq!(code, 4, "{stderr}");
-    assert!(
-        stderr.contains("remote volumes come with the peer network"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("the peer part 'No de'"), "{stderr}");
 }
 
 #[test]
