@@ -396,3 +396,81 @@ fn forge(forger: &libp2p::identity::Keypair, name: &str, victim: &libp2p::PeerId
     }
     .encode_to_vec()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_and_trust_are_kept_in_the_store_and_bad_input_is_named() {
+    let layout = Layout::new();
+    let command = |layout: &Layout| {
+        let mut cmd = layout.auraed_command();
+        cmd.args(["--peer-listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+        cmd
+    };
+    let mut daemon = Daemon::start_with(&layout, command(&layout));
+    layout.pki_init(&[]);
+    wait_serving(&layout, Duration::from_secs(5)).await;
+    layout.aurae_ok(&["capabilities", "enable", "peer"]);
+    let peer_id = |layout: &Layout| {
+        wait_for(Duration::from_secs(20), "the peer network", || {
+            let out = layout.aurae(&["peer", "id", "--json"]);
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            json["peer_id"].as_str().map(str::to_owned)
+        })
+    };
+    let id = peer_id(&layout);
+
+    // Bad input is refused with what was wrong, and nothing changes.
+    let out = layout.aurae(&[
+        "peer",
+        "config",
+        "set",
+        "--bootstrap",
+        "/ip4/127.0.0.1/tcp/1",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(text(&out).contains("/p2p/"), "{}", text(&out));
+    let out = layout.aurae(&["peer", "trust", "not-a-peer-id"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(text(&out).contains("not a PeerId"), "{}", text(&out));
+    let out = layout.aurae(&["peer", "trust", &id, "--as", "admin@node1@local"]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "trusting a peer as the node's admin: {}",
+        text(&out)
+    );
+
+    // Settings and a trust entry, then a restart: both are still there.
+    layout.aurae_ok(&[
+        "peer",
+        "config",
+        "set",
+        "--kad-protocol",
+        "/aurae-kept/kad/1.0.0",
+        "--mdns",
+        "off",
+    ]);
+    let other = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+        .to_string();
+    layout.aurae_ok(&["peer", "trust", &other, "--role", "viewer"]);
+    let same = peer_id(&layout);
+    assert_eq!(same, id, "the PeerId is the node key's");
+    daemon.terminate();
+    drop(daemon);
+    let _daemon = Daemon::start_with(&layout, command(&layout));
+    wait_serving(&layout, Duration::from_secs(5)).await;
+    assert_eq!(peer_id(&layout), id);
+    let config = layout.aurae_ok(&["peer", "config", "show", "--json"]);
+    assert!(config.contains("/aurae-kept/kad/1.0.0"), "{config}");
+    let trusted = layout.aurae_ok(&["peer", "trusted", "--json"]);
+    assert!(
+        trusted.contains(&other) && trusted.contains("peer.invalid"),
+        "{trusted}"
+    );
+    let grants = layout.aurae_ok(&["grants"]);
+    assert!(
+        grants.contains("peer.invalid") && grants.contains("viewer"),
+        "{grants}"
+    );
+}

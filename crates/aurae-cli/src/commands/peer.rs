@@ -61,12 +61,78 @@ pub enum PeerCommand {
         /// Its PeerId.
         peer_id: String,
     },
+    /// Show or change the swarm's settings (kept in the store; the swarm restarts with
+    /// them).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The trust list: each trusted PeerId and the principal its calls carry.
     Trusted {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `aurae peer config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// The settings in force (the stored ones, else the daemon's flags).
+    Show {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change some settings; the others stay as they are.
+    Set(ConfigSetArgs),
+}
+
+/// `aurae peer config set`: each list flag replaces that list when given.
+#[derive(Debug, Args)]
+pub struct ConfigSetArgs {
+    /// Listen addresses (repeatable).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// Bootstrap peers, ending in /p2p/<PeerId> (repeatable).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+    /// Domains whose `_dnsaddr` TXT records name bootstrap peers (repeatable).
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+    /// Relays to reserve a slot on (repeatable).
+    #[arg(long = "relay", value_name = "MULTIADDR")]
+    pub relays: Vec<String>,
+    /// mDNS on the local network.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub mdns: Option<bool>,
+    /// Serve as a circuit relay.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub relay_server: Option<bool>,
+    /// The Kademlia protocol name.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub kad_protocol: Option<String>,
+}
+
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{text}' is not on or off")),
+    }
+}
+
+fn config_json(config: &pb::PeerConfig) -> serde_json::Value {
+    json!({
+        "listen_addrs": config.listen_addrs,
+        "bootstrap": config.bootstrap,
+        "bootstrap_domains": config.bootstrap_domains,
+        "relays": config.relays,
+        "mdns": config.mdns,
+        "relay_server": config.relay_server,
+        "relay_client": config.relay_client,
+        "kad_protocol": config.kad_protocol,
+        "max_connections": config.max_connections,
+        "max_connections_per_peer": config.max_connections_per_peer,
+    })
 }
 
 /// `aurae peer trust`.
@@ -257,6 +323,62 @@ pub async fn run(connect: &ConnectArgs, command: PeerCommand) -> anyhow::Result<
             } else {
                 println!("{peer_id} was not trusted");
             }
+        }
+        PeerCommand::Config(ConfigCommand::Show { json }) => {
+            let config = peer
+                .get_config(pb::GetPeerConfigRequest {})
+                .await
+                .map_err(super::rpc_error)?
+                .into_inner()
+                .config
+                .unwrap_or_default();
+            let value = config_json(&config);
+            if json {
+                return print_json(&value);
+            }
+            if let Some(fields) = value.as_object() {
+                for (key, value) in fields {
+                    println!("{key:<25} {value}");
+                }
+            }
+        }
+        PeerCommand::Config(ConfigCommand::Set(args)) => {
+            let mut config = peer
+                .get_config(pb::GetPeerConfigRequest {})
+                .await
+                .map_err(super::rpc_error)?
+                .into_inner()
+                .config
+                .unwrap_or_default();
+            let replace = |list: &mut Vec<String>, new: Vec<String>| {
+                if !new.is_empty() {
+                    *list = new;
+                }
+            };
+            replace(&mut config.listen_addrs, args.listen);
+            replace(&mut config.bootstrap, args.bootstrap);
+            replace(&mut config.bootstrap_domains, args.domains);
+            replace(&mut config.relays, args.relays);
+            if let Some(mdns) = args.mdns {
+                config.mdns = mdns;
+            }
+            if let Some(relay_server) = args.relay_server {
+                config.relay_server = relay_server;
+            }
+            if let Some(kad) = args.kad_protocol {
+                config.kad_protocol = kad;
+            }
+            let stored = peer
+                .set_config(pb::SetPeerConfigRequest {
+                    config: Some(config),
+                })
+                .await
+                .map_err(super::rpc_error)?
+                .into_inner()
+                .config
+                .unwrap_or_default();
+            println!("stored; the peer network restarts with:");
+            println!("{}", serde_json::to_string_pretty(&config_json(&stored))?);
         }
         PeerCommand::Trusted { json } => {
             let peers = peer

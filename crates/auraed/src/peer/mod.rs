@@ -253,8 +253,8 @@ pub fn node_name(daemon: &Daemon) -> (PeerName, DomainName) {
     }
 }
 
-/// Starts the swarm whenever the capability is enabled and stops it when it is disabled
-/// or its settings change; hands remote streams to the serving router. Runs until the
+/// Starts the swarm whenever the capability is enabled and the node serves, and stops it
+/// when it is disabled, the node falls back to its empty loop, or its settings change; hands remote streams to the serving router. Runs until the
 /// daemon stops.
 pub async fn run(daemon: Arc<Daemon>) {
     daemon.peer.attach_store(&daemon);
@@ -262,12 +262,19 @@ pub async fn run(daemon: Arc<Daemon>) {
     tokio::spawn(admit_remote_streams(daemon.clone(), inbound_rx));
     tokio::spawn(announce_entities(daemon.clone()));
     loop {
+        // In the empty loop the node does nothing but hold its socket: no swarm either.
+        let serving = matches!(
+            *daemon.mode.borrow(),
+            crate::server::material::Mode::Serving(_)
+        );
         let enabled = daemon.capabilities.is_enabled(&CAPABILITY);
         let running = daemon.peer.network().is_ok();
-        if enabled && !running {
+        if enabled && serving && !running {
             start(&daemon, inbound_tx.clone()).await;
-        } else if !enabled && running {
+        } else if running && !enabled {
             stop(&daemon, "the peer capability is disabled");
+        } else if running && !serving {
+            stop(&daemon, "the node has no certificate material (empty loop)");
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
