@@ -147,6 +147,22 @@ async fn remote_api_goes_through_the_trust_list() {
     assert_eq!(resolved["peer_id"], node2.peer_id.as_str());
     assert_eq!(resolved["record"], "node2@local");
 
+    // A local principal without peer.forward cannot use this node to call others.
+    let pki = node1.layout.pki_dir.to_str().expect("utf-8").to_owned();
+    node1.aurae_ok(&["pki", "issue", "alice", "--pki-dir", &pki]);
+    let alice = node1.layout.identity("alice");
+    let out = node1.aurae(&[
+        "--cert",
+        alice.client_cert.to_str().expect("utf-8"),
+        "--key",
+        alice.client_key.to_str().expect("utf-8"),
+        "--peer",
+        "node2",
+        "status",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("peer.forward"), "{}", text(&out));
+
     // node2 sees the remote caller as the principal it trusted.
     let whoami = node1.aurae_ok(&["--peer", "node2", "whoami", "--json"]);
     assert!(whoami.contains("node@node1@local"), "{whoami}");

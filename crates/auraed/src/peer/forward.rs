@@ -156,7 +156,11 @@ async fn forward(
         ));
     }
     decider
-        .check(request.extensions(), super::FORWARD_PATH)
+        .check_permission(
+            request.extensions(),
+            &super::CAPABILITY,
+            &super::PEER_FORWARD,
+        )
         .map_err(|status| {
             tonic::Status::new(
                 status.code(),

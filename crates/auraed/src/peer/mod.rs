@@ -66,10 +66,6 @@ pub const PEER_FORWARD: Permission = Permission {
 const READ: Needs = Needs::Permission(&PEER_READ);
 const MANAGE: Needs = Needs::Permission(&PEER_MANAGE);
 
-/// The method path the forwarding layer authorizes a call to another peer as: it is not
-/// an RPC (tonic answers it UNIMPLEMENTED), only the rule that says what forwarding needs.
-pub const FORWARD_PATH: &str = "/aurae.v0.Peer/Forward";
-
 /// The capability's declaration.
 pub const CAPABILITY: Capability = Capability {
     name: "peer",
@@ -90,7 +86,6 @@ pub const CAPABILITY: Capability = Capability {
                 ("ListTrusted", READ),
                 ("GetConfig", READ),
                 ("SetConfig", MANAGE),
-                ("Forward", Needs::Permission(&PEER_FORWARD)),
             ],
         },
         ServiceRules {

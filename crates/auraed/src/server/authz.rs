@@ -210,12 +210,27 @@ impl AuthzLayer {
 type Refused = (Denial, Option<Principal>);
 
 impl Decider {
-    /// Whether the caller on the connection of `extensions` may call `path`: for checks
-    /// made outside the layer (forwarding a call to another peer).
-    pub fn check(&self, extensions: &http::Extensions, path: &str) -> Result<(), Status> {
-        self.decide(extensions, path)
-            .map(|_| ())
-            .map_err(|refused| Status::from(refused.0))
+    /// Whether the caller on the connection of `extensions` holds `permission` of the
+    /// enabled `capability`: for what is decided outside the layer, on no one method
+    /// (forwarding a call to another peer).
+    pub fn check_permission(
+        &self,
+        extensions: &http::Extensions,
+        capability: &'static Capability,
+        permission: &'static crate::server::permissions::Permission,
+    ) -> Result<(), Status> {
+        let caller = principal_of_connection(extensions, &self.cells).map_err(Status::from)?;
+        if !self.registry.is_enabled(capability) {
+            return Err(Denial::Disabled(capability.name).into());
+        }
+        let grants = self.policy.current().grants_of(
+            &caller.principal,
+            caller.role == Role::NodeAdmin,
+            caller.own_cell.as_deref(),
+        );
+        Authority::new(caller.principal, grants)
+            .require_somewhere(permission)
+            .map_err(|missing| Denial::Missing(missing).into())
     }
 
     /// The caller's authority for `request` and whether it may call it.
