@@ -278,7 +278,11 @@ cmd_check() {
     ns_exists "$prefix-$node" || die "namespace $prefix-$node is missing: run 'testbed.sh up $prefix' first"
   done
   mode=eim
-  in_ns "$ns_nat1" nft list chain inet aurae_testbed postrouting | grep -q fully-random && mode=symmetric
+  # Read whole, then match: `nft ... | grep -q` under pipefail fails whenever grep exits
+  # before nft has written everything (SIGPIPE), which made the mode flip under load.
+  local chain
+  chain="$(in_ns "$ns_nat1" nft list chain inet aurae_testbed postrouting)"
+  [[ $chain == *fully-random* ]] && mode=symmetric
   trap check_cleanup EXIT
   echo "checking testbed $prefix ($([[ $mode == symmetric ]] && echo symmetric || echo endpoint-independent) NAT)"
 
