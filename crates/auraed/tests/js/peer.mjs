@@ -31,6 +31,9 @@
 //        (connected peers; addrs are the connections' remote addresses)
 //   {"id":8,"cmd":"routingTable"}                          -> "peers":[peerIds]
 //   {"id":9,"cmd":"stop"}                                  -> answered, then the node stops
+//   {"id":10,"cmd":"localProviders","name":"<text>"}       -> "key","providers":[peerIds]
+//        (the provider records this node itself stores for the name: what others'
+//        ADD_PROVIDER left here; kad-dht drops a record that carries no address)
 // Every command takes an optional "timeoutMs" (default 30000; 10000 for findProviders).
 // kad-dht holds every query (provide, findProviders, getClosestPeers) until its routing table
 // has a peer: on a node without any, they run into their timeout.
@@ -295,6 +298,15 @@ const commands = {
 
   async routingTable () {
     return { peers: routingTablePeers() }
+  },
+
+  async localProviders (cmd) {
+    const cid = await cidOfName(cmd.name)
+    // kad-dht's own provider store (internal: pinned version, like routingTablePeers).
+    const store = dht.providers
+    if (store?.getProviders == null) throw new Error('this kad-dht version has no provider store to read')
+    const peers = await store.getProviders(cid, { signal: timeoutSignal(cmd, DEFAULT_TIMEOUT_MS) })
+    return { key: hex(cid.multihash.bytes), providers: peers.map((id) => id.toString()) }
   }
 }
 
