@@ -23,7 +23,6 @@ use aurae_core::name::{DomainName, PeerName};
 use aurae_core::path::StorePath;
 use aurae_proto::v0::discovery_server::DiscoveryServer;
 use aurae_proto::v0::peer_server::PeerServer;
-use aurae_store::{Content, Durability, PutOptions};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tonic::server::NamedService;
@@ -189,18 +188,7 @@ impl PeerState {
         let path: StorePath = CONFIG_PATH
             .parse()
             .map_err(|e: aurae_core::path::PathError| tonic::Status::internal(e.to_string()))?;
-        store
-            .write(Durability::Durable, move |w| {
-                let mut put = aurae_store::namespace::put(
-                    path.clone(),
-                    Content::Bytes(bytes.clone()),
-                    PutOptions {
-                        mode: Some(0o600),
-                        ..Default::default()
-                    },
-                );
-                put(w).map(|_| ())
-            })
+        trust::put_private(&store, path, bytes)
             .await
             .map_err(crate::storage::error::status)?;
         *self.stored.write().unwrap_or_else(PoisonError::into_inner) = Some(settings);

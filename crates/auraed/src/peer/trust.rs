@@ -180,19 +180,7 @@ impl TrustList {
             principal: principal.to_string(),
         })
         .unwrap_or_default();
-        store
-            .write(Durability::Durable, move |w| {
-                let mut put = aurae_store::namespace::put(
-                    path.clone(),
-                    Content::Bytes(bytes.clone()),
-                    PutOptions {
-                        mode: Some(0o600),
-                        ..PutOptions::default()
-                    },
-                );
-                put(w).map(|_| ())
-            })
-            .await?;
+        put_private(&store, path, bytes).await?;
         let mut next = (*self.entries()).clone();
         next.insert(peer, principal);
         *self.entries.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
@@ -223,6 +211,28 @@ impl TrustList {
         *self.entries.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
         Ok(true)
     }
+}
+
+/// Writes `bytes` durably at `path` (a private record: mode 0600).
+pub(crate) async fn put_private(
+    store: &Store,
+    path: StorePath,
+    bytes: Vec<u8>,
+) -> Result<(), StoreError> {
+    store
+        .write(Durability::Durable, move |w| {
+            let mut put = aurae_store::namespace::put(
+                path.clone(),
+                Content::Bytes(bytes.clone()),
+                PutOptions {
+                    mode: Some(0o600),
+                    ..PutOptions::default()
+                },
+            );
+            put(w).map(|_| ())
+        })
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]
