@@ -50,6 +50,7 @@ impl Channels {
 
     /// The connection to `peer`, made lazily over the swarm of `daemon`.
     pub fn get(&self, daemon: &Arc<Daemon>, peer: PeerId) -> Channel {
+        let daemon_window = daemon.config.server.flow_window;
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.entry(peer)
             .or_insert_with(|| {
@@ -68,7 +69,12 @@ impl Channels {
                         Ok::<_, std::io::Error>(TokioIo::new(stream.compat()))
                     }
                 });
-                Endpoint::from_static("http://aurae.peer").connect_with_connector_lazy(connector)
+                Endpoint::from_static("http://aurae.peer")
+                    // The same windows as the serving side's: a remote read or write
+                    // streams without waiting on window updates (yamux has its own).
+                    .initial_stream_window_size(daemon_window)
+                    .initial_connection_window_size(daemon_window.saturating_mul(4))
+                    .connect_with_connector_lazy(connector)
             })
             .clone()
     }
