@@ -341,6 +341,7 @@ async fn daemon(args: &Args, pid1: bool) -> ExitCode {
     });
     tracing::info!(socket = %args.sock.display(), version = aurae_core::VERSION, "auraed listening");
     let metrics_listener = metrics::listener::start_if_asked(args.metrics_listen, &daemon);
+    daemon.peer.attach_store(&daemon);
     tokio::spawn(peer::run(daemon.clone()));
     tokio::spawn({
         let daemon = daemon.clone();

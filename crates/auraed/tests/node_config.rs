@@ -335,3 +335,60 @@ async fn a_cell_that_fails_to_start_undoes_everything_the_apply_did() {
     );
     assert_eq!(export(&layout), before, "the failed apply changed the node");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_peers_are_declared_exported_and_pruned() {
+    let (layout, _daemon) = serving_daemon().await;
+    let peer = "12D3KooWGzBiKgF3yV4u5Lp3RrSw4SDZQJ3Lk4L3hcSQL4rTHAmt";
+    let document = format!("[peers]\n\"{peer}\" = \"node@node2@local\"\n");
+    let file = write(&layout, "peers.toml", &document);
+    let applied = layout.aurae_ok(&["apply", "-f", &file]);
+    assert!(
+        applied.contains(&format!(
+            "+ create peer {peer} (trusted as node@node2@local)"
+        )),
+        "{applied}"
+    );
+    // The trust list is the node's whether the peer capability runs or not.
+    let exported = export(&layout);
+    assert!(
+        exported.contains("[peers]")
+            && exported.contains(&format!("{peer} = \"node@node2@local\"")),
+        "{exported}"
+    );
+    let again = layout.aurae_ok(&["apply", "-f", &file]);
+    assert!(
+        again.contains("no changes") || again.contains("matches"),
+        "{again}"
+    );
+
+    // Bad input names the place; trusting a peer as this node's admin is refused.
+    let bad = write(
+        &layout,
+        "bad.toml",
+        "[peers]\n\"not-a-peer\" = \"node@x@local\"\n",
+    );
+    let (code, said) = failure(&layout, &["apply", "-f", &bad]);
+    assert_eq!(code, Some(7), "{said}");
+    assert!(
+        said.contains("bad.toml:2") && said.contains("not a PeerId"),
+        "{said}"
+    );
+    let admin = write(
+        &layout,
+        "admin.toml",
+        &format!("[peers]\n\"{peer}\" = \"admin@node1@local\"\n"),
+    );
+    let (_, said) = failure(&layout, &["apply", "-f", &admin]);
+    assert!(said.contains("this node's admin"), "{said}");
+
+    // Pruning with a document that names no peer takes it off the list.
+    let empty = write(&layout, "empty.toml", "");
+    let pruned = layout.aurae_ok(&["apply", "-f", &empty, "--prune"]);
+    assert!(
+        pruned.contains(&format!("- delete peer {peer}")),
+        "{pruned}"
+    );
+    let exported = export(&layout);
+    assert!(!exported.contains(peer), "{exported}");
+}

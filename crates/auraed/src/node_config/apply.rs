@@ -15,6 +15,7 @@ use super::plan::{Change, Current, Plan, Prune, plan};
 use crate::authz::policy::Policy;
 use crate::authz::state::{PolicyHold, StoreOp};
 use crate::context::Daemon;
+use crate::peer::trust::TrustHold;
 use crate::storage::error::StorageError;
 
 /// Why a document was not applied; in every case nothing was changed.
@@ -77,6 +78,7 @@ pub async fn apply(
     let desired = parse(daemon, source)?;
     let _serialized = APPLYING.lock().await;
     let hold = daemon.policy.hold().await;
+    let trust = daemon.peer.trust.hold().await;
     let current = current(daemon, hold.current()).await?;
     let plan = plan(&current, &desired, prune).map_err(ApplyError::Refused)?;
     if run == Run::DryRun || plan.changes.is_empty() {
@@ -86,7 +88,7 @@ pub async fn apply(
             revision: 0,
         });
     }
-    let revision = carry_out(daemon, hold, &plan).await?;
+    let revision = carry_out(daemon, hold, trust, &plan).await?;
     for change in &plan.changes {
         if let Change::Capability { name, .. } = change
             && let Ok(capability) = daemon.capabilities.find(name)
@@ -133,12 +135,19 @@ async fn current(daemon: &Daemon, policy: Arc<Policy>) -> Result<Current, ApplyE
         volumes,
         policy,
         cells: cells::current_cells(&daemon.runtime).await,
+        peers: daemon.peer.trust.entries(),
+        node: crate::peer::node_name(daemon),
     })
 }
 
 /// Changes the cells first (undone if anything after fails), then writes every record
 /// of `plan` in one durable transaction, then serves the result.
-async fn carry_out(daemon: &Daemon, hold: PolicyHold<'_>, plan: &Plan) -> Result<u64, ApplyError> {
+async fn carry_out(
+    daemon: &Daemon,
+    hold: PolicyHold<'_>,
+    trust: TrustHold<'_>,
+    plan: &Plan,
+) -> Result<u64, ApplyError> {
     let store = daemon.store.store()?;
     let cell_changes: Vec<cells::CellChange> = plan
         .changes
@@ -165,6 +174,9 @@ async fn carry_out(daemon: &Daemon, hold: PolicyHold<'_>, plan: &Plan) -> Result
     if let Some((policy, touched)) = &plan.policy {
         ops.extend(hold.writes(policy, touched));
     }
+    if let Some(peers) = &plan.peers {
+        ops.extend(trust.writes(peers).map_err(ApplyError::Internal)?);
+    }
     let written = if ops.is_empty() {
         Ok(((), 0))
     } else {
@@ -187,6 +199,27 @@ async fn carry_out(daemon: &Daemon, hold: PolicyHold<'_>, plan: &Plan) -> Result
     match &plan.policy {
         Some((policy, _)) => hold.publish(policy.clone()),
         None => drop(hold),
+    }
+    if let Some(peers) = &plan.peers {
+        trust.publish(peers.clone());
+        // Streams of peers trusted as something else, or no longer, end; their next call
+        // comes in as what they are now.
+        let changed: Vec<String> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Trust {
+                    peer, was: Some(_), ..
+                }
+                | Change::Untrust { peer, .. } => Some(peer.to_string()),
+                _ => None,
+            })
+            .collect();
+        daemon.connections.close_where(|info| {
+            info.remote_peer
+                .as_ref()
+                .is_some_and(|p| changed.contains(p))
+        });
     }
     Ok(revision)
 }

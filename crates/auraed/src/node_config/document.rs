@@ -39,6 +39,10 @@ pub struct Document {
     /// Cells by name (`parent/child` for a nested one), each with its executables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cells: BTreeMap<Spanned<String>, CellEntry>,
+    /// Remote peers trusted to call this node's API: PeerId -> the principal their calls
+    /// carry (the `peer` capability's trust list).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peers: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// One volume.
@@ -144,6 +148,8 @@ pub struct Desired {
     pub grants: Vec<DesiredGrants>,
     /// Cells and their executables, parents first.
     pub cells: Vec<DesiredCell>,
+    /// Trusted remote peers and their principals.
+    pub peers: Vec<(Location, libp2p::PeerId, aurae_core::name::Principal)>,
 }
 
 /// A volume as the document wants it.
@@ -311,6 +317,24 @@ pub fn parse(
         });
     }
     desired.cells = parse_cells(source, &document.cells)?;
+    for (peer, principal) in &document.peers {
+        let field = format!("peers.\"{}\"", peer.get_ref());
+        let id: libp2p::PeerId = peer.get_ref().parse().map_err(|e| Invalid {
+            at: source.at(peer.span(), field.clone()),
+            message: format!(
+                "'{}' is not a PeerId ({e}); `aurae peer id` on that node prints it",
+                peer.get_ref()
+            ),
+        })?;
+        let named: aurae_core::name::Principal =
+            principal.get_ref().parse().map_err(|e| Invalid {
+                at: source.at(principal.span(), field.clone()),
+                message: format!("{e}"),
+            })?;
+        desired
+            .peers
+            .push((source.at(principal.span(), field), id, named));
+    }
     Ok(desired)
 }
 
@@ -352,6 +376,8 @@ pub struct Snapshot {
     pub cells: BTreeMap<String, CellEntry>,
     /// Cells the document cannot describe (made from an OCI bundle), left out.
     pub left_out: Vec<String>,
+    /// Trusted peers and their principals.
+    pub peers: BTreeMap<String, String>,
 }
 
 /// `snapshot` as a document that [`parse`] reads back to the same state.
@@ -395,6 +421,11 @@ pub fn render(snapshot: Snapshot) -> Result<String, toml::ser::Error> {
             .cells
             .into_iter()
             .map(|(name, cell)| (Spanned::new(0..0, name), cell))
+            .collect(),
+        peers: snapshot
+            .peers
+            .iter()
+            .map(|(peer, principal)| (unplaced(peer), unplaced(principal)))
             .collect(),
     };
     let body = toml::to_string(&document)?;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aurae_core::name::VolumeName;
+use aurae_core::name::{Principal, VolumeName};
 use aurae_proto::v0 as pb;
 use aurae_store::VolumeInfo;
 
@@ -24,6 +24,10 @@ pub struct Current {
     pub policy: std::sync::Arc<Policy>,
     /// The running cells, parents first.
     pub cells: Vec<CurrentCell>,
+    /// The trusted remote peers.
+    pub peers: std::sync::Arc<BTreeMap<libp2p::PeerId, Principal>>,
+    /// This node's peer name and domain: a peer may not be trusted as its admin.
+    pub node: (aurae_core::name::PeerName, aurae_core::name::DomainName),
 }
 
 /// Whether apply also removes what the document does not name.
@@ -99,6 +103,22 @@ pub enum Change {
         pattern: PrincipalPattern,
         /// The roles it holds now.
         was: BTreeSet<RoleName>,
+    },
+    /// Trust a remote peer as a principal, or change the principal it is trusted as.
+    Trust {
+        /// The peer.
+        peer: libp2p::PeerId,
+        /// Its principal afterwards.
+        principal: Principal,
+        /// Its principal now, if trusted.
+        was: Option<Principal>,
+    },
+    /// Take a peer off the trust list (only with [`Prune::Remove`]).
+    Untrust {
+        /// The peer.
+        peer: libp2p::PeerId,
+        /// Its principal now.
+        was: Principal,
     },
 }
 
@@ -180,6 +200,25 @@ impl Change {
                 pattern.to_string(),
                 format!("roles {}", names(was)),
             ),
+            Self::Trust {
+                peer,
+                principal,
+                was,
+            } => (
+                if was.is_some() { "update" } else { "create" },
+                "peer",
+                peer.to_string(),
+                match was {
+                    Some(was) => format!("trusted as {was} -> {principal}"),
+                    None => format!("trusted as {principal}"),
+                },
+            ),
+            Self::Untrust { peer, was } => (
+                "delete",
+                "peer",
+                peer.to_string(),
+                format!("trusted as {was}"),
+            ),
         };
         pb::PlannedChange {
             action: action.into(),
@@ -199,6 +238,8 @@ pub struct Plan {
     pub capabilities: Option<BTreeMap<&'static str, bool>>,
     /// The policy afterwards and the records it rewrites, when it changes.
     pub policy: Option<(Policy, Vec<Touched>)>,
+    /// The trust list afterwards, when it changes.
+    pub peers: Option<BTreeMap<libp2p::PeerId, Principal>>,
 }
 
 /// A document that cannot apply to this node as it is (a quota below what a volume
@@ -235,11 +276,55 @@ pub fn plan(current: &Current, desired: &Desired, prune: Prune) -> Result<Plan, 
             .into_iter()
             .map(Change::Cell),
     );
+    let peers = plan_peers(current, desired, prune, &mut changes)?;
     Ok(Plan {
         changes,
         capabilities,
         policy,
+        peers,
     })
+}
+
+fn plan_peers(
+    current: &Current,
+    desired: &Desired,
+    prune: Prune,
+    changes: &mut Vec<Change>,
+) -> Result<Option<BTreeMap<libp2p::PeerId, Principal>>, Refusal> {
+    let mut next = (*current.peers).clone();
+    let (name, domain) = &current.node;
+    for (at, peer, principal) in &desired.peers {
+        if principal.is_admin_of(name, domain) {
+            return Err(refusal(
+                at,
+                format!(
+                    "{principal} is this node's admin; give the peer a principal of its own (e.g. node@<its-name>@{domain})"
+                ),
+            ));
+        }
+        let was = next.insert(*peer, principal.clone());
+        if was.as_ref() != Some(principal) {
+            changes.push(Change::Trust {
+                peer: *peer,
+                principal: principal.clone(),
+                was,
+            });
+        }
+    }
+    if prune == Prune::Remove {
+        let named: BTreeSet<&libp2p::PeerId> = desired.peers.iter().map(|(_, p, _)| p).collect();
+        let unnamed: Vec<libp2p::PeerId> = next
+            .keys()
+            .filter(|p| !named.contains(p))
+            .copied()
+            .collect();
+        for peer in unnamed {
+            if let Some(was) = next.remove(&peer) {
+                changes.push(Change::Untrust { peer, was });
+            }
+        }
+    }
+    Ok((next != *current.peers).then_some(next))
 }
 
 fn plan_capabilities(
@@ -440,6 +525,11 @@ impl Current {
         Snapshot {
             cells,
             left_out,
+            peers: self
+                .peers
+                .iter()
+                .map(|(peer, principal)| (peer.to_string(), principal.to_string()))
+                .collect(),
             capabilities: self
                 .capabilities
                 .iter()
@@ -493,6 +583,11 @@ mod tests {
             }],
             policy: std::sync::Arc::new(Policy::builtin(crate::authz::catalog())),
             cells: Vec::new(),
+            peers: std::sync::Arc::default(),
+            node: (
+                aurae_core::name::PeerName::from_hostname("node1"),
+                aurae_core::name::DomainName::default(),
+            ),
         }
     }
 

@@ -196,8 +196,9 @@ impl PeerState {
         Ok(())
     }
 
-    /// Reads the stored settings and trust list.
-    fn attach_store(&self, daemon: &Daemon) {
+    /// Reads the stored settings and trust list: once, at start, before anything (a node
+    /// config applied at start) can change them.
+    pub fn attach_store(&self, daemon: &Daemon) {
         let Ok(store) = daemon.store.store() else {
             tracing::warn!("the database is not open: no trust list, and the flags' peer settings");
             return;
@@ -240,7 +241,6 @@ pub fn node_name(daemon: &Daemon) -> (PeerName, DomainName) {
 /// when it is disabled, the node falls back to its empty loop, or its settings change; hands remote streams to the serving router. Runs until the
 /// daemon stops.
 pub async fn run(daemon: Arc<Daemon>) {
-    daemon.peer.attach_store(&daemon);
     let (inbound_tx, inbound_rx) = mpsc::channel(64);
     tokio::spawn(admit_remote_streams(daemon.clone(), inbound_rx));
     tokio::spawn(announce_entities(daemon.clone()));

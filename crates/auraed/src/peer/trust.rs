@@ -213,6 +213,89 @@ impl TrustList {
     }
 }
 
+/// The trust list held still while a node config is applied: read it, write the next
+/// list's records in the apply's transaction, then publish it.
+#[derive(Debug)]
+pub struct TrustHold<'a> {
+    list: &'a TrustList,
+    _serialized: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl TrustList {
+    /// Holds every other trust change off until the hold is published or dropped.
+    pub async fn hold(&self) -> TrustHold<'_> {
+        TrustHold {
+            list: self,
+            _serialized: self.changes.lock().await,
+        }
+    }
+}
+
+impl TrustHold<'_> {
+    /// The writes that make the store hold `next` instead of the list in force.
+    pub fn writes(
+        &self,
+        next: &BTreeMap<PeerId, Principal>,
+    ) -> Result<Vec<crate::authz::state::StoreOp>, String> {
+        let current = self.list.entries();
+        let mut ops: Vec<crate::authz::state::StoreOp> = Vec::new();
+        let path_of = |peer: &PeerId| -> Result<StorePath, String> {
+            format!("{TRUST_DIR}/{peer}")
+                .parse()
+                .map_err(|e: aurae_core::path::PathError| e.to_string())
+        };
+        for (peer, principal) in next {
+            if current.get(peer) == Some(principal) {
+                continue;
+            }
+            let path = path_of(peer)?;
+            let bytes = serde_json::to_vec_pretty(&TrustRecord {
+                principal: principal.to_string(),
+            })
+            .map_err(|e| e.to_string())?;
+            ops.push(Box::new(put_op(path, bytes)));
+        }
+        for peer in current.keys().filter(|p| !next.contains_key(p)) {
+            let path = path_of(peer)?;
+            ops.push(Box::new(move |w| {
+                let mut remove = aurae_store::namespace::remove(path.clone(), Removal::Single);
+                match remove(w) {
+                    Err(StoreError::NotFound(_)) => Ok(()),
+                    other => other,
+                }
+            }));
+        }
+        Ok(ops)
+    }
+
+    /// Serves `next` from now on (its records are written).
+    pub fn publish(self, next: BTreeMap<PeerId, Principal>) {
+        *self
+            .list
+            .entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+    }
+}
+
+/// The write of a private record (mode 0600) holding `bytes` at `path`.
+fn put_op(
+    path: StorePath,
+    bytes: Vec<u8>,
+) -> impl FnMut(&mut aurae_store::Writer<'_>) -> Result<(), StoreError> + Send + 'static {
+    move |w| {
+        let mut put = aurae_store::namespace::put(
+            path.clone(),
+            Content::Bytes(bytes.clone()),
+            PutOptions {
+                mode: Some(0o600),
+                ..PutOptions::default()
+            },
+        );
+        put(w).map(|_| ())
+    }
+}
+
 /// Writes `bytes` durably at `path` (a private record: mode 0600).
 pub(crate) async fn put_private(
     store: &Store,
@@ -220,17 +303,7 @@ pub(crate) async fn put_private(
     bytes: Vec<u8>,
 ) -> Result<(), StoreError> {
     store
-        .write(Durability::Durable, move |w| {
-            let mut put = aurae_store::namespace::put(
-                path.clone(),
-                Content::Bytes(bytes.clone()),
-                PutOptions {
-                    mode: Some(0o600),
-                    ..PutOptions::default()
-                },
-            );
-            put(w).map(|_| ())
-        })
+        .write(Durability::Durable, put_op(path, bytes))
         .await
         .map(|_| ())
 }
