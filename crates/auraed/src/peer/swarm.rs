@@ -6,17 +6,37 @@
 //! validate, see [`super::records`]); mDNS (toggle); AutoNAT v2 client and server;
 //! circuit relay v2 client, and server when allowed; DCUtR hole punching; and generic
 //! streams for the remote API (`/aurae/grpc/1.0.0`) and on-demand pings.
+//!
+//! NAT traversal, for a node behind a NAT that reserves a slot on a relay (`--peer-relay`):
+//! - Addresses: a listen address is announced as a confirmed external address only when
+//!   others can plausibly dial it: the operator bound that very IP, or the IP is globally
+//!   routable. Private and loopback addresses expanded from a wildcard listen (`0.0.0.0`)
+//!   are not: they stay listen addresses (in identify, mDNS and the name record, for
+//!   peers on the same LAN) and AutoNAT confirms what the outside really sees. The
+//!   relay circuit address (`<relay>/p2p-circuit`) is announced as soon as the
+//!   reservation is accepted, and the name record is published again whenever the
+//!   node's addresses change, so that the record names the circuit.
+//! - Dialling: a peer is dialled at every address given (its name record's) at once;
+//!   when all of them fail and none was a circuit, the dial is tried again through the
+//!   relays this node uses (a peer reserving on the same relay is reachable there).
+//! - Hole punching: DCUtR upgrades a relayed connection; its observed addresses come
+//!   from identify's candidates, not from the announced ones. A direct connection made
+//!   while a relayed one to the same peer is open is that upgrade, and is reported as
+//!   [`ConnectionKind::HolePunched`] on both sides (DCUtR itself reports it only on the
+//!   side whose dial produced it).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::core::ConnectedPoint;
+use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, mdns,
     noise, ping, relay, tcp, yamux,
@@ -154,6 +174,7 @@ enum Command {
     ),
     DialPeer(
         PeerId,
+        Vec<Multiaddr>,
         oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>,
     ),
     Peers(oneshot::Sender<Vec<KnownPeer>>),
@@ -231,7 +252,8 @@ impl Network {
                     tokio::spawn(forward_inbound(incoming, inbound));
                     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
                     let local = *built.swarm.local_peer_id();
-                    let mut driver = Driver::new(built.swarm, built.keypair, built.name);
+                    let mut driver =
+                        Driver::new(built.swarm, built.keypair, built.name, built.relays.clone());
                     if let Err(e) = driver.listen(built.listen).await {
                         let _ = ready_tx.send(Err(e));
                         return;
@@ -289,7 +311,9 @@ impl Network {
         self.ask(|tx| Command::Dial(addr, tx)).await?
     }
 
-    /// Connects to `peer` at any address the node knows for it (or is told).
+    /// Connects to `peer` at any address the node knows for it or is told (`addrs`, e.g.
+    /// its name record's, `/p2p-circuit` ones included), all at once; through this
+    /// node's relays when none of them answers.
     pub async fn dial_peer(
         &self,
         peer: PeerId,
@@ -298,7 +322,8 @@ impl Network {
         for addr in addrs {
             let _ = self.commands.send(Command::AddAddress(peer, addr.clone()));
         }
-        self.ask(|tx| Command::DialPeer(peer, tx)).await?
+        self.ask(|tx| Command::DialPeer(peer, addrs.to_vec(), tx))
+            .await?
     }
 
     /// Every peer the node knows, connected or not.
@@ -546,23 +571,53 @@ impl PeerState {
     fn best(&self) -> Option<ConnectionKind> {
         self.connections.values().min().copied()
     }
+
+    fn has_relayed(&self) -> bool {
+        self.connections
+            .values()
+            .any(|kind| *kind == ConnectionKind::Relayed)
+    }
 }
 
 type DialReply = oneshot::Sender<Result<(PeerId, ConnectionKind), SwarmError>>;
 
+/// A caller waiting for a connection to a peer.
+struct PendingDial {
+    reply: DialReply,
+    since: Instant,
+    /// The dial it waits on; `None`: another dial to the peer was already under way.
+    connection: Option<ConnectionId>,
+    /// Circuit addresses through this node's relays, tried if the dial fails.
+    fallback: Vec<Multiaddr>,
+}
+
 struct Driver {
     swarm: Swarm<Behaviour>,
     peers: HashMap<PeerId, PeerState>,
-    dials: HashMap<PeerId, Vec<(DialReply, Instant)>>,
+    dials: HashMap<PeerId, Vec<PendingDial>>,
     queries: HashMap<QueryId, Pending>,
     provided: Vec<RecordKey>,
     keypair: Keypair,
     name: Option<String>,
     published: bool,
+    /// The node's addresses changed since the name record was last published.
+    addresses_changed: bool,
+    /// Listeners on a wildcard IP (`0.0.0.0`, `::`), whose addresses are announced only
+    /// when globally routable.
+    wildcard_listeners: HashSet<ListenerId>,
+    /// The relays (with `/p2p/`) this node reserves slots on; dials fall back to them.
+    relays: Vec<Multiaddr>,
+    /// The circuit listener of each relay with a reservation asked for or held.
+    reservations: HashMap<PeerId, ListenerId>,
 }
 
 impl Driver {
-    fn new(swarm: Swarm<Behaviour>, keypair: Keypair, name: String) -> Self {
+    fn new(
+        swarm: Swarm<Behaviour>,
+        keypair: Keypair,
+        name: String,
+        relays: Vec<Multiaddr>,
+    ) -> Self {
         Self {
             swarm,
             keypair,
@@ -572,6 +627,10 @@ impl Driver {
             provided: Vec::new(),
             name: Some(name),
             published: false,
+            addresses_changed: false,
+            wildcard_listeners: HashSet::new(),
+            relays,
+            reservations: HashMap::new(),
         }
     }
 
@@ -581,6 +640,9 @@ impl Driver {
         for addr in addrs {
             match self.swarm.listen_on(addr.clone()) {
                 Ok(id) => {
+                    if is_unspecified(&addr) {
+                        self.wildcard_listeners.insert(id);
+                    }
                     waiting.insert(id, addr);
                 }
                 Err(e) => {
@@ -642,11 +704,46 @@ impl Driver {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
+        // The slot is reserved once connected to the relay (see `reserve_on`): asked for
+        // now, the relay client would dial the relay itself, find the bootstrap dial to
+        // the same peer under way, and drop the reservation without a word.
         for relay in relays {
-            let circuit = relay.with(Protocol::P2pCircuit);
-            if let Err(e) = self.swarm.listen_on(circuit.clone()) {
-                tracing::warn!(addr = %circuit, error = %e, "cannot reserve a relay slot");
+            let Some(peer) = peer_of(&relay) else {
+                continue;
+            };
+            if let Err(e) = self.swarm.dial(
+                DialOpts::peer_id(peer)
+                    .addresses(vec![relay.clone()])
+                    .build(),
+            ) && !matches!(e, DialError::DialPeerConditionFalse(_))
+            {
+                tracing::warn!(addr = %relay, error = %e, "cannot dial relay");
             }
+        }
+    }
+
+    /// Reserves a slot on `peer` if it is one of this node's relays without one: listens on
+    /// `<relay>/p2p-circuit`, which the relay client turns into a reservation over the
+    /// connection just made.
+    fn reserve_on(&mut self, peer: PeerId) {
+        if self.reservations.contains_key(&peer) {
+            return;
+        }
+        let Some(relay) = self
+            .relays
+            .iter()
+            .find(|relay| peer_of(relay) == Some(peer))
+            .cloned()
+        else {
+            return;
+        };
+        let circuit = relay.with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(listener) => {
+                tracing::info!(addr = %circuit, "reserving a relay slot");
+                self.reservations.insert(peer, listener);
+            }
+            Err(e) => tracing::warn!(addr = %circuit, error = %e, "cannot reserve a relay slot"),
         }
     }
 
@@ -665,7 +762,12 @@ impl Driver {
                     None => return,
                 },
                 _ = republish.tick() => self.republish(),
-                _ = sweep.tick() => self.expire_dials(),
+                _ = sweep.tick() => {
+                    self.expire_dials();
+                    if self.published && self.addresses_changed {
+                        self.republish();
+                    }
+                }
                 _ = &mut stop => return,
             }
         }
@@ -675,9 +777,9 @@ impl Driver {
         for (peer, waiting) in &mut self.dials {
             let (expired, live): (Vec<_>, Vec<_>) = waiting
                 .drain(..)
-                .partition(|(_, since)| since.elapsed() > DIAL_TIMEOUT);
+                .partition(|pending| pending.since.elapsed() > DIAL_TIMEOUT);
             *waiting = live;
-            for (reply, _) in expired {
+            for PendingDial { reply, .. } in expired {
                 let _ = reply.send(Err(SwarmError::Dial {
                     target: peer.to_string(),
                     why: format!("no connection within {} s", DIAL_TIMEOUT.as_secs()),
@@ -699,10 +801,20 @@ impl Driver {
         let Some(name) = self.name.clone() else {
             return;
         };
+        self.addresses_changed = false;
         let own = self.own_addresses();
-        let mut addrs = own.external;
-        addrs.extend(own.listen.into_iter().filter(|a| !is_unspecified(a)));
-        addrs.dedup();
+        // External addresses first (circuit ones included), then the listen addresses
+        // (for peers on the same network); loopback only when announced (a loopback
+        // test node binds it explicitly), as anyone else dialling it reaches itself.
+        let mut addrs = own.external.clone();
+        for addr in own.listen {
+            let usable =
+                !is_unspecified(&addr) && (!is_loopback(&addr) || own.external.contains(&addr));
+            if usable && !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        tracing::debug!(addrs = ?addrs, "publishing the node's name record");
         let value = records::sign_name(&self.keypair, &name, &addrs, records::now_ms());
         let record = kad::Record::new(records::name_key(&name), value);
         if let Err(e) = self
@@ -737,14 +849,19 @@ impl Driver {
                     .add_address(&peer, addr.clone());
                 self.dial_then_reply(peer, Some(addr), reply);
             }
-            Command::DialPeer(peer, reply) => self.dial_then_reply(peer, None, reply),
-            Command::AddAddress(peer, addr) => {
+            Command::DialPeer(peer, addrs, reply) => {
+                self.dial_peer_then_reply(peer, addrs, reply);
+            }
+            // Circuits are left out: they are dialled only as given (see
+            // `one_circuit_per_relay`), never added by a behaviour.
+            Command::AddAddress(peer, addr) if !is_circuit(&addr) => {
                 self.swarm
                     .behaviour_mut()
                     .kad
                     .add_address(&peer, addr.clone());
                 self.swarm.add_peer_address(peer, addr);
             }
+            Command::AddAddress(..) => {}
             Command::Peers(reply) => {
                 let peers = self
                     .peers
@@ -794,38 +911,165 @@ impl Driver {
         }
     }
 
+    /// Dials exactly `addr` (a `peer connect`): no relay fallback, the user chose it.
     fn dial_then_reply(&mut self, peer: PeerId, addr: Option<Multiaddr>, reply: DialReply) {
+        self.start_dial(peer, addr.into_iter().collect(), Vec::new(), reply);
+    }
+
+    /// Dials `peer` at `addrs` and every address a behaviour knows, all at once; if that
+    /// fails and none of them was a circuit, through this node's relays.
+    fn dial_peer_then_reply(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, reply: DialReply) {
+        // None given: the addresses identify told (circuits included).
+        let addrs = if addrs.is_empty() {
+            self.peers
+                .get(&peer)
+                .map(|state| state.addrs.clone())
+                .unwrap_or_default()
+        } else {
+            addrs
+        };
+        let addrs = one_circuit_per_relay(addrs);
+        let fallback = if addrs.iter().any(is_circuit) {
+            Vec::new()
+        } else {
+            self.relay_circuits_to(peer)
+        };
+        self.start_dial(peer, addrs, fallback, reply);
+    }
+
+    /// `<relay>/p2p-circuit/p2p/<peer>` for each relay of this node (but not to the relay
+    /// itself).
+    fn relay_circuits_to(&self, peer: PeerId) -> Vec<Multiaddr> {
+        self.relays
+            .iter()
+            .filter(|relay| peer_of(relay) != Some(peer))
+            .map(|relay| {
+                relay
+                    .clone()
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(peer))
+            })
+            .collect()
+    }
+
+    fn start_dial(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        fallback: Vec<Multiaddr>,
+        reply: DialReply,
+    ) {
         if let Some(kind) = self.peers.get(&peer).and_then(PeerState::best) {
             let _ = reply.send(Ok((peer, kind)));
             return;
         }
-        let opts = match addr {
-            Some(addr) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                .addresses(vec![addr])
-                .extend_addresses_through_behaviour()
-                .build(),
-            None => libp2p::swarm::dial_opts::DialOpts::peer_id(peer).build(),
+        let pending = PendingDial {
+            reply,
+            since: Instant::now(),
+            connection: None,
+            fallback,
         };
-        if let Err(e) = self.swarm.dial(opts) {
-            let _ = reply.send(Err(SwarmError::Dial {
-                target: peer.to_string(),
-                why: e.to_string(),
-            }));
-            return;
+        self.dial_pending(peer, addrs, pending);
+    }
+
+    /// Starts a dial for `pending`; a failure to start falls back to its relay circuits,
+    /// then answers it.
+    fn dial_pending(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, mut pending: PendingDial) {
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .addresses(addrs.clone())
+            .extend_addresses_through_behaviour()
+            .build();
+        let connection = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                tracing::debug!(%peer, addrs = ?addrs, "dialling");
+                pending.connection = Some(connection);
+            }
+            // Another dial to the peer is under way: wait for its connection.
+            Err(DialError::DialPeerConditionFalse(_)) => pending.connection = None,
+            Err(e) if !pending.fallback.is_empty() => {
+                tracing::debug!(%peer, error = %e, "no direct dial possible; trying the relays");
+                let addrs = std::mem::take(&mut pending.fallback);
+                return self.dial_pending(peer, addrs, pending);
+            }
+            Err(e) => {
+                let _ = pending.reply.send(Err(SwarmError::Dial {
+                    target: peer.to_string(),
+                    why: e.to_string(),
+                }));
+                return;
+            }
         }
-        self.dials
-            .entry(peer)
-            .or_default()
-            .push((reply, Instant::now()));
+        self.dials.entry(peer).or_default().push(pending);
+    }
+
+    /// A dial failed: its waiters try their relay fallback, or get the error.
+    fn on_dial_failed(&mut self, peer: PeerId, connection: ConnectionId, error: &DialError) {
+        let Some(waiting) = self.dials.remove(&peer) else {
+            return;
+        };
+        let (failed, live): (Vec<_>, Vec<_>) = waiting
+            .into_iter()
+            .partition(|pending| pending.connection == Some(connection));
+        if !live.is_empty() {
+            self.dials.insert(peer, live);
+        }
+        for mut pending in failed {
+            if pending.fallback.is_empty() {
+                let _ = pending.reply.send(Err(SwarmError::Dial {
+                    target: peer.to_string(),
+                    why: error.to_string(),
+                }));
+            } else {
+                tracing::info!(%peer, error = %error, "direct dial failed; dialling through the relays");
+                let addrs = std::mem::take(&mut pending.fallback);
+                self.dial_pending(peer, addrs, pending);
+            }
+        }
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                tracing::info!(%address, "peer network listening");
-                if !is_unspecified(&address) && !is_circuit(&address) {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                let wildcard = self.wildcard_listeners.contains(&listener_id);
+                let announce = is_circuit(&address)
+                    || (!is_unspecified(&address) && (!wildcard || is_global(&address)));
+                tracing::info!(%address, announce, "peer network listening");
+                if announce {
                     self.swarm.add_external_address(address);
                 }
+                self.addresses_changed = true;
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                // A lost reservation is asked for again at the next connection to the relay.
+                self.reservations.retain(|relay, listener| {
+                    let lost = *listener == listener_id;
+                    if lost {
+                        tracing::info!(%relay, ?reason, "relay slot lost");
+                    }
+                    !lost
+                });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                tracing::info!(%address, "peer network no longer listening");
+                self.swarm.remove_external_address(&address);
+                self.addresses_changed = true;
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+                self.addresses_changed = true;
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "external address expired");
+                self.addresses_changed = true;
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -837,18 +1081,26 @@ impl Driver {
                     ConnectedPoint::Dialer { address, .. } => address,
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
                 };
-                let kind = if is_circuit(remote) {
+                let state = self.peers.entry(peer_id).or_default();
+                // A relayed connection is seen on the local address when accepted (the
+                // remote one is only `/p2p/<peer>`), on the dialled one when dialled.
+                let kind = if endpoint.is_relayed() {
                     ConnectionKind::Relayed
+                } else if state.has_relayed() {
+                    ConnectionKind::HolePunched
                 } else {
                     ConnectionKind::Direct
                 };
-                tracing::debug!(peer = %peer_id, %remote, kind = kind.as_str(), "connected");
-                let state = self.peers.entry(peer_id).or_default();
+                tracing::info!(peer = %peer_id, %remote, kind = kind.as_str(), "connected");
                 state.connections.insert(connection_id, kind);
+                if kind == ConnectionKind::Direct {
+                    self.reserve_on(peer_id);
+                }
+                let state = self.peers.entry(peer_id).or_default();
                 if let Some(waiting) = self.dials.remove(&peer_id) {
                     let best = state.best().unwrap_or(kind);
-                    for (reply, _) in waiting {
-                        let _ = reply.send(Ok((peer_id, best)));
+                    for pending in waiting {
+                        let _ = pending.reply.send(Ok((peer_id, best)));
                     }
                 }
                 if !self.published && self.name.is_some() {
@@ -859,25 +1111,23 @@ impl Driver {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
+                cause,
                 ..
             } => {
-                if let Some(state) = self.peers.get_mut(&peer_id) {
-                    state.connections.remove(&connection_id);
+                if let Some(state) = self.peers.get_mut(&peer_id)
+                    && let Some(kind) = state.connections.remove(&connection_id)
+                {
+                    let cause = cause.map_or_else(|| "closed".to_owned(), |c| c.to_string());
+                    tracing::info!(peer = %peer_id, kind = kind.as_str(), %cause, "disconnected");
                 }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
+                connection_id,
                 error,
-                ..
             } => {
-                if let Some(waiting) = self.dials.remove(&peer) {
-                    for (reply, _) in waiting {
-                        let _ = reply.send(Err(SwarmError::Dial {
-                            target: peer.to_string(),
-                            why: error.to_string(),
-                        }));
-                    }
-                }
+                tracing::debug!(%peer, error = %error, "dial failed");
+                self.on_dial_failed(peer, connection_id, &error);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
             _ => {}
@@ -889,7 +1139,7 @@ impl Driver {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let kad_protocol = self.swarm.behaviour().kad.protocol_names().first().cloned();
                 if kad_protocol.is_some_and(|p| info.protocols.contains(&p)) {
-                    for addr in &info.listen_addrs {
+                    for addr in info.listen_addrs.iter().filter(|a| !is_circuit(a)) {
                         self.swarm
                             .behaviour_mut()
                             .kad
@@ -928,18 +1178,28 @@ impl Driver {
                 result,
             }) => match result {
                 Ok(connection) => {
-                    tracing::info!(peer = %remote_peer_id, "hole punched: direct connection");
-                    self.peers
-                        .entry(remote_peer_id)
-                        .or_default()
-                        .connections
-                        .insert(connection, ConnectionKind::HolePunched);
+                    tracing::info!(peer = %remote_peer_id, ?connection, "DCUtR: hole punched, direct connection");
+                    // Only if still open: the event follows the connection's own.
+                    if let Some(kind) = self
+                        .peers
+                        .get_mut(&remote_peer_id)
+                        .and_then(|state| state.connections.get_mut(&connection))
+                    {
+                        *kind = ConnectionKind::HolePunched;
+                    }
                 }
                 Err(e) => {
-                    tracing::info!(peer = %remote_peer_id, error = %e, "hole punching failed")
+                    tracing::info!(peer = %remote_peer_id, error = %e, "DCUtR: hole punching failed; staying relayed")
                 }
             },
-            BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
+            BehaviourEvent::RelayClient(event) => match event {
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal,
+                    ..
+                } => tracing::info!(relay = %relay_peer_id, renewal, "relay slot reserved"),
+                other => tracing::info!(event = ?other, "relay client"),
+            },
             BehaviourEvent::AutonatClient(event) => {
                 tracing::debug!(addr = %event.tested_addr, ok = event.result.is_ok(), "AutoNAT probe");
             }
@@ -1074,4 +1334,61 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
 
 fn is_circuit(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// `addrs` with only the first circuit through each relay: circuits through one relay all
+/// travel this node's one connection to it, so dialling more than one gains nothing and
+/// costs the relay extra circuits (and the peer extra connections).
+fn one_circuit_per_relay(addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    let mut relays = HashSet::new();
+    addrs
+        .into_iter()
+        .filter(|addr| !is_circuit(addr) || relays.insert(relay_of(addr)))
+        .collect()
+}
+
+/// The relay of a circuit address: the `/p2p/` before `/p2p-circuit`.
+fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in addr.iter() {
+        match protocol {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// Whether the address's IP is routable on the Internet: not private (RFC 1918), shared
+/// (RFC 6598), loopback, link-local, unique-local or unspecified. A DNS name counts as
+/// global (whoever configured it meant it to be dialled).
+fn is_global(addr: &Multiaddr) -> bool {
+    addr.iter().all(|p| match p {
+        Protocol::Ip4(ip) => {
+            let [a, b, ..] = ip.octets();
+            let shared = a == 100 && (64..128).contains(&b);
+            !(ip.is_private()
+                || ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || shared)
+        }
+        Protocol::Ip6(ip) => {
+            let first = ip.segments()[0];
+            let unique_local = first & 0xfe00 == 0xfc00;
+            let link_local = first & 0xffc0 == 0xfe80;
+            !(ip.is_loopback() || ip.is_unspecified() || unique_local || link_local)
+        }
+        _ => true,
+    })
 }
