@@ -24,15 +24,21 @@ pub struct Setup {
 
 /// Creates the CA, server and admin certificates.
 pub fn setup() -> Setup {
+    setup_as("bench")
+}
+
+/// Creates the CA, server and admin certificates of node `<peer>@local`: several nodes
+/// in one benchmark need names of their own.
+pub fn setup_as(peer: &str) -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().to_owned();
     let paths = PkiPaths::new(root.join("pki"));
     let names = NodeNames {
-        peer: "bench".parse().unwrap(),
+        peer: peer.parse().expect("a peer name"),
         domain: "local".parse().unwrap(),
     };
     pki::init_server_material(&paths, &names, Overwrite::Refuse).expect("pki");
-    let admin = issue(&root, "admin@bench@local", "admin");
+    let admin = issue(&root, &format!("admin@{peer}@local"), "admin");
     Setup {
         _dir: dir,
         root,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use libp2p::PeerId;
@@ -25,27 +26,65 @@ use crate::server::connection::ConnectionPrincipal;
 /// The request header naming the peer a call is for: `<peer>[@<domain>]` or a PeerId.
 pub const PEER_HEADER: &str = "aurae-peer";
 
-/// One HTTP/2 connection per remote peer, made on first use and kept.
+/// How long a peer name resolved for forwarding is used before it is looked up again.
+const NAME_TTL: Duration = Duration::from_secs(60);
+
+/// One HTTP/2 connection per remote peer, made on first use and kept, and the peer names
+/// recently resolved: a call to a known peer costs no lookup and no trip to the swarm.
 #[derive(Debug, Default)]
 pub struct Channels {
     open: Mutex<HashMap<PeerId, Channel>>,
+    names: Mutex<HashMap<String, (PeerId, Instant)>>,
 }
 
 impl Channels {
-    /// Drops every connection (the swarm stopped).
+    /// Drops every connection and resolved name (the swarm stopped).
     pub fn clear(&self) {
         self.open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
-    /// Drops the connection to `peer` (it failed).
+    /// Drops the connection to `peer` (it failed) and the names resolved to it.
     pub fn forget(&self, peer: &PeerId) {
         self.open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(peer);
+        self.names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, (id, _)| id != peer);
+    }
+
+    /// The open connection to `peer`, if there is one.
+    fn existing(&self, peer: &PeerId) -> Option<Channel> {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(peer)
+            .cloned()
+    }
+
+    /// The PeerId `name` was resolved to within the last minute.
+    fn resolved(&self, name: &str) -> Option<PeerId> {
+        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        names
+            .get(name)
+            .filter(|(_, at)| at.elapsed() < NAME_TTL)
+            .map(|(peer, _)| *peer)
+    }
+
+    fn remember(&self, name: &str, peer: PeerId) {
+        self.names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), (peer, Instant::now()));
     }
 
     /// The connection to `peer`, made lazily over the swarm of `daemon`.
@@ -176,19 +215,31 @@ async fn forward(
     let target = target.to_str().map_err(|_| {
         tonic::Status::invalid_argument(format!("the {PEER_HEADER} header is not text"))
     })?;
-    let address = super::parse_peer(target)?;
-    let (peer, addrs, _, _) = super::resolve_peer(&daemon, &address).await?;
-    let network = daemon.peer.network().map_err(|e| e.to_status())?;
-    if peer == network.local_peer_id() {
-        return Err(tonic::Status::invalid_argument(format!(
-            "'{target}' is this node; leave out --peer"
-        )));
-    }
-    network
-        .dial_peer(peer, &addrs)
-        .await
-        .map_err(|e| e.to_status())?;
-    let channel = daemon.peer.channels.get(&daemon, peer);
+    let channels = &daemon.peer.channels;
+    let known = channels
+        .resolved(target)
+        .and_then(|peer| channels.existing(&peer).map(|channel| (peer, channel)));
+    let (peer, channel) = match known {
+        Some(known) => known,
+        None => {
+            let address = super::parse_peer(target)?;
+            let (peer, addrs, _, _) = super::resolve_peer(&daemon, &address).await?;
+            let network = daemon.peer.network().map_err(|e| e.to_status())?;
+            if peer == network.local_peer_id() {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "'{target}' is this node; leave out --peer"
+                )));
+            }
+            if channels.existing(&peer).is_none() {
+                network
+                    .dial_peer(peer, &addrs)
+                    .await
+                    .map_err(|e| e.to_status())?;
+            }
+            channels.remember(target, peer);
+            (peer, channels.get(&daemon, peer))
+        }
+    };
     let (mut parts, body) = request.into_parts();
     parts.extensions = http::Extensions::new();
     let request = http::Request::from_parts(parts, body);

@@ -52,6 +52,16 @@ pub const GRPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/aurae/grpc/1.0.0
 const PING_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
 /// How often the node's name record and provider records are published again.
 const REPUBLISH: Duration = Duration::from_secs(10 * 60);
+/// When the name record is published again after the first time, while the network the
+/// node joined is still filling its routing table: a record stored when the node knew one
+/// or two peers sits on peers that are soon no longer the closest to its key. After these,
+/// every [`REPUBLISH`].
+const EARLY_REPUBLISH: [Duration; 4] = [
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(90),
+    Duration::from_secs(300),
+];
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -602,6 +612,10 @@ struct Driver {
     published: bool,
     /// The node's addresses changed since the name record was last published.
     addresses_changed: bool,
+    /// When the name record was first published.
+    first_published: Option<Instant>,
+    /// How many of [`EARLY_REPUBLISH`] are done.
+    early_republished: usize,
     /// Listeners on a wildcard IP (`0.0.0.0`, `::`), whose addresses are announced only
     /// when globally routable.
     wildcard_listeners: HashSet<ListenerId>,
@@ -628,6 +642,8 @@ impl Driver {
             name: Some(name),
             published: false,
             addresses_changed: false,
+            first_published: None,
+            early_republished: 0,
             wildcard_listeners: HashSet::new(),
             relays,
             reservations: HashMap::new(),
@@ -764,7 +780,14 @@ impl Driver {
                 _ = republish.tick() => self.republish(),
                 _ = sweep.tick() => {
                     self.expire_dials();
-                    if self.published && self.addresses_changed {
+                    let early = self
+                        .first_published
+                        .zip(EARLY_REPUBLISH.get(self.early_republished))
+                        .is_some_and(|(first, after)| first.elapsed() >= *after);
+                    if early {
+                        self.early_republished += 1;
+                    }
+                    if self.published && (self.addresses_changed || early) {
                         self.republish();
                     }
                 }
@@ -1105,6 +1128,7 @@ impl Driver {
                 }
                 if !self.published && self.name.is_some() {
                     self.published = true;
+                    self.first_published = Some(Instant::now());
                     self.republish();
                 }
             }
