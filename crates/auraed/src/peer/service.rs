@@ -139,7 +139,11 @@ impl pb::peer_server::Peer for PeerService {
         let request = request.into_inner();
         let peer = peer_id(&request.peer_id)?;
         let principal: Principal = if request.principal.is_empty() {
-            trust::default_principal(&peer)
+            trust::default_principal(&peer).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "PeerId {peer} gives no default principal ({e}); name one with --as"
+                ))
+            })?
         } else {
             request
                 .principal

@@ -417,14 +417,12 @@ impl Drop for Network {
     }
 }
 
+/// A ping payload: random, as the ping protocol asks, so that an echo cannot be faked
+/// from an earlier one.
 fn rand_bytes() -> [u8; 32] {
+    use rand_core::RngCore as _;
     let mut bytes = [0u8; 32];
-    let seed = records::now_ms() ^ u64::from(std::process::id());
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        let mixed = seed.rotate_left(u32::try_from(i).unwrap_or(0) * 7)
-            ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        *byte = mixed.to_le_bytes().first().copied().unwrap_or(0);
-    }
+    rand_core::OsRng.fill_bytes(&mut bytes);
     bytes
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use aurae_core::name::{DomainName, EntityName, PeerName, Principal};
+use aurae_core::name::{DomainName, PeerName, Principal};
 use aurae_core::path::StorePath;
 use aurae_store::namespace::Removal;
 use aurae_store::{Content, Durability, PutOptions, Store, StoreError};
@@ -67,22 +67,14 @@ pub struct TrustList {
 /// The principal a trusted peer gets when none is given: `node@p<id>@peer.invalid`,
 /// where `<id>` is its PeerId in lowercase base32 (a PeerId itself has capitals, which a
 /// peer label may not hold).
-pub fn default_principal(peer: &PeerId) -> Principal {
-    let label = format!("p{}", base32_lower(&peer.to_bytes()));
-    Principal {
-        entity: PEER_ENTITY.parse().unwrap_or_else(|_| unreachable_entity()),
-        peer: label.parse().unwrap_or_else(|_| unreachable_peer()),
-        domain: PEER_DOMAIN.parse().unwrap_or_default(),
-    }
-}
-
-fn unreachable_entity() -> EntityName {
-    // `node` is a valid entity name; this is never reached.
-    "node".parse().unwrap_or_else(|_| unreachable_entity())
-}
-
-fn unreachable_peer() -> PeerName {
-    PeerName::from_hostname("peer")
+/// An error (never met with real PeerIds, which fit a label) rather than a shared
+/// fallback name, which would give different peers one principal.
+pub fn default_principal(peer: &PeerId) -> Result<Principal, aurae_core::name::NameError> {
+    format!(
+        "{PEER_ENTITY}@p{}@{PEER_DOMAIN}",
+        base32_lower(&peer.to_bytes())
+    )
+    .parse()
 }
 
 fn base32_lower(bytes: &[u8]) -> String {
@@ -316,7 +308,9 @@ mod tests {
     fn default_principals_are_valid_and_distinct() {
         let a = PeerId::from(libp2p::identity::Keypair::generate_ed25519().public());
         let b = PeerId::from(libp2p::identity::Keypair::generate_ed25519().public());
-        let (pa, pb) = (default_principal(&a), default_principal(&b));
+        let (Ok(pa), Ok(pb)) = (default_principal(&a), default_principal(&b)) else {
+            panic!("default principals of ed25519 PeerIds are valid");
+        };
         assert_ne!(pa, pb);
         assert_eq!(pa.domain.as_str(), PEER_DOMAIN);
         assert!(pa.peer.as_str().len() <= 63, "{}", pa.peer);
