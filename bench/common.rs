@@ -158,6 +158,13 @@ pub fn serve_echo_if_asked() {
         .and_then(|()| stdout.flush())
         .expect("tell the parent");
     let (mut conn, _) = listener.accept().expect("accept the echo client");
+    echo_until_closed(&mut conn);
+    std::process::exit(0);
+}
+
+/// Writes back everything `conn` sends until it closes (or fails): the echo servers of
+/// the benchmarks' cross-process round-trip floors, over a Unix socket or TCP.
+pub fn echo_until_closed(conn: &mut (impl Read + Write)) {
     let mut buf = [0u8; 64 * 1024];
     loop {
         match conn.read(&mut buf) {
@@ -169,7 +176,6 @@ pub fn serve_echo_if_asked() {
             }
         }
     }
-    std::process::exit(0);
 }
 
 /// A second process (this benchmark binary, started again with [`ECHO_SERVER_ENV`])

@@ -742,17 +742,7 @@ fn serve_tcp_echo_if_asked() {
         .expect("tell the parent");
     let (mut conn, _) = listener.accept().expect("accept the echo client");
     let _ = conn.set_nodelay(true);
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if conn.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
+    common::echo_until_closed(&mut conn);
     std::process::exit(0);
 }
 

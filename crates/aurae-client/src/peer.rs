@@ -7,8 +7,7 @@ use std::task::{Context, Poll};
 use http::HeaderValue;
 use tower::Service;
 
-/// The request header naming the peer a call is for (auraed's forwarding layer reads it).
-pub const PEER_HEADER: &str = "aurae-peer";
+pub use aurae_core::address::PEER_HEADER;
 
 /// A connection to auraed: calls are served there, or by the peer it names.
 #[derive(Debug, Clone)]

@@ -14,6 +14,11 @@ use libp2p_identity::PeerId;
 
 use crate::name::{DomainName, EntityName, NameError, PeerName, Principal};
 
+/// The request header that names the peer a call is for (`<peer>[@<domain>]` or a
+/// PeerId): clients set it (`aurae --peer`), and auraed forwards such a call to that peer.
+/// One definition, so that the two sides cannot drift apart.
+pub const PEER_HEADER: &str = "aurae-peer";
+
 /// Longest text that can be a PeerId: a 42-byte inlined key as an identity multihash is 44
 /// bytes, 60 base58 characters. Longer text is refused before it is decoded.
 pub const MAX_PEER_ID_LEN: usize = 60;

@@ -23,8 +23,7 @@ use crate::context::Daemon;
 use crate::server::authz::Decider;
 use crate::server::connection::ConnectionPrincipal;
 
-/// The request header naming the peer a call is for: `<peer>[@<domain>]` or a PeerId.
-pub const PEER_HEADER: &str = "aurae-peer";
+pub use aurae_core::address::PEER_HEADER;
 
 /// How long a peer name resolved for forwarding is used before it is looked up again.
 const NAME_TTL: Duration = Duration::from_secs(60);
